@@ -1,0 +1,202 @@
+//! GET and HEAD: serving a stored file, whole or as one range.
+//!
+//! Files are immutable, so the ETag is their content hash and they may be
+//! cached for ever. Decryption runs in a blocking task that feeds the response
+//! through a small channel: memory stays bounded and a slow reader only slows
+//! its own task. A chunk that fails authentication ends the body early, so
+//! the client sees a broken transfer, never altered bytes.
+
+use std::ops::Range;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use tokio::sync::mpsc;
+use tracing::{debug, error, Instrument};
+
+use super::error::HttpError;
+use super::headers::content_disposition;
+use super::range::{parse_range, RangeRequest};
+use super::HttpState;
+use crate::storage::{FileId, FileRecord};
+
+/// Decrypted chunks buffered ahead of the connection.
+const READ_AHEAD_CHUNKS: usize = 4;
+
+pub async fn get(
+    State(state): State<HttpState>,
+    Path((id, _filename)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let id: FileId = id
+        .parse()
+        .map_err(|_| HttpError::new(StatusCode::NOT_FOUND, "no such file"))?;
+    let span = tracing::info_span!("download", file = %id);
+    async move {
+        let file = state
+            .blocking(move |store| store.file(&id))
+            .await?
+            .ok_or(HttpError::new(StatusCode::NOT_FOUND, "no such file"))?;
+        let etag = etag(&file);
+        let mut response = Response::builder()
+            .header(header::ETAG, etag.clone())
+            .header(header::CACHE_CONTROL, state.cache_control.clone())
+            .header(header::ACCEPT_RANGES, "bytes");
+
+        if if_none_match(&headers, &etag) {
+            return Ok(response
+                .status(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .expect("static headers are valid"));
+        }
+
+        response = response
+            .header(header::CONTENT_TYPE, served_type(&file.content_type))
+            .header(
+                header::CONTENT_DISPOSITION,
+                content_disposition(&file.content_type, &file.filename),
+            );
+        let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let range_header = range_header.filter(|_| if_range_matches(&headers, &etag));
+        let range = match parse_range(range_header, file.size) {
+            RangeRequest::Full => {
+                response = response.status(StatusCode::OK);
+                0..file.size
+            }
+            RangeRequest::Partial(range) => {
+                response = response.status(StatusCode::PARTIAL_CONTENT).header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{}", range.start, range.end - 1, file.size),
+                );
+                range
+            }
+            RangeRequest::Unsatisfiable => {
+                return Ok(response
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{}", file.size))
+                    .body(Body::empty())
+                    .expect("headers are valid"));
+            }
+        };
+        response = response.header(header::CONTENT_LENGTH, range.end - range.start);
+        let body = if method == Method::HEAD {
+            Body::empty()
+        } else {
+            debug!(start = range.start, end = range.end, "serving");
+            decrypting_body(state, file, range)
+        };
+        Ok(response.body(body).expect("headers are valid"))
+    }
+    .instrument(span)
+    .await
+}
+
+/// A body fed by a blocking task that decrypts the chunks of `range`.
+fn decrypting_body(state: HttpState, file: FileRecord, range: Range<u64>) -> Body {
+    let (chunks_tx, chunks_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD_CHUNKS);
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let reader = match state.store.read_range(&file, range) {
+            Ok(reader) => reader,
+            Err(cause) => {
+                error!(%cause, "cannot read file");
+                let _ = chunks_tx.blocking_send(Err(std::io::Error::other("storage failure")));
+                return;
+            }
+        };
+        for chunk in reader {
+            let item = chunk.map_err(|cause| {
+                error!(%cause, "stored file failed to decrypt; cutting the response");
+                std::io::Error::other("storage failure")
+            });
+            let failed = item.is_err();
+            if chunks_tx.blocking_send(item).is_err() || failed {
+                // The client went away, or the file is damaged: stop reading.
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(chunks_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Body::from_stream(stream)
+}
+
+/// A strong ETag from the content hash.
+fn etag(file: &FileRecord) -> String {
+    format!("\"{}\"", hex::encode(&file.blake3[..16]))
+}
+
+/// An empty or missing type is served as opaque bytes.
+fn served_type(content_type: &str) -> HeaderValue {
+    HeaderValue::from_str(content_type)
+        .ok()
+        .filter(|_| !content_type.trim().is_empty())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+/// RFC 9110 §13.1.2: a weak comparison against any listed tag, or `*`.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// RFC 9110 §13.1.5: a Range applies only if If-Range (when present) names our ETag.
+fn if_range_matches(headers: &HeaderMap, etag: &str) -> bool {
+    match headers.get(header::IF_RANGE) {
+        None => true,
+        Some(value) => value.to_str().map(|v| v.trim() == etag).unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(name, value.parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn if_none_match_forms() {
+        let tag = "\"abc\"";
+        assert!(if_none_match(&headers("if-none-match", "\"abc\""), tag));
+        assert!(if_none_match(&headers("if-none-match", "W/\"abc\""), tag));
+        assert!(if_none_match(
+            &headers("if-none-match", "\"x\", \"abc\""),
+            tag
+        ));
+        assert!(if_none_match(&headers("if-none-match", "*"), tag));
+        assert!(!if_none_match(&headers("if-none-match", "\"abd\""), tag));
+        assert!(!if_none_match(&HeaderMap::new(), tag));
+    }
+
+    #[test]
+    fn if_range_needs_our_exact_tag() {
+        let tag = "\"abc\"";
+        assert!(if_range_matches(&HeaderMap::new(), tag));
+        assert!(if_range_matches(&headers("if-range", "\"abc\""), tag));
+        assert!(!if_range_matches(&headers("if-range", "W/\"abc\""), tag));
+        assert!(!if_range_matches(
+            &headers("if-range", "Tue, 01 Jan 2030 00:00:00 GMT"),
+            tag
+        ));
+    }
+
+    #[test]
+    fn empty_type_is_served_as_octet_stream() {
+        assert_eq!(served_type(""), "application/octet-stream");
+        assert_eq!(served_type("image/png"), "image/png");
+    }
+}

@@ -1,0 +1,168 @@
+//! The HTTP side: PUT into slots, GET and HEAD of stored files.
+//!
+//! The server is assembled here from hyper's HTTP/1 connection handling (for
+//! its header read timeout, which `axum::serve` does not expose), a cap on
+//! open connections, and an axum router whose layers add the headers every
+//! response needs: CORS for web clients and the policies that keep uploads
+//! inert in a browser.
+
+mod download;
+mod error;
+pub mod headers;
+pub mod range;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, put};
+use axum::Router;
+use http::{HeaderValue, Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::{debug, warn};
+
+use crate::config::{Config, Retention};
+use crate::storage::{Purpose, StorageError, Store};
+pub use error::HttpError;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    store: Store,
+    retention: Retention,
+    upload_permits: Arc<Semaphore>,
+    body_idle_timeout: Duration,
+    cache_control: HeaderValue,
+}
+
+impl HttpState {
+    pub fn new(config: &Config, store: Store) -> HttpState {
+        let cache_control = format!(
+            "public, max-age={}, immutable",
+            config.http.cache_max_age.as_secs()
+        );
+        HttpState {
+            store,
+            retention: config.retention.clone(),
+            upload_permits: Arc::new(Semaphore::new(config.http.max_concurrent_uploads)),
+            body_idle_timeout: config.http.body_idle_timeout,
+            cache_control: HeaderValue::from_str(&cache_control)
+                .expect("digits and ASCII are a valid header value"),
+        }
+    }
+
+    fn retention_for(&self, purpose: Purpose) -> Duration {
+        match purpose {
+            Purpose::Ephemeral => self.retention.ephemeral,
+            Purpose::Message => self.retention.message,
+            Purpose::Permanent => self.retention.permanent,
+        }
+    }
+
+    /// Runs a store call on the blocking pool (sled blocks) and maps its failure.
+    async fn blocking<T, F>(&self, call: F) -> Result<T, HttpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || call(&store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                if !matches!(
+                    error,
+                    StorageError::AlreadyUploaded | StorageError::UploadInProgress
+                ) {
+                    warn!(%error, "storage call failed");
+                }
+                Err(HttpError::from(&error))
+            }
+            Err(_) => Err(HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage task failed",
+            )),
+        }
+    }
+}
+
+/// The routes and the layers every response goes through.
+pub fn router(config: &Config, state: HttpState) -> Router {
+    let origins = &config.http.cors_allow_origin;
+    let allow_origin = if origins.trim() == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .filter_map(|origin| HeaderValue::from_str(origin.trim()).ok()),
+        )
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::PUT, Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
+        .expose_headers([
+            http::header::CONTENT_LENGTH,
+            http::header::CONTENT_RANGE,
+            http::header::ETAG,
+            http::header::ACCEPT_RANGES,
+        ])
+        .max_age(Duration::from_secs(86_400));
+
+    let mut app = Router::new()
+        .route("/upload/{id}/{token}/{filename}", put(upload::put))
+        .route("/file/{id}/{filename}", get(download::get))
+        .with_state(state)
+        .fallback(|| async { HttpError::new(StatusCode::NOT_FOUND, "not found") })
+        .method_not_allowed_fallback(|| async {
+            HttpError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(cors);
+    for (name, value) in headers::security_headers() {
+        app = app.layer(SetResponseHeaderLayer::overriding(name, value));
+    }
+    app
+}
+
+/// Accepts connections for ever, at most `max_connections` at a time.
+pub async fn serve(listener: TcpListener, app: Router, config: &Config) {
+    let connections = Arc::new(Semaphore::new(config.http.max_connections));
+    let header_timeout = config.http.header_timeout;
+    loop {
+        let permit = connections
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: wait instead of spinning.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Small responses must not wait for Nagle's algorithm.
+        let _ = socket.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(socket), service);
+            match tokio::time::timeout(Duration::from_secs(24 * 3600), connection).await {
+                Ok(Err(error)) => debug!(%peer, %error, "connection ended with an error"),
+                Err(_) => debug!(%peer, "connection open for a day; closed"),
+                Ok(Ok(())) => {}
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,18 @@
+//! Satchel: XEP-0363 HTTP File Upload for any XMPP server, as an external
+//! component, with files encrypted at rest in an embedded database.
+//!
+//! The crate mirrors the three parts of the service: [`xmpp`] answers the
+//! server (slot requests, disco, ping), [`http`] takes uploads and serves
+//! downloads, [`storage`] keeps encrypted chunks in sled. [`slots`] holds the
+//! policy that joins the first two: who may upload what, and the URL that
+//! carries that permission.
+
+pub mod config;
+pub mod http;
+pub mod slots;
+pub mod storage;
+pub mod xmpp;
+
+mod service;
+
+pub use service::{run, StartError};

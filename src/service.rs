@@ -1,0 +1,111 @@
+//! Starting and stopping the whole service.
+//!
+//! Everything that can fail because of the operator's setup (the store, the
+//! key file, the HTTP port) is tried before Satchel reports itself started, so
+//! a bad deployment fails at once with one clear line. The XMPP link is the
+//! exception: the server may come up later, and Satchel waits for it.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::slots::{unix_now, SlotService};
+use crate::storage::{StorageError, Store, StoreOptions};
+use crate::xmpp::{connection, router::Router};
+
+/// Plaintext bytes per stored chunk.
+const CHUNK_SIZE: u32 = 64 * 1024;
+
+/// Why Satchel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store at {path}: {source}")]
+    Store {
+        path: std::path::PathBuf,
+        source: StorageError,
+    },
+    #[error("cannot listen on {address} (http.listen): {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handler: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs Satchel until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let options = StoreOptions {
+        path: config.storage.path.clone(),
+        key_file: config.storage.key_file.clone(),
+        cache_capacity: config.storage.cache_capacity_bytes,
+        chunk_size: CHUNK_SIZE,
+    };
+    let store_path = config.storage.path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(options))
+        .await
+        .expect("store opening does not panic")
+        .map_err(|source| StartError::Store {
+            path: store_path,
+            source,
+        })?;
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: config.http.listen,
+            source,
+        })?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(StartError::Signals)?;
+
+    let app = http::router(&config, HttpState::new(&config, store.clone()));
+    let http_config = config.clone();
+    tokio::spawn(async move { http::serve(listener, app, &http_config).await });
+
+    let router = Arc::new(Router::new(
+        config.component.jid.clone(),
+        SlotService::new(&config, store.clone()),
+    ));
+    tokio::spawn(connection::run(config.component.clone(), router));
+    tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
+
+    info!(
+        jid = %config.component.jid,
+        http = %config.http.listen,
+        public_url = %config.http.public_url,
+        "Satchel started"
+    );
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM received, stopping"),
+        _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),
+    }
+    match tokio::task::spawn_blocking(move || store.flush()).await {
+        Ok(Ok(())) => info!("store flushed"),
+        Ok(Err(error)) => warn!(%error, "flushing the store failed"),
+        Err(_) => warn!("flushing the store panicked"),
+    }
+    Ok(())
+}
+
+/// Deletes expired files, expired slots and abandoned uploads, for ever.
+async fn collect_garbage_periodically(store: Store, config: Config) {
+    let mut interval = tokio::time::interval(config.retention.gc_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let abandoned_after = config.retention.abandoned_upload.as_secs();
+    loop {
+        interval.tick().await;
+        let store = store.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || store.collect_garbage(unix_now(), abandoned_after))
+                .await;
+        match outcome {
+            Ok(Ok(report)) if report != Default::default() => info!(?report, "garbage collected"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => warn!(%error, "garbage collection failed"),
+            Err(_) => warn!("garbage collection panicked"),
+        }
+    }
+}

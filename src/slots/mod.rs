@@ -1,0 +1,193 @@
+//! Slots: the decision to let a user upload one file, and the URLs for it.
+//!
+//! This is the policy half of XEP-0363, kept apart from the XML so that it can
+//! be tested, benchmarked and reasoned about on its own: who may upload
+//! (`allowed_domains`), what (`filename`, size), how much (`quota`), and the
+//! unguessable PUT URL that carries the permission (`token`).
+
+pub mod filename;
+pub mod quota;
+pub mod token;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jid::BareJid;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::config::Config;
+use crate::storage::{FileId, Purpose, SlotRecord, StorageError, Store};
+use filename::{check_filename, FilenameError};
+use quota::{check_user_quota, time_when_freed, QuotaLimits};
+use token::UploadToken;
+
+/// What a client asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRequest {
+    pub filename: String,
+    pub size: u64,
+    /// `None` when absent or empty.
+    pub content_type: Option<String>,
+    pub purpose: Purpose,
+}
+
+/// A granted slot.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub id: FileId,
+    pub put_url: String,
+    pub get_url: String,
+}
+
+/// Why no slot was granted.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error("File too large. The maximum file size is {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("{0}")]
+    BadFilename(#[from] FilenameError),
+    #[error("The content type is not a valid HTTP header value")]
+    BadContentType,
+    #[error("Only users of this service's domains may upload files")]
+    NotAllowed,
+    #[error("{reason}")]
+    OverQuota { reason: &'static str, retry_at: u64 },
+    #[error("storage failure")]
+    Storage(#[from] StorageError),
+}
+
+/// Characters left as they are in a URL path segment (RFC 3986 unreserved).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a file name for use as the last segment of a URL.
+pub fn encode_filename(name: &str) -> String {
+    utf8_percent_encode(name, PATH_SEGMENT).to_string()
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Grants slots. Cheap to clone; its methods block on the store.
+#[derive(Clone)]
+pub struct SlotService {
+    store: Store,
+    max_file_size: u64,
+    slot_lifetime_secs: u64,
+    quota: QuotaLimits,
+    min_free_disk_percent: u8,
+    allowed_domains: Vec<String>,
+    public_url: String,
+}
+
+impl SlotService {
+    pub fn new(config: &Config, store: Store) -> SlotService {
+        SlotService {
+            store,
+            max_file_size: config.limits.max_file_size,
+            slot_lifetime_secs: config.limits.slot_lifetime.as_secs(),
+            quota: QuotaLimits {
+                daily_upload_bytes: config.limits.daily_upload_bytes,
+                user_storage_bytes: config.limits.user_storage_bytes,
+            },
+            min_free_disk_percent: config.limits.min_free_disk_percent,
+            allowed_domains: config.limits.allowed_domains.clone(),
+            public_url: config.http.public_url.clone(),
+        }
+    }
+
+    pub fn max_file_size(&self) -> u64 {
+        self.max_file_size
+    }
+
+    /// Checks `request` from `requester` and, if it may go ahead, records the slot.
+    pub fn grant(
+        &self,
+        requester: &BareJid,
+        request: SlotRequest,
+        now: u64,
+    ) -> Result<Slot, SlotError> {
+        let domain = requester.domain().as_str();
+        if requester.node().is_none()
+            || !self
+                .allowed_domains
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(domain))
+        {
+            return Err(SlotError::NotAllowed);
+        }
+        check_filename(&request.filename)?;
+        if let Some(content_type) = &request.content_type {
+            if http::HeaderValue::from_str(content_type).is_err() || content_type.len() > 255 {
+                return Err(SlotError::BadContentType);
+            }
+        }
+        if request.size > self.max_file_size {
+            return Err(SlotError::TooLarge {
+                max: self.max_file_size,
+            });
+        }
+
+        let uploader = requester.to_string();
+        let usage = self.store.usage(&uploader, now)?;
+        let over_storage =
+            usage.stored_bytes.saturating_add(request.size) > self.quota.user_storage_bytes;
+        let user_files = if over_storage {
+            self.store.user_files_by_expiry(&uploader)?
+        } else {
+            Vec::new()
+        };
+        check_user_quota(self.quota, usage, &user_files, request.size, now).map_err(|over| {
+            SlotError::OverQuota {
+                reason: over.reason,
+                retry_at: over.retry_at,
+            }
+        })?;
+        self.check_disk(request.size, now)?;
+
+        let token = UploadToken::generate();
+        let record = SlotRecord {
+            id: FileId::random(),
+            token_hash: token.hash,
+            uploader,
+            filename: request.filename,
+            size: request.size,
+            content_type: request.content_type,
+            purpose: request.purpose,
+            created: now,
+            expires: now + self.slot_lifetime_secs,
+        };
+        self.store.insert_slot(&record, now)?;
+        let name = encode_filename(&record.filename);
+        Ok(Slot {
+            id: record.id,
+            put_url: format!(
+                "{}/upload/{}/{}/{}",
+                self.public_url, record.id, token.text, name
+            ),
+            get_url: format!("{}/file/{}/{}", self.public_url, record.id, name),
+        })
+    }
+
+    /// Refuses a slot that would leave less than the configured share of the disk free.
+    fn check_disk(&self, size: u64, now: u64) -> Result<(), SlotError> {
+        let total = self.store.disk_total()?;
+        let available = self.store.disk_available()?;
+        let reserve = total / 100 * u64::from(self.min_free_disk_percent);
+        if available >= size.saturating_add(reserve) {
+            return Ok(());
+        }
+        let needed = size.saturating_add(reserve) - available;
+        let soonest = self.store.files_by_expiry(10_000)?;
+        Err(SlotError::OverQuota {
+            reason: "The service is out of storage space",
+            retry_at: time_when_freed(&soonest, needed, now),
+        })
+    }
+}

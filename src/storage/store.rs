@@ -1,0 +1,698 @@
+//! The store: sled trees, the master key, and the bookkeeping around them.
+//!
+//! Layout, one sled tree each:
+//!
+//! | tree      | key                                          | value               |
+//! |-----------|----------------------------------------------|---------------------|
+//! | `slots`   | file id                                      | `SlotRecord`        |
+//! | `files`   | file id                                      | `FileRecord`        |
+//! | `chunks`  | file id ‖ chunk index (u32 BE)               | sealed chunk        |
+//! | `uploads` | file id                                      | start time (u64 BE) |
+//! | `usage`   | bare JID                                     | `UserUsage`         |
+//! | `expiry`  | expires (u64 BE) ‖ file id                   | size (u64 BE)       |
+//! | `by_user` | JID length (u32 BE) ‖ JID ‖ expires ‖ file id | size (u64 BE)      |
+//!
+//! Big-endian numbers make sled's byte order the numeric order, so "soonest
+//! expiry first" is a plain scan. `uploads` lists every id that may own
+//! chunks without owning a `FileRecord` (uploads running or abandoned, files
+//! being deleted): garbage collection only ever needs to look there, never
+//! at the (large) `chunks` tree as a whole.
+//!
+//! sled calls block; callers run the store on `spawn_blocking` threads.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::fs::DirBuilder;
+use std::ops::Range;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
+
+use super::master_key::MasterKey;
+use super::read::RangeReader;
+use super::records::{FileId, FileRecord, SlotRecord, UserUsage};
+use super::upload::UploadWriter;
+use super::StorageError;
+
+const SECONDS_PER_DAY: u64 = 86_400;
+
+/// Upper bound for `StoreOptions::chunk_size`: sled keeps values below
+/// roughly 128 KiB inline in its pages, and a chunk is read whole.
+const MAX_CHUNK_SIZE: u32 = 1 << 20;
+
+/// How to open a [`Store`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Directory of the sled database; created (mode 0700) if missing.
+    pub path: PathBuf,
+    /// The master key file; must be outside `path`.
+    pub key_file: PathBuf,
+    /// Bytes of sled's page cache.
+    pub cache_capacity: u64,
+    /// Plaintext bytes per chunk for new files (64 KiB is a good default).
+    /// Existing files keep the chunk size they were written with.
+    pub chunk_size: u32,
+}
+
+/// A handle to the encrypted file store; clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) db: sled::Db,
+    pub(super) trees: Trees,
+    pub(super) master_key: MasterKey,
+    path: PathBuf,
+    pub(super) chunk_size: u32,
+    /// Sum of the sizes of all completed files.
+    pub(super) stored_bytes: AtomicU64,
+    /// Ids whose chunks someone is writing or deleting right now.
+    busy: Mutex<HashSet<FileId>>,
+}
+
+pub(super) struct Trees {
+    pub(super) slots: sled::Tree,
+    pub(super) files: sled::Tree,
+    pub(super) chunks: sled::Tree,
+    pub(super) uploads: sled::Tree,
+    pub(super) usage: sled::Tree,
+    pub(super) expiry: sled::Tree,
+    pub(super) by_user: sled::Tree,
+}
+
+impl Store {
+    /// Creates the store directory if needed, opens the database, and loads
+    /// (or, for a new store, creates) the master key.
+    pub fn open(opts: StoreOptions) -> Result<Store, StorageError> {
+        if opts.chunk_size == 0 || opts.chunk_size > MAX_CHUNK_SIZE {
+            return Err(StorageError::Options(format!(
+                "chunk size {} is not between 1 and {MAX_CHUNK_SIZE}",
+                opts.chunk_size
+            )));
+        }
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&opts.path)
+            .map_err(|source| StorageError::Io {
+                context: format!("creating store directory {}", opts.path.display()),
+                source,
+            })?;
+        let db = sled::Config::new()
+            .path(&opts.path)
+            .cache_capacity(opts.cache_capacity)
+            .open()?;
+        let trees = Trees {
+            slots: db.open_tree("slots")?,
+            files: db.open_tree("files")?,
+            chunks: db.open_tree("chunks")?,
+            uploads: db.open_tree("uploads")?,
+            usage: db.open_tree("usage")?,
+            expiry: db.open_tree("expiry")?,
+            by_user: db.open_tree("by_user")?,
+        };
+        // A fresh key could not decrypt a single existing file: a store with
+        // data and no key file means the key was lost or misconfigured.
+        if !opts.key_file.exists() && !trees.chunks.is_empty() {
+            return Err(StorageError::KeyFile {
+                path: opts.key_file,
+                reason: "missing, but the store already holds encrypted data; \
+                         restore the key file instead of creating a new one"
+                    .into(),
+            });
+        }
+        let master_key = MasterKey::load_or_create(&opts.key_file, &opts.path)?;
+
+        let mut stored_bytes = 0u64;
+        let mut foreign_key_files = 0u64;
+        for entry in trees.files.iter() {
+            let (id, bytes) = entry?;
+            let record: FileRecord = decode(&bytes, format_args!("file record {id:?}"))?;
+            stored_bytes = stored_bytes.saturating_add(record.size);
+            if record.key_id != master_key.id() {
+                foreign_key_files += 1;
+            }
+        }
+        if foreign_key_files > 0 {
+            tracing::warn!(
+                files = foreign_key_files,
+                key_id = %format_args!("{:08x}", master_key.id()),
+                "files sealed under another master key cannot be read"
+            );
+        }
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                master_key,
+                path: opts.path,
+                chunk_size: opts.chunk_size,
+                stored_bytes: AtomicU64::new(stored_bytes),
+                busy: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// Records a granted slot and adds its size to the uploader's bytes of the day, in one transaction.
+    pub fn insert_slot(&self, slot: &SlotRecord, now: u64) -> Result<(), StorageError> {
+        let encoded = encode(slot);
+        let trees = &self.inner.trees;
+        (&trees.slots, &trees.usage).transaction(|(slots, usage)| {
+            slots.insert(&slot.id.0, encoded.as_slice())?;
+            update_usage(usage, &slot.uploader, |current| {
+                let today = now / SECONDS_PER_DAY;
+                if current.day != today {
+                    current.day = today;
+                    current.day_bytes = 0;
+                }
+                current.day_bytes = current.day_bytes.saturating_add(slot.size);
+            })
+        })?;
+        Ok(())
+    }
+
+    pub fn slot(&self, id: &FileId) -> Result<Option<SlotRecord>, StorageError> {
+        self.inner
+            .trees
+            .slots
+            .get(id.0)?
+            .map(|bytes| decode(&bytes, format_args!("slot record {id}")))
+            .transpose()
+    }
+
+    pub fn file(&self, id: &FileId) -> Result<Option<FileRecord>, StorageError> {
+        self.inner
+            .trees
+            .files
+            .get(id.0)?
+            .map(|bytes| decode(&bytes, format_args!("file record {id}")))
+            .transpose()
+    }
+
+    /// The user's usage; `day_bytes` is 0 when the stored day is not today's (now / 86400).
+    pub fn usage(&self, user: &str, now: u64) -> Result<UserUsage, StorageError> {
+        let mut usage: UserUsage = match self.inner.trees.usage.get(user)? {
+            Some(bytes) => decode(&bytes, format_args!("usage of {user}"))?,
+            None => UserUsage::default(),
+        };
+        let today = now / SECONDS_PER_DAY;
+        if usage.day != today {
+            usage.day = today;
+            usage.day_bytes = 0;
+        }
+        Ok(usage)
+    }
+
+    /// (expires, size) of the user's completed files, soonest expiry first (for quota retry stamps).
+    pub fn user_files_by_expiry(&self, user: &str) -> Result<Vec<(u64, u64)>, StorageError> {
+        let prefix = by_user_prefix(user);
+        self.inner
+            .trees
+            .by_user
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, size) = entry?;
+                let expires = key
+                    .get(prefix.len()..prefix.len() + 8)
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| StorageError::Decode(format!("by_user key of {user}")))?;
+                Ok((expires, decode_u64(&size, "by_user size")?))
+            })
+            .collect()
+    }
+
+    /// (expires, size) of all files, soonest first, at most `limit` entries.
+    pub fn files_by_expiry(&self, limit: usize) -> Result<Vec<(u64, u64)>, StorageError> {
+        self.inner
+            .trees
+            .expiry
+            .iter()
+            .take(limit)
+            .map(|entry| {
+                let (key, size) = entry?;
+                let (expires, _) = parse_expiry_key(&key)?;
+                Ok((expires, decode_u64(&size, "expiry size")?))
+            })
+            .collect()
+    }
+
+    /// Sum of the sizes of all completed files (kept in memory, computed at open and updated on commit/delete).
+    pub fn stored_bytes(&self) -> u64 {
+        self.inner.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes available on the filesystem holding the store (fs4::available_space).
+    pub fn disk_available(&self) -> Result<u64, StorageError> {
+        fs4::available_space(&self.inner.path).map_err(|source| StorageError::Io {
+            context: format!("measuring free space of {}", self.inner.path.display()),
+            source,
+        })
+    }
+
+    pub fn disk_total(&self) -> Result<u64, StorageError> {
+        fs4::total_space(&self.inner.path).map_err(|source| StorageError::Io {
+            context: format!("measuring the size of {}", self.inner.path.display()),
+            source,
+        })
+    }
+
+    /// Starts, or restarts after a failed attempt, the upload for `slot` (deleting chunks of the earlier attempt).
+    ///
+    /// Fails with `AlreadyUploaded` once the slot's file is complete, and with
+    /// `UploadInProgress` while another writer for the slot is alive (or,
+    /// briefly, while garbage collection deletes the slot's old chunks).
+    /// The start is stamped with the wall clock, for `collect_garbage`.
+    pub fn begin_upload(
+        &self,
+        slot: &SlotRecord,
+        content_type: String,
+        expires: u64,
+    ) -> Result<UploadWriter, StorageError> {
+        // Chunk indexes are u32, and STREAM nonces must never repeat.
+        let max = u64::from(u32::MAX) * u64::from(self.inner.chunk_size);
+        if slot.size > max {
+            return Err(StorageError::TooLarge {
+                size: slot.size,
+                max,
+            });
+        }
+        let claim = self.claim(slot.id).ok_or(StorageError::UploadInProgress)?;
+        if self.inner.trees.files.contains_key(slot.id.0)? {
+            return Err(StorageError::AlreadyUploaded);
+        }
+        // Recorded before any chunk is written, so that chunks left behind
+        // by a crash are always found by garbage collection.
+        self.inner
+            .trees
+            .uploads
+            .insert(slot.id.0, &unix_now().to_be_bytes())?;
+        self.delete_chunks(&slot.id)?;
+        Ok(UploadWriter::new(
+            self.clone(),
+            claim,
+            slot,
+            content_type,
+            expires,
+        ))
+    }
+
+    /// Plaintext of `range` (must be within the file, non-empty), decrypting only the chunks it covers.
+    pub fn read_range(
+        &self,
+        file: &FileRecord,
+        range: Range<u64>,
+    ) -> Result<RangeReader, StorageError> {
+        if range.start >= range.end || range.end > file.size {
+            return Err(StorageError::BadRange {
+                start: range.start,
+                end: range.end,
+                size: file.size,
+            });
+        }
+        if file.key_id != self.inner.master_key.id() {
+            return Err(StorageError::UnknownKey {
+                file: file.id,
+                key_id: file.key_id,
+            });
+        }
+        RangeReader::new(self, file, range)
+    }
+
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Marks `id` busy until the returned claim is dropped, or returns `None`
+    /// if it already is. Whoever holds the claim may write or delete the
+    /// id's chunks; nobody else may.
+    pub(super) fn claim(&self, id: FileId) -> Option<Claim> {
+        let newly_claimed = self.lock_busy().insert(id);
+        newly_claimed.then(|| Claim {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    fn lock_busy(&self) -> MutexGuard<'_, HashSet<FileId>> {
+        // The set is valid whatever a panicking holder was doing.
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Deletes every chunk of `id`. The caller holds its claim.
+    pub(super) fn delete_chunks(&self, id: &FileId) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for key in self.inner.trees.chunks.scan_prefix(id.0).keys() {
+            batch.remove(key?);
+        }
+        self.inner.trees.chunks.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Deletes the chunks of an upload that will never complete, then its
+    /// `uploads` entry. The caller holds its claim.
+    pub(super) fn discard_upload(&self, id: &FileId) -> Result<(), StorageError> {
+        self.delete_chunks(id)?;
+        self.inner.trees.uploads.remove(id.0)?;
+        Ok(())
+    }
+}
+
+/// Proof that its holder alone may touch the chunks of `id`; see [`Store::claim`].
+pub(super) struct Claim {
+    store: Store,
+    id: FileId,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.store.lock_busy().remove(&self.id);
+    }
+}
+
+/// Reads, changes and writes back `user`'s usage inside a transaction.
+pub(super) fn update_usage(
+    usage: &TransactionalTree,
+    user: &str,
+    change: impl FnOnce(&mut UserUsage),
+) -> Result<(), ConflictableTransactionError<StorageError>> {
+    let mut current: UserUsage = match usage.get(user)? {
+        Some(bytes) => decode(&bytes, format_args!("usage of {user}"))
+            .map_err(ConflictableTransactionError::Abort)?,
+        None => UserUsage::default(),
+    };
+    change(&mut current);
+    usage.insert(user.as_bytes(), encode(&current))?;
+    Ok(())
+}
+
+pub(super) fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    postcard::to_stdvec(record).expect("records have no unencodable fields")
+}
+
+pub(super) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: impl Display,
+) -> Result<T, StorageError> {
+    postcard::from_bytes(bytes).map_err(|err| StorageError::Decode(format!("{what}: {err}")))
+}
+
+fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StorageError> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StorageError::Decode(format!("{what}: not 8 bytes")))
+}
+
+pub(super) fn chunk_key(id: &FileId, index: u32) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(&id.0);
+    key[16..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(super) fn expiry_key(expires: u64, id: &FileId) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&expires.to_be_bytes());
+    key[8..].copy_from_slice(&id.0);
+    key
+}
+
+pub(super) fn parse_expiry_key(key: &[u8]) -> Result<(u64, FileId), StorageError> {
+    let key: [u8; 24] = key
+        .try_into()
+        .map_err(|_| StorageError::Decode("expiry key: not 24 bytes".into()))?;
+    let (expires, id) = key.split_at(8);
+    let expires = u64::from_be_bytes(expires.try_into().expect("split at 8"));
+    Ok((expires, FileId(id.try_into().expect("24 - 8 = 16"))))
+}
+
+/// The length prefix keeps one JID's keys from running into another's,
+/// whatever bytes the JIDs contain.
+fn by_user_prefix(user: &str) -> Vec<u8> {
+    let length = u32::try_from(user.len()).unwrap_or(u32::MAX);
+    let mut prefix = Vec::with_capacity(4 + user.len() + 24);
+    prefix.extend_from_slice(&length.to_be_bytes());
+    prefix.extend_from_slice(user.as_bytes());
+    prefix
+}
+
+pub(super) fn by_user_key(user: &str, expires: u64, id: &FileId) -> Vec<u8> {
+    let mut key = by_user_prefix(user);
+    key.extend_from_slice(&expiry_key(expires, id));
+    key
+}
+
+/// Wall-clock unix seconds, for stamping upload starts.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+pub(super) mod test_support {
+    //! A throwaway store and helpers shared by the storage tests.
+
+    use super::*;
+    use crate::storage::Purpose;
+
+    pub const CHUNK: u32 = 16;
+    pub const NOW: u64 = 1_800_000_000;
+
+    pub struct TestStore {
+        pub store: Store,
+        pub dir: tempfile::TempDir,
+    }
+
+    impl TestStore {
+        pub fn options(&self) -> StoreOptions {
+            options_in(self.dir.path())
+        }
+
+        /// Drops this handle and opens the same store again.
+        pub fn reopen(self) -> TestStore {
+            let options = self.options();
+            let dir = self.dir;
+            drop(self.store);
+            TestStore {
+                store: Store::open(options).unwrap(),
+                dir,
+            }
+        }
+
+        pub fn chunk_count(&self, id: &FileId) -> usize {
+            self.store.inner.trees.chunks.scan_prefix(id.0).count()
+        }
+    }
+
+    /// A store in `dir/store`, its key in `dir/master.key`.
+    pub fn options_in(dir: &std::path::Path) -> StoreOptions {
+        StoreOptions {
+            path: dir.join("store"),
+            key_file: dir.join("master.key"),
+            cache_capacity: 1 << 20,
+            chunk_size: CHUNK,
+        }
+    }
+
+    pub fn test_store() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options_in(dir.path())).unwrap();
+        TestStore { store, dir }
+    }
+
+    pub fn slot_for(user: &str, size: u64) -> SlotRecord {
+        SlotRecord {
+            id: FileId::random(),
+            token_hash: [0; 32],
+            uploader: user.into(),
+            filename: "notes.txt".into(),
+            size,
+            content_type: None,
+            purpose: Purpose::Message,
+            created: NOW,
+            expires: NOW + 300,
+        }
+    }
+
+    /// Deterministic, non-repeating-looking bytes.
+    pub fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
+    }
+
+    pub fn upload(store: &Store, slot: &SlotRecord, bytes: &[u8], expires: u64) -> FileRecord {
+        let mut writer = store
+            .begin_upload(slot, "text/plain".into(), expires)
+            .unwrap();
+        writer.write(bytes).unwrap();
+        writer.finish(NOW).unwrap()
+    }
+
+    pub fn read(
+        store: &Store,
+        file: &FileRecord,
+        range: Range<u64>,
+    ) -> Result<Vec<u8>, StorageError> {
+        let mut out = Vec::new();
+        for piece in store.read_range(file, range)? {
+            out.extend_from_slice(&piece?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn rejects_bad_chunk_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        for chunk_size in [0, MAX_CHUNK_SIZE + 1] {
+            let result = Store::open(StoreOptions {
+                chunk_size,
+                ..options_in(dir.path())
+            });
+            assert!(matches!(result, Err(StorageError::Options(_))));
+        }
+    }
+
+    #[test]
+    fn slots_round_trip_and_count_towards_the_day() {
+        let t = test_store();
+        let first = slot_for("juliet@example.org", 100);
+        let second = slot_for("juliet@example.org", 50);
+        t.store.insert_slot(&first, NOW).unwrap();
+        t.store.insert_slot(&second, NOW + 10).unwrap();
+
+        assert_eq!(t.store.slot(&first.id).unwrap(), Some(first.clone()));
+        assert_eq!(t.store.slot(&FileId::random()).unwrap(), None);
+        let usage = t.store.usage("juliet@example.org", NOW + 20).unwrap();
+        assert_eq!(usage.day_bytes, 150);
+        assert_eq!(usage.day, NOW / SECONDS_PER_DAY);
+
+        let tomorrow = NOW + SECONDS_PER_DAY;
+        assert_eq!(
+            t.store
+                .usage("juliet@example.org", tomorrow)
+                .unwrap()
+                .day_bytes,
+            0
+        );
+        t.store
+            .insert_slot(&slot_for("juliet@example.org", 7), tomorrow)
+            .unwrap();
+        assert_eq!(
+            t.store
+                .usage("juliet@example.org", tomorrow)
+                .unwrap()
+                .day_bytes,
+            7
+        );
+        assert_eq!(
+            t.store.usage("romeo@example.org", NOW).unwrap(),
+            UserUsage {
+                day: NOW / SECONDS_PER_DAY,
+                ..UserUsage::default()
+            }
+        );
+    }
+
+    #[test]
+    fn lists_files_by_expiry() {
+        let t = test_store();
+        for (user, size, expires) in [
+            ("juliet@example.org", 30, NOW + 300),
+            ("romeo@example.org", 20, NOW + 100),
+            ("juliet@example.org", 10, NOW + 200),
+            // A JID that is a prefix of another must not see its files.
+            ("juliet@example.or", 5, NOW + 50),
+        ] {
+            upload(
+                &t.store,
+                &slot_for(user, size),
+                &data(size as usize),
+                expires,
+            );
+        }
+
+        assert_eq!(
+            t.store.user_files_by_expiry("juliet@example.org").unwrap(),
+            vec![(NOW + 200, 10), (NOW + 300, 30)]
+        );
+        assert_eq!(
+            t.store.files_by_expiry(3).unwrap(),
+            vec![(NOW + 50, 5), (NOW + 100, 20), (NOW + 200, 10)]
+        );
+        assert_eq!(t.store.stored_bytes(), 65);
+        assert_eq!(
+            t.store
+                .usage("juliet@example.org", NOW)
+                .unwrap()
+                .stored_bytes,
+            40
+        );
+    }
+
+    #[test]
+    fn stored_bytes_are_recounted_at_open() {
+        let t = test_store();
+        upload(
+            &t.store,
+            &slot_for("juliet@example.org", 40),
+            &data(40),
+            NOW + 60,
+        );
+        let t = t.reopen();
+        assert_eq!(t.store.stored_bytes(), 40);
+    }
+
+    #[test]
+    fn refuses_to_replace_a_lost_key_of_a_store_with_data() {
+        let t = test_store();
+        upload(
+            &t.store,
+            &slot_for("juliet@example.org", 40),
+            &data(40),
+            NOW + 60,
+        );
+        let options = t.options();
+        drop(t.store);
+        std::fs::remove_file(&options.key_file).unwrap();
+        let result = Store::open(options.clone());
+        assert!(matches!(result, Err(StorageError::KeyFile { .. })));
+        assert!(!options.key_file.exists());
+    }
+
+    #[test]
+    fn handles_can_move_to_blocking_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_and_sync::<Store>();
+        send::<UploadWriter>();
+        send::<RangeReader>();
+    }
+
+    #[test]
+    fn reports_disk_space() {
+        let t = test_store();
+        let total = t.store.disk_total().unwrap();
+        assert!(total > 0);
+        assert!(t.store.disk_available().unwrap() <= total);
+    }
+}

@@ -1,0 +1,442 @@
+//! Writing one upload: plaintext in, sealed chunks out, record last.
+//!
+//! The writer seals and stores each chunk as soon as it is full, so memory
+//! stays at one chunk whatever the file size, and hashes the plaintext on the
+//! way. A full chunk is held back until more bytes arrive, because only then
+//! is it known not to be the last one (the last chunk is sealed differently).
+//!
+//! Nothing is visible to readers until `finish` commits the `FileRecord`.
+//! A writer dropped before that deletes its chunks on the spot; should that
+//! fail (or the process die), the `uploads` entry written by `begin_upload`
+//! lets garbage collection find them.
+
+use std::sync::atomic::Ordering;
+
+use sha2::{Digest, Sha256};
+use sled::transaction::Transactional;
+
+use super::crypto::{derive_file_key, seal_chunk, FileKey, TAG_LEN};
+use super::records::{FileRecord, SlotRecord};
+use super::store::{by_user_key, chunk_key, encode, expiry_key, update_usage, Claim, Store};
+use super::StorageError;
+
+/// An upload in progress; see [`Store::begin_upload`].
+///
+/// After any error the upload is lost: drop the writer.
+pub struct UploadWriter {
+    store: Store,
+    slot: SlotRecord,
+    content_type: String,
+    expires: u64,
+    key: FileKey,
+    nonce_prefix: [u8; 7],
+    chunk_size: usize,
+    /// Plaintext of the chunk being filled; sealed in place.
+    pending: Vec<u8>,
+    next_index: u32,
+    received: u64,
+    blake3: blake3::Hasher,
+    sha256: Sha256,
+    finished: bool,
+    /// Declared last: released only after `drop` has cleaned up.
+    _claim: Claim,
+}
+
+impl UploadWriter {
+    pub(super) fn new(
+        store: Store,
+        claim: Claim,
+        slot: &SlotRecord,
+        content_type: String,
+        expires: u64,
+    ) -> UploadWriter {
+        let key = derive_file_key(&store.inner.master_key, &slot.id);
+        let chunk_size = store.inner.chunk_size as usize;
+        UploadWriter {
+            store,
+            slot: slot.clone(),
+            content_type,
+            expires,
+            key,
+            nonce_prefix: rand::random(),
+            chunk_size,
+            pending: Vec::with_capacity(chunk_size + TAG_LEN),
+            next_index: 0,
+            received: 0,
+            blake3: blake3::Hasher::new(),
+            sha256: Sha256::new(),
+            finished: false,
+            _claim: claim,
+        }
+    }
+
+    /// Buffers `data`, sealing and writing each full chunk; hashes plaintext with BLAKE3 and SHA-256 as it goes.
+    /// Fails with SizeMismatch as soon as more than slot.size bytes arrive.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        let received = self.received.saturating_add(data.len() as u64);
+        if received > self.slot.size {
+            return Err(StorageError::SizeMismatch {
+                expected: self.slot.size,
+                received,
+            });
+        }
+        self.received = received;
+        self.blake3.update(data);
+        self.sha256.update(data);
+
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.pending.len() == self.chunk_size {
+                // More bytes follow, so this full chunk is not the last.
+                self.seal_pending(false)?;
+            }
+            let take = rest.len().min(self.chunk_size - self.pending.len());
+            let (now, later) = rest.split_at(take);
+            self.pending.extend_from_slice(now);
+            rest = later;
+        }
+        Ok(())
+    }
+
+    /// Seals the last chunk, checks the byte count, and commits FileRecord + indexes + owner's stored_bytes
+    /// atomically (sled transaction); only then is the file visible to `file()`.
+    ///
+    /// The database is flushed before returning, so a success can be
+    /// reported to the uploader as durable.
+    pub fn finish(mut self, now: u64) -> Result<FileRecord, StorageError> {
+        if self.received != self.slot.size {
+            return Err(StorageError::SizeMismatch {
+                expected: self.slot.size,
+                received: self.received,
+            });
+        }
+        self.seal_pending(true)?;
+
+        let record = FileRecord {
+            id: self.slot.id,
+            uploader: self.slot.uploader.clone(),
+            filename: self.slot.filename.clone(),
+            size: self.slot.size,
+            content_type: std::mem::take(&mut self.content_type),
+            purpose: self.slot.purpose,
+            created: now,
+            expires: self.expires,
+            blake3: *self.blake3.finalize().as_bytes(),
+            sha256: self.sha256.finalize_reset().into(),
+            chunk_size: self.chunk_size as u32,
+            nonce_prefix: self.nonce_prefix,
+            key_id: self.store.inner.master_key.id(),
+        };
+        let encoded = encode(&record);
+        let size = record.size.to_be_bytes();
+        let trees = &self.store.inner.trees;
+        (
+            &trees.files,
+            &trees.uploads,
+            &trees.usage,
+            &trees.expiry,
+            &trees.by_user,
+        )
+            .transaction(|(files, uploads, usage, expiry, by_user)| {
+                files.insert(&record.id.0, encoded.as_slice())?;
+                uploads.remove(&record.id.0)?;
+                expiry.insert(&expiry_key(record.expires, &record.id), &size)?;
+                by_user.insert(
+                    by_user_key(&record.uploader, record.expires, &record.id),
+                    &size,
+                )?;
+                update_usage(usage, &record.uploader, |current| {
+                    current.stored_bytes = current.stored_bytes.saturating_add(record.size);
+                })
+            })?;
+        // Committed: from here on the chunks belong to the file, and dropping
+        // `self` must not delete them, even if the flush below fails.
+        self.finished = true;
+        self.store
+            .inner
+            .stored_bytes
+            .fetch_add(record.size, Ordering::Relaxed);
+        self.store.flush()?;
+        Ok(record)
+    }
+
+    fn seal_pending(&mut self, last: bool) -> Result<(), StorageError> {
+        let index = self.next_index;
+        seal_chunk(
+            &self.key,
+            &self.nonce_prefix,
+            index,
+            last,
+            &mut self.pending,
+        )?;
+        self.store
+            .inner
+            .trees
+            .chunks
+            .insert(chunk_key(&self.slot.id, index), self.pending.as_slice())?;
+        self.pending.clear();
+        // `begin_upload` refused sizes needing more than u32::MAX chunks.
+        self.next_index = index.wrapping_add(1);
+        Ok(())
+    }
+}
+
+impl Drop for UploadWriter {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Err(err) = self.store.discard_upload(&self.slot.id) {
+            tracing::warn!(
+                file = %self.slot.id,
+                error = %err,
+                "could not delete the chunks of an unfinished upload; garbage collection will"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::store::test_support::*;
+    use super::*;
+
+    fn sha256(bytes: &[u8]) -> [u8; 32] {
+        Sha256::digest(bytes).into()
+    }
+
+    #[test]
+    fn round_trips_every_size_shape() {
+        let t = test_store();
+        let chunk = CHUNK as usize;
+        // (size, chunks it must be stored in)
+        for (size, chunks) in [
+            (1, 1),
+            (chunk - 1, 1),
+            (chunk, 1),
+            (chunk + 1, 2),
+            (3 * chunk, 3),
+            (5 * chunk + 7, 6),
+        ] {
+            let slot = slot_for("juliet@example.org", size as u64);
+            let bytes = data(size);
+            let file = upload(&t.store, &slot, &bytes, NOW + 60);
+
+            assert_eq!(file.size, size as u64);
+            assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
+            assert_eq!(file.sha256, sha256(&bytes));
+            assert_eq!(file.content_type, "text/plain");
+            assert_eq!(t.chunk_count(&file.id), chunks, "size {size}");
+            assert_eq!(t.store.file(&file.id).unwrap(), Some(file.clone()));
+            assert_eq!(read(&t.store, &file, 0..size as u64).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn write_boundaries_do_not_matter() {
+        let t = test_store();
+        let bytes = data(4 * CHUNK as usize + 3);
+        let slot = slot_for("juliet@example.org", bytes.len() as u64);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut rest = bytes.as_slice();
+        for piece_len in [1, 7, 0, 16, 17, 1].into_iter().cycle() {
+            let (piece, later) = rest.split_at(piece_len.min(rest.len()));
+            writer.write(piece).unwrap();
+            rest = later;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        let file = writer.finish(NOW).unwrap();
+        assert_eq!(file.sha256, sha256(&bytes));
+        assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+    }
+
+    #[test]
+    fn empty_file_round_trips() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 0);
+        let file = upload(&t.store, &slot, &[], NOW + 60);
+        assert_eq!(file.sha256, sha256(&[]));
+        assert_eq!(t.chunk_count(&file.id), 1);
+        assert!(matches!(
+            t.store.read_range(&file, 0..0),
+            Err(StorageError::BadRange { .. })
+        ));
+    }
+
+    #[test]
+    fn file_is_invisible_until_finished() {
+        let t = test_store();
+        let bytes = data(3 * CHUNK as usize);
+        let slot = slot_for("juliet@example.org", bytes.len() as u64);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        writer.write(&bytes).unwrap();
+        assert!(t.chunk_count(&slot.id) > 0);
+        assert_eq!(t.store.file(&slot.id).unwrap(), None);
+        assert_eq!(t.store.stored_bytes(), 0);
+        writer.finish(NOW).unwrap();
+        assert!(t.store.file(&slot.id).unwrap().is_some());
+        assert_eq!(t.store.stored_bytes(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing_and_can_restart() {
+        let t = test_store();
+        let bytes = data(3 * CHUNK as usize + 5);
+        let slot = slot_for("juliet@example.org", bytes.len() as u64);
+
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        writer.write(&data(2 * CHUNK as usize + 1)).unwrap();
+        drop(writer);
+        assert_eq!(t.chunk_count(&slot.id), 0);
+        assert_eq!(t.store.file(&slot.id).unwrap(), None);
+        assert!(t.store.inner.trees.uploads.is_empty());
+
+        let file = upload(&t.store, &slot, &bytes, NOW + 60);
+        assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+    }
+
+    #[test]
+    fn restart_replaces_chunks_left_by_an_earlier_attempt() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 10);
+        // Chunks of an attempt whose process died, at indexes a new
+        // attempt of this size never writes.
+        for index in 0..5 {
+            t.store
+                .inner
+                .trees
+                .chunks
+                .insert(chunk_key(&slot.id, index), &[0u8; 32])
+                .unwrap();
+        }
+        let file = upload(&t.store, &slot, &data(10), NOW + 60);
+        assert_eq!(t.chunk_count(&file.id), 1);
+        assert_eq!(read(&t.store, &file, 0..10).unwrap(), data(10));
+    }
+
+    #[test]
+    fn begin_after_finish_is_already_uploaded() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 5);
+        upload(&t.store, &slot, &data(5), NOW + 60);
+        assert!(matches!(
+            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            Err(StorageError::AlreadyUploaded)
+        ));
+    }
+
+    #[test]
+    fn concurrent_begin_is_upload_in_progress() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 5);
+        let mut first = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        first.write(b"hel").unwrap();
+        assert!(matches!(
+            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            Err(StorageError::UploadInProgress)
+        ));
+        // The refused attempt must not have disturbed the running one.
+        first.write(b"lo").unwrap();
+        let file = first.finish(NOW).unwrap();
+        assert_eq!(read(&t.store, &file, 0..5).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn in_progress_is_released_when_the_writer_goes() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 5);
+        drop(t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap());
+        upload(&t.store, &slot, &data(5), NOW + 60);
+    }
+
+    #[test]
+    fn too_many_bytes_fail_at_once() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 20);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        writer.write(&data(15)).unwrap();
+        assert!(matches!(
+            writer.write(&data(6)),
+            Err(StorageError::SizeMismatch {
+                expected: 20,
+                received: 21
+            })
+        ));
+    }
+
+    #[test]
+    fn too_few_bytes_fail_at_finish() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 20);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        writer.write(&data(19)).unwrap();
+        assert!(matches!(
+            writer.finish(NOW),
+            Err(StorageError::SizeMismatch {
+                expected: 20,
+                received: 19
+            })
+        ));
+        assert_eq!(t.store.file(&slot.id).unwrap(), None);
+        assert_eq!(t.chunk_count(&slot.id), 0);
+    }
+
+    #[test]
+    fn refuses_sizes_beyond_the_chunk_index() {
+        let t = test_store();
+        let slot = slot_for(
+            "juliet@example.org",
+            u64::from(u32::MAX) * u64::from(CHUNK) + 1,
+        );
+        assert!(matches!(
+            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            Err(StorageError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let t = test_store();
+        let bytes = data(4 * CHUNK as usize + 9);
+        let slot = slot_for("juliet@example.org", bytes.len() as u64);
+        let file = upload(&t.store, &slot, &bytes, NOW + 60);
+
+        let t = t.reopen();
+        let reread = t.store.file(&slot.id).unwrap().unwrap();
+        assert_eq!(reread, file);
+        let plain = read(&t.store, &reread, 0..reread.size).unwrap();
+        assert_eq!(sha256(&plain), file.sha256);
+        assert_eq!(*blake3::hash(&plain).as_bytes(), file.blake3);
+    }
+
+    #[test]
+    fn plaintext_never_reaches_the_disk() {
+        let t = test_store();
+        // Shorter than half a chunk, so every chunk holds a whole copy.
+        let marker = b"SATCHEL!";
+        let bytes = marker.repeat(40);
+        let mut slot = slot_for("juliet@example.org", bytes.len() as u64);
+        // Metadata is stored in the clear: it shows the search can find
+        // what is there.
+        slot.filename = "control-filename-in-the-clear".into();
+        upload(&t.store, &slot, &bytes, NOW + 60);
+        t.store.flush().unwrap();
+
+        let mut disk = Vec::new();
+        let mut pending = vec![t.options().path];
+        while let Some(path) = pending.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    pending.push(entry.unwrap().path());
+                }
+            } else {
+                disk.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        let contains = |needle: &[u8]| disk.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(slot.filename.as_bytes()));
+        assert!(!contains(marker));
+    }
+}
