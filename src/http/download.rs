@@ -20,6 +20,7 @@ use super::error::HttpError;
 use super::headers::content_disposition;
 use super::range::{parse_range, RangeRequest};
 use super::HttpState;
+use crate::slots::unix_now;
 use crate::storage::{FileId, FileRecord};
 
 /// Decrypted chunks buffered ahead of the connection.
@@ -39,6 +40,8 @@ pub async fn get(
         let file = state
             .blocking(move |store| store.file(&id))
             .await?
+            // Expired files are gone for clients even before the collector runs.
+            .filter(|file| file.expires >= unix_now())
             .ok_or(HttpError::new(StatusCode::NOT_FOUND, "no such file"))?;
         let etag = etag(&file);
         let mut response = Response::builder()

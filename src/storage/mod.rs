@@ -3,7 +3,8 @@
 //! Every file is cut into fixed-size plaintext chunks, each sealed with
 //! ChaCha20-Poly1305 in the STREAM construction (`crypto`) under a key derived
 //! from the master key (`master_key`) and the file id, so that the store alone
-//! reveals nothing and a Range request decrypts only the chunks it needs.
+//! reveals no file content (names, sizes, types and uploaders are metadata in
+//! clear), and a Range request decrypts only the chunks it needs.
 //! An upload writes its chunks first and its `FileRecord` last, in one sled
 //! transaction: a reader sees either the whole file or none of it.
 
