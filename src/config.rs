@@ -189,10 +189,13 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
-            message: e.message().to_owned()
-                + &e.span()
-                    .map(|span| format!(" (at byte {})", span.start))
-                    .unwrap_or_default(),
+            message: match e.span() {
+                Some(span) => {
+                    let (number, line) = line_at(text, span.start);
+                    format!("line {number} (`{line}`): {}", e.message().trim_end())
+                }
+                None => e.message().trim_end().to_owned(),
+            },
         })?;
         Config::check(raw)
     }
@@ -398,6 +401,19 @@ impl Config {
     }
 }
 
+/// The 1-based number and the trimmed text of the line holding byte `offset`.
+fn line_at(text: &str, offset: usize) -> (usize, &str) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line: String = text[start..end].chars().take(80).collect();
+    let shown = &text[start..start + line.len()];
+    (text[..start].matches('\n').count() + 1, shown.trim())
+}
+
 /// `upload.example.org` sits under `example.org`; a single label stands for itself.
 fn parent_domain(domain: &str) -> &str {
     match domain.split_once('.') {
@@ -536,6 +552,13 @@ mod tests {
         ] {
             assert!(Config::parse(text).is_err());
         }
+    }
+
+    #[test]
+    fn parse_errors_quote_the_line() {
+        let error = error_of(&MINIMAL.replace("104857600", "\"é big\""));
+        assert!(error.contains("(`max_file_size = \"é big\"`)"), "{error}");
+        assert_eq!(line_at("a\nbé\nc", 4), (2, "bé"));
     }
 
     #[test]

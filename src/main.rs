@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     match start(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("satchel: {error:#}");
+            // Every error of ours names its cause in its own text: one line.
+            eprintln!("satchel: {error}");
             ExitCode::FAILURE
         }
     }

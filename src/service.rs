@@ -38,6 +38,13 @@ pub enum StartError {
 
 /// Runs Satchel until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    // The port first: it has no side effects, the store may create a key.
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: config.http.listen,
+            source,
+        })?;
     let options = StoreOptions {
         path: config.storage.path.clone(),
         key_file: config.storage.key_file.clone(),
@@ -50,12 +57,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .expect("store opening does not panic")
         .map_err(|source| StartError::Store {
             path: store_path,
-            source,
-        })?;
-    let listener = TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: config.http.listen,
             source,
         })?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

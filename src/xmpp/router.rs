@@ -24,6 +24,9 @@ pub struct Router {
     disco_info: DiscoInfoResult,
 }
 
+/// Largest request (in attribute bytes) echoed back in an error reply.
+const MAX_ECHOED_ATTRIBUTE_BYTES: usize = 1024;
+
 /// What an IQ request turned into.
 type IqOutcome = Result<Option<Element>, (StanzaError, Option<Element>)>;
 
@@ -137,7 +140,11 @@ impl Router {
     }
 
     async fn answer_slot_request(&self, payload: &Element, from: &Jid) -> IqOutcome {
-        let echo = Some(payload.clone());
+        // The XEP's error examples echo the request; a huge one is not worth sending back.
+        let attribute_bytes: usize = payload.attrs().iter().map(|(_, value)| value.len()).sum();
+        let echo = (attribute_bytes <= MAX_ECHOED_ATTRIBUTE_BYTES
+            && payload.children().count() <= 1)
+            .then(|| payload.clone());
         let request = upload::parse_request(payload).map_err(|error| {
             info!(%error, "malformed slot request");
             (upload::request_error(&error), echo.clone())
@@ -182,4 +189,244 @@ fn modify_bad_request(text: &str) -> StanzaError {
 
 fn cancel(condition: DefinedCondition, text: &str) -> StanzaError {
     StanzaError::new(ErrorType::Cancel, condition, "en", text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::storage::{Store, StoreOptions};
+
+    struct Fixture {
+        router: Router,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(&format!(
+            r#"
+            [component]
+            jid = "upload.example.org"
+            server = "127.0.0.1:5347"
+            secret = "s"
+            [http]
+            listen = "127.0.0.1:0"
+            public_url = "https://upload.example.org"
+            [storage]
+            path = "{}"
+            [limits]
+            max_file_size = 1000
+            "#,
+            dir.path().join("store").display()
+        ))
+        .unwrap();
+        let store = Store::open(StoreOptions {
+            path: config.storage.path.clone(),
+            key_file: dir.path().join("master.key"),
+            cache_capacity: 1 << 20,
+            chunk_size: 1024,
+        })
+        .unwrap();
+        Fixture {
+            router: Router::new(
+                config.component.jid.clone(),
+                SlotService::new(&config, store),
+            ),
+            _dir: dir,
+        }
+    }
+
+    async fn answer(xml: &str) -> Option<Element> {
+        let stanza: Element = xml.parse().unwrap();
+        fixture().router.handle(stanza).await
+    }
+
+    fn condition(reply: &Element) -> (String, String) {
+        assert_eq!(reply.attr("type"), Some("error"), "{reply:?}");
+        let error = reply.get_child("error", ns::DEFAULT_NS).unwrap();
+        let condition = error
+            .children()
+            .find(|c| c.ns() == ns::XMPP_STANZAS && c.name() != "text")
+            .unwrap();
+        (
+            error.attr("type").unwrap().to_owned(),
+            condition.name().to_owned(),
+        )
+    }
+
+    const FROM: &str = "from='alice@example.org/phone' to='upload.example.org'";
+
+    #[tokio::test]
+    async fn disco_info_is_answered_to_the_sender() {
+        let reply = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='d1' {FROM}><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(reply.attr("type"), Some("result"));
+        assert_eq!(reply.attr("id"), Some("d1"));
+        assert_eq!(reply.attr("to"), Some("alice@example.org/phone"));
+        assert!(reply.has_child("query", ns::DISCO_INFO));
+    }
+
+    #[tokio::test]
+    async fn ping_gets_an_empty_result() {
+        let reply = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='p1' {FROM}><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(reply.attr("type"), Some("result"));
+        assert_eq!(reply.children().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_granted_with_urls_under_the_public_url() {
+        let reply = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='s1' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='a b.png' size='10'/></iq>"
+        ))
+        .await
+        .unwrap();
+        let slot = reply.get_child("slot", ns::HTTP_UPLOAD).unwrap();
+        let put = slot
+            .get_child("put", ns::HTTP_UPLOAD)
+            .unwrap()
+            .attr("url")
+            .unwrap();
+        let get = slot
+            .get_child("get", ns::HTTP_UPLOAD)
+            .unwrap()
+            .attr("url")
+            .unwrap();
+        assert!(
+            put.starts_with("https://upload.example.org/upload/"),
+            "{put}"
+        );
+        assert!(get.starts_with("https://upload.example.org/file/"), "{get}");
+        assert!(get.ends_with("/a%20b.png"), "{get}");
+    }
+
+    #[tokio::test]
+    async fn iqs_with_no_or_several_children_are_bad_requests() {
+        for payload in [
+            "",
+            "<ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/>",
+        ] {
+            let reply = answer(&format!(
+                "<iq xmlns='jabber:component:accept' type='get' id='x' {FROM}>{payload}</iq>"
+            ))
+            .await
+            .unwrap();
+            assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_requests_are_service_unavailable() {
+        for (kind, payload) in [
+            ("get", "<query xmlns='jabber:iq:version'/>"),
+            (
+                "set",
+                "<request xmlns='urn:xmpp:http:upload:0' filename='a' size='1'/>",
+            ),
+            (
+                "set",
+                "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+            ),
+        ] {
+            let reply = answer(&format!(
+                "<iq xmlns='jabber:component:accept' type='{kind}' id='u' {FROM}>{payload}</iq>"
+            ))
+            .await
+            .unwrap();
+            assert_eq!(
+                condition(&reply),
+                ("cancel".into(), "service-unavailable".into())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_types_and_missing_ids_are_bad_requests() {
+        for attributes in [
+            "type='fetch' id='t'",
+            "type='get'",
+            "type='get' id=''",
+            "id='t'",
+        ] {
+            let reply = answer(&format!(
+                "<iq xmlns='jabber:component:accept' {attributes} {FROM}><ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await
+            .unwrap();
+            assert_eq!(
+                condition(&reply),
+                ("modify".into(), "bad-request".into()),
+                "{attributes}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn results_errors_and_unaddressable_iqs_are_never_answered() {
+        for stanza in [
+            format!("<iq xmlns='jabber:component:accept' type='result' id='r' {FROM}/>"),
+            format!("<iq xmlns='jabber:component:accept' type='error' id='r' {FROM}><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"),
+            "<iq xmlns='jabber:component:accept' type='get' id='n'><ping xmlns='urn:xmpp:ping'/></iq>".to_owned(),
+            "<iq xmlns='jabber:component:accept' type='get' id='n' from='@@@'><ping xmlns='urn:xmpp:ping'/></iq>".to_owned(),
+            format!("<message xmlns='jabber:component:accept' {FROM}><body>hi</body></message>"),
+            format!("<presence xmlns='jabber:component:accept' {FROM}/>"),
+        ] {
+            assert_eq!(answer(&stanza).await, None, "{stanza}");
+        }
+    }
+
+    #[tokio::test]
+    async fn users_of_other_domains_get_no_slot() {
+        let reply = answer(
+            "<iq xmlns='jabber:component:accept' type='get' id='o' from='mallory@evil.example/x' to='upload.example.org'><request xmlns='urn:xmpp:http:upload:0' filename='a' size='1'/></iq>",
+        )
+        .await
+        .unwrap();
+        assert_eq!(condition(&reply), ("cancel".into(), "not-allowed".into()));
+    }
+
+    #[tokio::test]
+    async fn huge_attributes_get_a_clear_error() {
+        // rxml refuses attribute values over 8 KiB, so this is the largest that can reach us.
+        let name = "a".repeat(8000);
+        let reply = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='{name}' size='1'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
+        assert!(
+            !reply.has_child("request", ns::HTTP_UPLOAD),
+            "a huge request is not echoed"
+        );
+        let huge_size = "9".repeat(8000);
+        let reply = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='a' size='{huge_size}'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
+    }
+
+    #[tokio::test]
+    async fn a_file_over_the_limit_is_not_acceptable() {
+        let reply = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='b' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='a' size='1001'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            condition(&reply),
+            ("modify".into(), "not-acceptable".into())
+        );
+        // The request is echoed, as in the XEP's examples.
+        assert!(reply.has_child("request", ns::HTTP_UPLOAD));
+    }
 }
