@@ -30,6 +30,12 @@ use crate::config::{Config, Retention};
 use crate::storage::{Purpose, StorageError, Store};
 pub use error::HttpError;
 
+/// Read buffer of a connection; bounds the memory a stranger's request takes.
+const MAX_BUFFER_BYTES: usize = 64 * 1024;
+/// Request line and headers together; no client of ours sends more than a few hundred bytes.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct HttpState {
@@ -155,7 +161,9 @@ pub async fn serve(listener: TcpListener, app: Router, config: &Config) {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .max_buf_size(64 * 1024)
+                .max_buf_size(MAX_BUFFER_BYTES)
+                .max_header_size(MAX_HEADER_BYTES)
+                .max_headers(MAX_HEADERS)
                 .serve_connection(TokioIo::new(socket), service);
             match tokio::time::timeout(Duration::from_secs(24 * 3600), connection).await {
                 Ok(Err(error)) => debug!(%peer, %error, "connection ended with an error"),
