@@ -1,0 +1,323 @@
+"""A small synchronous-feeling XMPP client for the tests, built on slixmpp.
+
+slixmpp is asyncio-based; each Client runs its own event loop in a background
+thread and the public methods block until the answer arrives (or a timeout).
+It connects in plaintext to a loopback c2s port (no TLS; PLAIN allowed).
+
+    c = Client("alice@localhost", "pw", port).connect()
+    slot = c.request_slot("a.txt", 5, "text/plain")   # -> Slot(put_url, get_url, put_headers)
+    c.close()
+
+Errors come back as XmppError with .condition, .type, .text and .error (the
+<error/> element), so tests can look at extra children (<retry stamp=…/>,
+<file-too-large><max-file-size>…)."""
+
+import asyncio
+import logging
+import threading
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+
+from . import COMPONENT_JID
+
+NS_UPLOAD = "urn:xmpp:http:upload:0"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_DATA = "jabber:x:data"
+NS_PING = "urn:xmpp:ping"
+
+log = logging.getLogger("harness.client")
+
+
+class XmppError(Exception):
+    """An IQ answered with type='error'."""
+
+    def __init__(self, iq_xml):
+        self.iq = iq_xml
+        self.error = iq_xml.find("{jabber:client}error")
+        if self.error is None:  # be lenient about the namespace
+            self.error = next((c for c in iq_xml if c.tag.endswith("}error") or c.tag == "error"), None)
+        self.type = self.error.get("type") if self.error is not None else None
+        self.condition = None
+        self.text = None
+        self.app = []  # application-specific children of <error/>
+        if self.error is not None:
+            for child in self.error:
+                if child.tag == f"{{{NS_STANZAS}}}text":
+                    self.text = child.text
+                elif child.tag.startswith(f"{{{NS_STANZAS}}}"):
+                    self.condition = child.tag.split("}", 1)[1]
+                else:
+                    self.app.append(child)
+        super().__init__(f"{self.type}/{self.condition}: {self.text!r} "
+                         f"{[ET.tostring(a, encoding='unicode') for a in self.app]}")
+
+    def find(self, path, namespaces=None):
+        """Find an element below <error/> (ElementTree path syntax)."""
+        if self.error is None:
+            return None
+        return self.error.find(path, namespaces)
+
+    def __str__(self):
+        return f"XmppError({super().__str__()}) in {ET.tostring(self.iq, encoding='unicode')}"
+
+
+class XmppTimeout(Exception):
+    pass
+
+
+@dataclass
+class Slot:
+    put_url: str
+    get_url: str
+    put_headers: dict = field(default_factory=dict)
+    xml: object = None
+
+    def __iter__(self):  # allows `put_url, get_url, headers = client.request_slot(...)`
+        return iter((self.put_url, self.get_url, self.put_headers))
+
+
+@dataclass
+class DiscoInfo:
+    identities: list  # of (category, type, name)
+    features: set
+    forms: list       # of {"FORM_TYPE": ..., var: [values]}
+    xml: object = None
+
+    def form(self, form_type):
+        for f in self.forms:
+            if f.get("FORM_TYPE") == [form_type]:
+                return f
+        return None
+
+
+def _to_et(stanza_xml):
+    """A standalone copy of a slixmpp stanza's XML element."""
+    return ET.fromstring(ET.tostring(stanza_xml))
+
+
+class Client:
+    def __init__(self, jid, password, port, host="127.0.0.1", timeout=15.0):
+        self.jid = jid
+        self.password = password
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name=f"xmpp-{jid}", daemon=True)
+        self._thread.start()
+        self.xmpp = None
+        self.failure = None
+
+    # -- loop plumbing -------------------------------------------------------
+    def _run_loop(self):
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _call(self, coro, timeout=None):
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result(timeout=(timeout or self.timeout) + 5)
+        except TimeoutError:
+            fut.cancel()
+            raise XmppTimeout(f"{self.jid}: no answer within {timeout or self.timeout}s")
+
+    # -- connection ----------------------------------------------------------
+    def connect(self):
+        self._call(self._connect())
+        return self
+
+    async def _connect(self):
+        x = slixmpp.ClientXMPP(
+            self.jid, self.password,
+            plugin_config={"feature_mechanisms": {"unencrypted_plain": True}},
+        )
+        x.loop = self._loop
+        # Plaintext on loopback: never try TLS, and let PLAIN go in the clear.
+        x.enable_plaintext = True
+        x.enable_starttls = False
+        x.enable_direct_tls = False
+        x.use_ipv6 = False
+        for p in ("xep_0030", "xep_0199", "xep_0004"):
+            x.register_plugin(p)
+        # Slixmpp would otherwise answer unknown IQs on our behalf only; nothing else to set.
+        started = self._loop.create_future()
+
+        def on_start(_event):
+            if not started.done():
+                started.set_result(True)
+
+        def on_fail(event):
+            if not started.done():
+                started.set_exception(RuntimeError(f"{self.jid}: login failed: {event}"))
+
+        x.add_event_handler("session_start", on_start)
+        x.add_event_handler("failed_auth", on_fail)
+        x.add_event_handler("connection_failed", on_fail)
+        self.xmpp = x
+        x.connect(self.host, self.port)
+        try:
+            await asyncio.wait_for(started, self.timeout)
+        except asyncio.TimeoutError:
+            x.abort()
+            raise XmppTimeout(f"{self.jid}: no session within {self.timeout}s "
+                              f"(127.0.0.1:{self.port})")
+        x.send_presence()
+
+    def close(self):
+        if self.xmpp is not None:
+            async def _close():
+                try:
+                    self.xmpp.disconnect(wait=0.5)
+                    await asyncio.wait_for(self.xmpp.disconnected, 3)
+                except Exception:
+                    self.xmpp.abort()
+            try:
+                self._call(_close(), timeout=5)
+            except Exception:
+                pass
+            self.xmpp = None
+
+        async def _cancel_all():
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if self._thread.is_alive():
+            try:
+                self._call(_cancel_all(), timeout=5)
+            except Exception:
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- IQ primitives ---------------------------------------------------------
+    async def _send_iq(self, to, type_, payload, timeout):
+        iq = self.xmpp.Iq()
+        iq["type"] = type_
+        if to is not None:
+            iq["to"] = to
+        iq["id"] = uuid.uuid4().hex
+        for el in payload:
+            iq.append(el)
+        try:
+            resp = await iq.send(timeout=timeout)
+        except IqError as e:
+            return _to_et(e.iq.xml)
+        except IqTimeout:
+            raise XmppTimeout(f"no answer from {to} within {timeout}s to "
+                              f"{ET.tostring(iq.xml, encoding='unicode')}")
+        return _to_et(resp.xml)
+
+    def iq_raw(self, payload, to=COMPONENT_JID, type_="get", timeout=None):
+        """Send an IQ whose children are given as an XML string (or elements or
+        None) and return the answer as an ElementTree element, error or not."""
+        if payload is None:
+            elements = []
+        elif isinstance(payload, str):
+            wrapper = ET.fromstring(f"<wrapper xmlns='jabber:client'>{payload}</wrapper>")
+            elements = list(wrapper)
+        elif isinstance(payload, ET.Element):
+            elements = [payload]
+        else:
+            elements = list(payload)
+        return self._call(self._send_iq(to, type_, elements, timeout or self.timeout),
+                          timeout=timeout)
+
+    def iq(self, payload, to=COMPONENT_JID, type_="get", timeout=None):
+        """Like iq_raw, but raise XmppError on an error answer."""
+        resp = self.iq_raw(payload, to=to, type_=type_, timeout=timeout)
+        if resp.get("type") == "error":
+            raise XmppError(resp)
+        return resp
+
+    # -- helpers ---------------------------------------------------------------
+    def disco_info(self, jid=COMPONENT_JID, node=None):
+        q = ET.Element(f"{{{NS_DISCO_INFO}}}query")
+        if node:
+            q.set("node", node)
+        resp = self.iq(q, to=jid)
+        query = resp.find(f"{{{NS_DISCO_INFO}}}query")
+        identities = [(i.get("category"), i.get("type"), i.get("name"))
+                      for i in query.findall(f"{{{NS_DISCO_INFO}}}identity")]
+        features = {f.get("var") for f in query.findall(f"{{{NS_DISCO_INFO}}}feature")}
+        forms = []
+        for x in query.findall(f"{{{NS_DATA}}}x"):
+            form = {}
+            for fld in x.findall(f"{{{NS_DATA}}}field"):
+                form[fld.get("var")] = [v.text or "" for v in fld.findall(f"{{{NS_DATA}}}value")]
+            forms.append(form)
+        return DiscoInfo(identities, features, forms, query)
+
+    def disco_items(self, jid=COMPONENT_JID, node=None):
+        q = ET.Element(f"{{{NS_DISCO_ITEMS}}}query")
+        if node:
+            q.set("node", node)
+        resp = self.iq(q, to=jid)
+        query = resp.find(f"{{{NS_DISCO_ITEMS}}}query")
+        return [(i.get("jid"), i.get("node"), i.get("name"))
+                for i in query.findall(f"{{{NS_DISCO_ITEMS}}}item")]
+
+    def ping(self, jid=COMPONENT_JID, timeout=None):
+        """Raises XmppError / XmppTimeout when the ping is not answered with a result."""
+        self.iq(ET.Element(f"{{{NS_PING}}}ping"), to=jid, timeout=timeout)
+        return True
+
+    def request_slot(self, filename, size, content_type=None, jid=COMPONENT_JID, timeout=None):
+        """XEP-0363 slot request. `size` is sent as given (str() of it), so tests
+        can send '-1' or 'abc'. Returns a Slot; raises XmppError."""
+        req = ET.Element(f"{{{NS_UPLOAD}}}request")
+        req.set("filename", filename)
+        req.set("size", str(size))
+        if content_type is not None:
+            req.set("content-type", content_type)
+        resp = self.iq(req, to=jid, timeout=timeout)
+        slot = resp.find(f"{{{NS_UPLOAD}}}slot")
+        if slot is None:
+            raise AssertionError(f"no <slot/> in {ET.tostring(resp, encoding='unicode')}")
+        put = slot.find(f"{{{NS_UPLOAD}}}put")
+        get = slot.find(f"{{{NS_UPLOAD}}}get")
+        if put is None or get is None:
+            raise AssertionError(f"<slot/> without put/get: {ET.tostring(resp, encoding='unicode')}")
+        headers = {h.get("name"): (h.text or "") for h in put.findall(f"{{{NS_UPLOAD}}}header")}
+        return Slot(put.get("url"), get.get("url"), headers, slot)
+
+
+# -- helpers used by tests/conftest.py and examples/demo_client.py ---------------------
+def connect_user(server, user="alice", timeout=15.0):
+    """A logged-in Client for one of the server's test users."""
+    return Client(f"{user}@{server.domain}", server.users[user], server.c2s_port,
+                  timeout=timeout).connect()
+
+
+def wait_component(server, timeout=20.0, satchel=None, user="carol"):
+    """Wait until the server routes to a connected component (a ping is answered)."""
+    import time
+    deadline = time.monotonic() + timeout
+    last = None
+    with connect_user(server, user) as probe:
+        while time.monotonic() < deadline:
+            if satchel is not None and not satchel.running():
+                raise RuntimeError(f"satchel exited (code {satchel.process and satchel.process.returncode})"
+                                   f"\n{satchel.logs()}")
+            try:
+                probe.ping(COMPONENT_JID, timeout=3)
+                return
+            except (XmppError, XmppTimeout) as e:
+                last = e
+                time.sleep(0.2)
+    raise RuntimeError(f"{COMPONENT_JID} not reachable through {server.kind} within {timeout}s: "
+                       f"{last}\n{satchel.logs() if satchel else ''}\n{server.logs(20)}")

@@ -1,0 +1,174 @@
+"""The Satchel binary under test: build it, write its TOML config, start/stop it.
+
+The binary is built once (`cargo build --bin satchel`) unless SATCHEL_BIN names
+one. Satchel logs to stderr; that goes to satchel.log in its temp dir, and
+logs() returns the tail for failure reports."""
+
+import copy
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+from . import COMPONENT_JID, DOMAIN
+from .util import REPO_ROOT, Process, free_port, make_tempdir, tail, wait_port
+
+_build_lock = threading.Lock()
+_built = None
+
+
+def satchel_binary():
+    """Path of the Satchel binary: $SATCHEL_BIN, or a fresh `cargo build`."""
+    global _built
+    env_bin = os.environ.get("SATCHEL_BIN")
+    if env_bin:
+        p = Path(env_bin)
+        if not p.exists():
+            raise RuntimeError(f"SATCHEL_BIN={env_bin} does not exist")
+        return p
+    with _build_lock:
+        if _built is None:
+            r = subprocess.run(
+                ["cargo", "build", "--quiet", "--bin", "satchel"],
+                cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            )
+            if r.returncode != 0:
+                raise RuntimeError("cargo build --bin satchel failed:\n"
+                                   + "\n".join((r.stdout + r.stderr).splitlines()[-60:]))
+            target = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
+            if not target.is_absolute():
+                target = REPO_ROOT / target
+            _built = target / "debug" / "satchel"
+            if not _built.exists():
+                raise RuntimeError(f"cargo build succeeded but {_built} is missing")
+        return _built
+
+
+# -- TOML writer (tomllib only reads) -------------------------------------------
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(config):
+    out = []
+    for section, values in config.items():
+        out.append(f"[{section}]")
+        for k, v in values.items():
+            if v is not None:
+                out.append(f"{k} = {_toml_value(v)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def deep_merge(base, overrides):
+    """A copy of `base` with `overrides` merged in; a None value removes the key."""
+    result = copy.deepcopy(base)
+    for k, v in (overrides or {}).items():
+        if isinstance(v, dict) and isinstance(result.get(k), dict):
+            result[k] = deep_merge(result[k], v)
+        elif v is None:
+            result.pop(k, None)
+        else:
+            result[k] = copy.deepcopy(v)
+    return result
+
+
+MAX_FILE_SIZE = 10 * 1024 * 1024
+
+
+class Satchel:
+    def __init__(self, server, overrides=None, binary=None, workdir=None, rust_log=None):
+        self.server = server
+        self.dir = Path(workdir) if workdir else make_tempdir("satchel-")
+        self.http_port = free_port()
+        self.public_url = f"http://127.0.0.1:{self.http_port}"
+        self.config_path = self.dir / "satchel.toml"
+        self.log_path = self.dir / "satchel.log"
+        self.store_path = self.dir / "store"
+        self.key_file = self.dir / "master.key"
+        self.binary = binary
+        self.rust_log = rust_log or os.environ.get("SATCHEL_RUST_LOG", "info,satchel=debug")
+        self.process = None
+        self.config = deep_merge({
+            "component": {
+                "jid": COMPONENT_JID,
+                "server": f"127.0.0.1:{server.component_port}",
+                "secret": server.secret,
+            },
+            "http": {
+                "listen": f"127.0.0.1:{self.http_port}",
+                "public_url": self.public_url,
+                "cors_allow_origin": "*",
+            },
+            "storage": {
+                "path": str(self.store_path),
+                "key_file": str(self.key_file),
+            },
+            "limits": {
+                "max_file_size": MAX_FILE_SIZE,
+                "slot_lifetime_secs": 300,
+                "allowed_domains": [DOMAIN],
+            },
+        }, overrides)
+
+    @property
+    def max_file_size(self):
+        return self.config["limits"]["max_file_size"]
+
+    def write_config(self):
+        self.config_path.write_text(to_toml(self.config))
+
+    def start(self, timeout=30):
+        if self.binary is None:
+            self.binary = satchel_binary()
+        self.write_config()
+        env = dict(os.environ)
+        env["RUST_LOG"] = self.rust_log
+        env.setdefault("NO_COLOR", "1")  # plain log files
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.pop("SATCHEL_CONFIG", None)
+        self.process = Process([self.binary, "--config", self.config_path], self.log_path,
+                               env=env, cwd=self.dir, name="satchel").start()
+        try:
+            wait_port(self.http_port, timeout=timeout, proc=self.process, what="satchel",
+                      log=self.log_path)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.process is not None:
+            self.process.stop(timeout=10)
+            self.process = None
+
+    def kill(self):
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
+    def restart(self, timeout=30):
+        self.stop()
+        return self.start(timeout=timeout)
+
+    def running(self):
+        return self.process is not None and self.process.running()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logs(self, lines=60):
+        return tail(self.log_path, lines)
+
+    def __repr__(self):
+        return f"<Satchel http={self.public_url} dir={self.dir}>"
