@@ -41,3 +41,34 @@ def test_reconnects_after_server_restart(satchel, satchel_manager, server):
     finally:
         # Whatever happened, the next test gets a Satchel that never saw a restart.
         satchel_manager.invalidate()
+
+
+def test_wrong_secret_is_reported_and_retried(satchel_manager, server):
+    """A refused handshake is logged with a hint, and Satchel keeps trying rather than exiting."""
+    from harness.satchel import Satchel
+
+    satchel_manager.invalidate()
+    wrong = Satchel(server, {"component": {"secret": "not-the-secret"}})
+    try:
+        wrong.start()
+        deadline = time.monotonic() + 10
+        while "refused Satchel" not in wrong.logs(200) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        logs = wrong.logs(200)
+        assert "refused Satchel" in logs and "component.secret" in logs, logs
+        time.sleep(1)
+        assert wrong.running(), "satchel exited on a refused handshake"
+        assert "reconnecting" in wrong.logs(200)
+    finally:
+        wrong.cleanup()
+
+
+@pytest.mark.satchel_config(component={"keepalive_secs": 1}, fresh=True)
+def test_idle_link_is_kept_alive(satchel, server):
+    """With nothing to do, Satchel pings the server and the link stays up."""
+    time.sleep(3.5)
+    logs = satchel.logs(400)
+    assert "link idle, pinging the server" in logs, logs
+    assert "link to the XMPP server lost" not in logs, logs
+    with connect_client(server, "alice") as alice:
+        assert alice.request_slot("idle.txt", 4, "text/plain", timeout=5).put_url
