@@ -108,3 +108,13 @@ def test_user_from_other_domain_not_allowed(satchel, alice):
     with pytest.raises(XmppError) as e:
         alice.request_slot("nope.txt", 10, "text/plain")
     assert e.value.condition == "not-allowed", str(e.value)
+
+
+def test_huge_filename_gets_an_answer_and_the_link_survives(satchel, alice):
+    """A filename far beyond 255 bytes (and beyond XML parsers' default 8 KiB token limit)
+    is refused with bad-request; the component link is not dropped."""
+    with pytest.raises(XmppError) as e:
+        alice.request_slot("a" * 100_000, 10, "text/plain", timeout=10)
+    assert e.value.condition == "bad-request", str(e.value)
+    assert "link to the XMPP server lost" not in satchel.logs(400)
+    assert alice.request_slot("after.txt", 10, "text/plain").put_url

@@ -8,16 +8,14 @@
 //! router, and only a real loss of the stream leads to a reconnection, with an
 //! exponential backoff capped at `reconnect_max_delay`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use minidom::Element;
-use tokio::io::BufStream;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
 use tracing::{debug, info, warn, Instrument};
 use xmpp_parsers::component::Handshake;
 use xmpp_parsers::iq::Iq;
@@ -25,15 +23,34 @@ use xmpp_parsers::ns;
 use xmpp_parsers::ping::Ping;
 
 use super::router::Router;
+use super::stream::{Incoming, StanzaReader, StreamError};
 use crate::config::ComponentConfig;
 
-type Link = XmlStream<BufStream<TcpStream>, Element>;
-
 /// Stanzas being handled at once; beyond this, reading from the server waits.
-const MAX_STANZAS_IN_FLIGHT: usize = 256;
+const MAX_STANZAS_IN_FLIGHT: usize = 64;
+/// Largest stanza read whole; a bigger one is answered with an error unread.
+pub const MAX_STANZA_BYTES: usize = 512 * 1024;
 /// Time allowed for TCP connect, stream header and handshake together.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// The two halves of a logged-in link.
+struct Link {
+    reader: StanzaReader<BufReader<OwnedReadHalf>>,
+    writer: BufWriter<OwnedWriteHalf>,
+}
+
+impl Link {
+    async fn send(&mut self, element: &Element) -> Result<(), LinkError> {
+        let mut bytes = Vec::with_capacity(512);
+        element
+            .write_to(&mut bytes)
+            .map_err(|e| LinkError::Send(e.to_string()))?;
+        self.writer.write_all(&bytes).await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+}
 
 /// Why a login attempt or a live link ended.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +62,8 @@ pub enum LinkError {
     },
     #[error("stream failure: {0}")]
     Io(#[from] std::io::Error),
+    #[error("stream failure: {0}")]
+    Stream(#[from] StreamError),
     #[error("the server sent no stream id")]
     NoStreamId,
     #[error("the server refused the handshake: {0}")]
@@ -53,6 +72,8 @@ pub enum LinkError {
     LoginTimeout(Duration),
     #[error("the server closed the stream")]
     Closed,
+    #[error("no answer to a keepalive ping within {0:?}")]
+    Silent(Duration),
     #[error("cannot send to the server: {0}")]
     Send(String),
 }
@@ -96,32 +117,31 @@ async fn login(config: &ComponentConfig) -> Result<Link, LinkError> {
             source,
         })?;
     tcp.set_nodelay(true)?;
-    let header = StreamHeader {
-        to: Some(Cow::Owned(config.jid.to_string())),
-        ..StreamHeader::default()
+    let (read_half, write_half) = tcp.into_split();
+    let mut link = Link {
+        reader: StanzaReader::new(BufReader::new(read_half), MAX_STANZA_BYTES),
+        writer: BufWriter::new(write_half),
     };
-    let timeouts = Timeouts {
-        read_timeout: config.keepalive,
-        response_timeout: config.keepalive,
-    };
-    let mut pending = initiate_stream(BufStream::new(tcp), ns::COMPONENT, header, timeouts).await?;
-    let stream_id = pending.take_header().id.ok_or(LinkError::NoStreamId)?;
-    let mut link: Link = pending.skip_features();
-    let handshake = Handshake::from_stream_id_and_password(stream_id.into_owned(), &config.secret);
-    link.send(&handshake)
-        .await
-        .map_err(|e| LinkError::Send(e.to_string()))?;
-    loop {
-        match link.next().await {
-            Some(Ok(reply)) if reply.is("handshake", ns::COMPONENT) => return Ok(link),
-            Some(Ok(other)) => return Err(LinkError::Refused(describe_stream_error(&other))),
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(ReadError::HardError(e))) => return Err(LinkError::Io(e)),
-            Some(Err(ReadError::ParseError(e))) => return Err(LinkError::Refused(e.to_string())),
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
-                return Err(LinkError::Refused("stream closed during handshake".into()))
-            }
-        }
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' to='{}'>",
+        ns::COMPONENT,
+        ns::STREAM,
+        config.jid
+    );
+    link.writer.write_all(header.as_bytes()).await?;
+    link.writer.flush().await?;
+    let stream_id = link
+        .reader
+        .read_header()
+        .await?
+        .ok_or(LinkError::NoStreamId)?;
+    let handshake = Handshake::from_stream_id_and_password(stream_id, &config.secret);
+    link.send(&Element::from(handshake)).await?;
+    match link.reader.next().await? {
+        Some(Incoming::Stanza(reply)) if reply.is("handshake", ns::COMPONENT) => Ok(link),
+        Some(Incoming::Stanza(other)) => Err(LinkError::Refused(describe_stream_error(&other))),
+        Some(Incoming::Oversized(_)) => Err(LinkError::Refused("oversized answer".into())),
+        None => Err(LinkError::Refused("stream closed during handshake".into())),
     }
 }
 
@@ -143,6 +163,9 @@ fn describe_stream_error(element: &Element) -> String {
 }
 
 /// Reads stanzas, answers them through the router, pings when idle.
+///
+/// After `keepalive` of silence from the server Satchel pings it; after as
+/// long again without a byte in return, the link is taken for dead.
 async fn serve(
     mut link: Link,
     config: &ComponentConfig,
@@ -151,42 +174,52 @@ async fn serve(
     let (replies_tx, mut replies_rx) = mpsc::channel::<Element>(MAX_STANZAS_IN_FLIGHT);
     let in_flight = Arc::new(Semaphore::new(MAX_STANZAS_IN_FLIGHT));
     let mut pings_sent = 0u64;
+    let mut awaiting_pong = false;
+    let quiet = tokio::time::sleep(config.keepalive);
+    tokio::pin!(quiet);
     loop {
         tokio::select! {
-            incoming = link.next() => match incoming {
-                Some(Ok(stanza)) => {
-                    if stanza.ns() == ns::STREAM {
-                        return Err(LinkError::Refused(describe_stream_error(&stanza)));
-                    }
-                    let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
-                    let router = router.clone();
-                    let replies_tx = replies_tx.clone();
-                    tokio::spawn(async move {
-                        if let Some(reply) = router.handle(stanza).await {
-                            // A closed channel means the link is gone; the client will retry.
-                            let _ = replies_tx.send(reply).await;
+            incoming = link.reader.next() => {
+                quiet.as_mut().reset(tokio::time::Instant::now() + config.keepalive);
+                awaiting_pong = false;
+                let stanza = match incoming? {
+                    Some(Incoming::Stanza(stanza)) => stanza,
+                    Some(Incoming::Oversized(head)) => {
+                        warn!(name = head.name(), id = head.attr("id").unwrap_or_default(), "oversized stanza skipped");
+                        if let Some(reply) = router.refuse_oversized(&head) {
+                            link.send(&reply).await?;
                         }
-                        drop(permit);
-                    });
+                        continue;
+                    }
+                    None => return Err(LinkError::Closed),
+                };
+                if stanza.ns() == ns::STREAM {
+                    return Err(LinkError::Refused(describe_stream_error(&stanza)));
                 }
-                Some(Err(ReadError::SoftTimeout)) => {
-                    pings_sent += 1;
-                    debug!("link idle, pinging the server");
-                    let ping = Iq::from_get(format!("satchel-keepalive-{pings_sent}"), Ping)
-                        .with_from(config.jid.clone().into())
-                        .with_to(server_domain(config).into());
-                    link.send(&Element::from(ping)).await.map_err(|e| LinkError::Send(e.to_string()))?;
+                let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
+                let router = router.clone();
+                let replies_tx = replies_tx.clone();
+                tokio::spawn(async move {
+                    if let Some(reply) = router.handle(stanza).await {
+                        // A closed channel means the link is gone; the client will retry.
+                        let _ = replies_tx.send(reply).await;
+                    }
+                    drop(permit);
+                });
+            }
+            Some(reply) = replies_rx.recv() => link.send(&reply).await?,
+            () = &mut quiet => {
+                if awaiting_pong {
+                    return Err(LinkError::Silent(config.keepalive));
                 }
-                Some(Err(ReadError::ParseError(error))) => {
-                    // The XML was well-formed (or the stream would be dead) but
-                    // not an element we could build; nothing to answer to.
-                    warn!(%error, "unreadable stanza from the server");
-                }
-                Some(Err(ReadError::HardError(error))) => return Err(LinkError::Io(error)),
-                Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Closed),
-            },
-            Some(reply) = replies_rx.recv() => {
-                link.send(&reply).await.map_err(|e| LinkError::Send(e.to_string()))?;
+                pings_sent += 1;
+                awaiting_pong = true;
+                debug!("link idle, pinging the server");
+                let ping = Iq::from_get(format!("satchel-keepalive-{pings_sent}"), Ping)
+                    .with_from(config.jid.clone().into())
+                    .with_to(server_domain(config).into());
+                link.send(&Element::from(ping)).await?;
+                quiet.as_mut().reset(tokio::time::Instant::now() + config.keepalive);
             }
         }
     }

@@ -1,9 +1,11 @@
 //! The XMPP side: Satchel as an external component (XEP-0114) of the server.
 //!
-//! `connection` keeps the link alive, `router` answers each stanza, and one
+//! `connection` keeps the link alive, `stream` reads it stanza by stanza,
+//! `router` answers each stanza, and one
 //! module per XEP (`disco`, `upload`) holds the protocol's shapes.
 
 pub mod connection;
 pub mod disco;
 pub mod router;
+pub mod stream;
 pub mod upload;

@@ -55,6 +55,29 @@ impl Router {
         }
     }
 
+    /// The answer to a stanza too large to read: an IQ request still gets one.
+    pub fn refuse_oversized(&self, head: &Element) -> Option<Element> {
+        if head.name() != "iq" || !matches!(head.attr("type"), Some("get" | "set")) {
+            return None;
+        }
+        let from = head.attr("from")?.parse::<Jid>().ok()?;
+        Some(
+            Iq::Error {
+                from: Some(self.jid.clone().into()),
+                to: Some(from),
+                id: head.attr("id").unwrap_or_default().to_owned(),
+                error: StanzaError::new(
+                    ErrorType::Modify,
+                    DefinedCondition::PolicyViolation,
+                    "en",
+                    "The stanza is too large",
+                ),
+                payload: None,
+            }
+            .into(),
+        )
+    }
+
     async fn handle_iq(&self, iq: Element) -> Option<Element> {
         let id = iq.attr("id").unwrap_or_default().to_owned();
         let kind = iq.attr("type").unwrap_or_default().to_owned();
@@ -413,6 +436,31 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
+    }
+
+    #[test]
+    fn oversized_iq_requests_get_policy_violation() {
+        let fixture = fixture();
+        let head: Element =
+            format!("<iq xmlns='jabber:component:accept' type='set' id='big' {FROM}/>")
+                .parse()
+                .unwrap();
+        let reply = fixture.router.refuse_oversized(&head).unwrap();
+        assert_eq!(reply.attr("id"), Some("big"));
+        assert_eq!(
+            condition(&reply),
+            ("modify".into(), "policy-violation".into())
+        );
+        for quiet in [
+            format!("<iq xmlns='jabber:component:accept' type='result' id='r' {FROM}/>"),
+            format!("<message xmlns='jabber:component:accept' {FROM}/>"),
+            "<iq xmlns='jabber:component:accept' type='get' id='n'/>".to_owned(),
+        ] {
+            assert_eq!(
+                fixture.router.refuse_oversized(&quiet.parse().unwrap()),
+                None
+            );
+        }
     }
 
     #[tokio::test]
