@@ -58,3 +58,10 @@ def test_disco_info_to_a_node_or_user_of_the_component(satchel, alice):
     resp = alice.iq_raw(f"<query xmlns='{NS_DISCO_INFO}'/>", to=f"nobody@{COMPONENT_JID}")
     assert resp.get("type") in ("result", "error")
     assert alice.ping(COMPONENT_JID)
+
+
+def test_disco_nodes_are_item_not_found(satchel, alice):
+    for ns in (NS_DISCO_INFO, "http://jabber.org/protocol/disco#items"):
+        resp = alice.iq_raw(f"<query xmlns='{ns}' node='some-node'/>")
+        assert resp.get("type") == "error"
+        assert resp.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None

@@ -12,7 +12,6 @@
 
 use minidom::Element;
 use tokio::io::AsyncBufRead;
-use xso::exports::rxml;
 use xso::{Context, FromEventsBuilder, FromXml};
 
 /// Longest attribute value or name accepted; servers cap stanzas below this
