@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod http;
+pub mod relay;
 pub mod slots;
 pub mod storage;
 pub mod xmpp;

@@ -1,13 +1,47 @@
-//! Storage: encrypted, chunked files in an embedded sled database.
+//! Storage: encrypted, chunked files in blob files, metadata in sled.
 //!
 //! Every file is cut into fixed-size plaintext chunks, each sealed with
 //! ChaCha20-Poly1305 in the STREAM construction (`crypto`) under a key derived
 //! from the master key (`master_key`) and the file id, so that the store alone
 //! reveals no file content (names, sizes, types and uploaders are metadata in
 //! clear), and a Range request decrypts only the chunks it needs.
-//! An upload writes its chunks first and its `FileRecord` last, in one sled
-//! transaction: a reader sees either the whole file or none of it.
-
+//!
+//! # Layout
+//!
+//! * `<store>/` is an embedded sled database holding metadata only: slots,
+//!   file records, per-user usage, the expiry and per-user indexes, and the
+//!   uploads in progress (see `store` for the trees).
+//! * `<store>/content/ab/<id>` holds the sealed chunks of file `<id>`, back
+//!   to back, and `<store>/content/ab/<id>.part` an upload being written (see
+//!   `blob`); `ab` is the first byte of the id in hex. (The `blobs/`
+//!   directory beside it is sled's own, for large values.)
+//!
+//! # Why file contents are not in sled
+//!
+//! They used to be, one sled value per chunk, and that failed on memory:
+//! sled 0.34 keeps written values resident whatever its `cache_capacity`
+//! (a probe writing 1 GiB in 64 KiB values with a 16 MiB cache reached 1 GB
+//! of RSS; the service reached 2.7 GB serving twenty 128 MiB files). It also
+//! wrote every value three to four times over (log, then page rewrites), and
+//! space freed by deleting values stays inside sled's files for sled to
+//! reuse rather than going back to the filesystem. Blob files avoid all three: the kernel's page
+//! cache (which is not our memory and is reclaimed under pressure) holds the
+//! data, each byte is written once, and unlinking a blob returns its space
+//! at once. Memory is one chunk per upload and per download in flight,
+//! whatever the number and size of files.
+//!
+//! # Visibility and crashes
+//!
+//! An upload writes its `.part` file, syncs it, renames it to its final name
+//! (syncing the directory), and only then commits its `FileRecord` in one
+//! sled transaction with the indexes and usage: a reader sees either the
+//! whole file or none of it, because readers start from the record.
+//! Deletion goes the other way: the record goes first (and is flushed), the
+//! blob after. So a crash can leave a blob without a record, which garbage
+//! collection removes, but never a record without its blob. The `uploads`
+//! tree lists the ids that may own a blob without a record; a directory walk
+//! (`gc`) catches the few blobs sled itself lost track of in a crash.
+mod blob;
 pub mod crypto;
 mod gc;
 pub mod master_key;
@@ -41,8 +75,8 @@ pub enum StorageError {
     UploadInProgress,
     #[error("expected {expected} bytes, received {received}")]
     SizeMismatch { expected: u64, received: u64 },
-    /// Authentication failed on read: the stored bytes were altered or lost,
-    /// and none of them may be served.
+    /// Authentication failed on read, or the blob is missing or too short:
+    /// the stored bytes were altered or lost, and none of them may be served.
     #[error("file {file} is corrupt at chunk {chunk}")]
     Corrupt { file: FileId, chunk: u32 },
     /// The file was sealed under a master key other than the loaded one.
@@ -89,9 +123,17 @@ impl From<TransactionError<StorageError>> for StorageError {
     }
 }
 
-/// ENOSPC, which is 28 on every Unix we run on; `io::ErrorKind::StorageFull`
-/// is newer than our minimum Rust version.
+/// An I/O error on the store's files, with ENOSPC as `DiskFull`.
+fn io_error(context: String, source: io::Error) -> StorageError {
+    if is_disk_full(&source) {
+        StorageError::DiskFull
+    } else {
+        StorageError::Io { context, source }
+    }
+}
+
+/// ENOSPC, which is 28 on every Unix we run on.
 fn is_disk_full(err: &io::Error) -> bool {
     const ENOSPC: i32 = 28;
-    err.raw_os_error() == Some(ENOSPC)
+    err.kind() == io::ErrorKind::StorageFull || err.raw_os_error() == Some(ENOSPC)
 }

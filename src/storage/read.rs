@@ -1,21 +1,31 @@
 //! Reading a byte range of a file, one authenticated chunk at a time.
 //!
-//! The reader fetches and opens only the chunks the range covers, and yields
-//! a chunk's bytes only after its tag checked out: a download may stop early
-//! with `Corrupt`, but it never carries a byte that was altered on disk.
+//! The reader reads (with positioned reads on the file's blob, opened once)
+//! and opens only the chunks the range covers, and yields a chunk's bytes
+//! only after its tag checked out: a download may stop early with `Corrupt`,
+//! but it never carries a byte that was altered on disk. A blob that is
+//! missing or too short is `Corrupt` too.
+//!
+//! The open handle keeps the blob readable even if garbage collection
+//! unlinks it meanwhile.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
 
-use super::crypto::{derive_file_key, open_chunk, FileKey};
+use super::blob::chunk_offset;
+use super::crypto::{derive_file_key, open_chunk, FileKey, TAG_LEN};
 use super::records::{FileId, FileRecord};
-use super::store::{chunk_key, Store};
-use super::StorageError;
+use super::store::{Store, MAX_CHUNK_SIZE};
+use super::{io_error, StorageError};
 
 /// The plaintext of a range, chunk by chunk; see [`Store::read_range`].
 ///
 /// After the first error it yields nothing more.
 pub struct RangeReader {
-    chunks: sled::Tree,
+    blob: File,
     file: FileId,
     key: FileKey,
     nonce_prefix: [u8; 7],
@@ -43,49 +53,63 @@ impl RangeReader {
                 file.id, file.size
             ))
         };
-        if chunk_size == 0 {
+        // Chunks are read whole: a record must not make us allocate more
+        // than the store would ever have written.
+        if chunk_size == 0 || chunk_size > u64::from(MAX_CHUNK_SIZE) {
             return Err(undecodable());
         }
         // The last chunk always exists, even for an empty file.
-        let last_index = file.size.saturating_sub(1) / chunk_size;
-        let first_index = range.start / chunk_size;
+        let last_index =
+            u32::try_from(file.size.saturating_sub(1) / chunk_size).map_err(|_| undecodable())?;
+        let first_index = u32::try_from(range.start / chunk_size).map_err(|_| undecodable())?;
+        let blob = store.inner.blobs.open_final(&file.id).map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                StorageError::Corrupt {
+                    file: file.id,
+                    chunk: first_index,
+                }
+            } else {
+                let path = store.inner.blobs.final_path(&file.id);
+                io_error(format!("opening {}", path.display()), err)
+            }
+        })?;
         Ok(RangeReader {
-            chunks: store.inner.trees.chunks.clone(),
+            blob,
             file: file.id,
             key: derive_file_key(&store.inner.master_key, &file.id),
             nonce_prefix: file.nonce_prefix,
             chunk_size,
             file_size: file.size,
-            last_index: u32::try_from(last_index).map_err(|_| undecodable())?,
-            next_index: u32::try_from(first_index).map_err(|_| undecodable())?,
+            last_index,
+            next_index: first_index,
             skip: range.start % chunk_size,
             remaining: range.end - range.start,
         })
     }
 
-    /// Fetches and opens chunk `index`, checking it has the length the
-    /// record promises.
+    /// Reads and opens chunk `index`, of the length the record promises.
     fn open(&self, index: u32) -> Result<Bytes, StorageError> {
         let corrupt = || StorageError::Corrupt {
             file: self.file,
             chunk: index,
         };
-        let sealed = self
-            .chunks
-            .get(chunk_key(&self.file, index))?
-            .ok_or_else(corrupt)?;
-        let mut plain = sealed.to_vec();
         let last = index == self.last_index;
-        open_chunk(&self.key, &self.nonce_prefix, index, last, &mut plain)
-            .map_err(|_| corrupt())?;
         let expected_len = if last {
             self.file_size - u64::from(index) * self.chunk_size
         } else {
             self.chunk_size
         };
-        if plain.len() as u64 != expected_len {
-            return Err(corrupt());
-        }
+        // At most MAX_CHUNK_SIZE plus the tag, checked in `new`.
+        let mut plain = vec![0u8; expected_len as usize + TAG_LEN];
+        let offset = chunk_offset(index, self.chunk_size);
+        self.blob
+            .read_exact_at(&mut plain, offset)
+            .map_err(|err| match err.kind() {
+                io::ErrorKind::UnexpectedEof => corrupt(),
+                _ => io_error(format!("reading the blob of file {}", self.file), err),
+            })?;
+        open_chunk(&self.key, &self.nonce_prefix, index, last, &mut plain)
+            .map_err(|_| corrupt())?;
         Ok(Bytes::from(plain))
     }
 }
@@ -129,12 +153,22 @@ mod tests {
         (bytes, file)
     }
 
+    fn blob_path(t: &TestStore, file: &FileRecord) -> std::path::PathBuf {
+        t.store.inner.blobs.final_path(&file.id)
+    }
+
+    /// Where chunk `index` of a sample file lies in its blob.
+    fn sealed(index: u32) -> std::ops::Range<usize> {
+        let start = chunk_offset(index, u64::from(CHUNK)) as usize;
+        start..start + CHUNK as usize + TAG_LEN
+    }
+
+    /// Flips a bit of chunk `index` in the blob file on disk.
     fn tamper(t: &TestStore, file: &FileRecord, index: u32) {
-        let chunks = &t.store.inner.trees.chunks;
-        let key = chunk_key(&file.id, index);
-        let mut sealed = chunks.get(key).unwrap().unwrap().to_vec();
-        sealed[0] ^= 0x80;
-        chunks.insert(key, sealed).unwrap();
+        let path = blob_path(t, file);
+        let mut blob = std::fs::read(&path).unwrap();
+        blob[sealed(index).start] ^= 0x80;
+        std::fs::write(&path, blob).unwrap();
     }
 
     #[test]
@@ -205,24 +239,70 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_swapped_chunks_are_corrupt() {
+    fn swapped_chunks_are_corrupt() {
         let t = test_store();
         let (_, file) = sample(&t);
-        let chunks = &t.store.inner.trees.chunks;
-        let first = chunks.get(chunk_key(&file.id, 0)).unwrap().unwrap();
-        let second = chunks.get(chunk_key(&file.id, 1)).unwrap().unwrap();
-        chunks.insert(chunk_key(&file.id, 0), second).unwrap();
-        chunks.insert(chunk_key(&file.id, 1), first).unwrap();
+        let path = blob_path(&t, &file);
+        let mut blob = std::fs::read(&path).unwrap();
+        let (first, second) = blob.split_at_mut(sealed(1).start);
+        first[sealed(0)].swap_with_slice(&mut second[..sealed(0).len()]);
+        std::fs::write(&path, blob).unwrap();
         assert!(matches!(
             read(&t.store, &file, 0..4),
             Err(StorageError::Corrupt { chunk: 0, .. })
         ));
+        assert!(matches!(
+            read(&t.store, &file, u64::from(CHUNK)..u64::from(CHUNK) + 1),
+            Err(StorageError::Corrupt { chunk: 1, .. })
+        ));
+    }
 
-        chunks.remove(chunk_key(&file.id, 3)).unwrap();
+    #[test]
+    fn a_truncated_blob_is_corrupt() {
+        let t = test_store();
+        let (bytes, file) = sample(&t);
+        let blob = std::fs::OpenOptions::new()
+            .write(true)
+            .open(blob_path(&t, &file))
+            .unwrap();
+        let full = blob.metadata().unwrap().len();
+        // One byte short: the tag of the last chunk is cut.
+        blob.set_len(full - 1).unwrap();
         assert!(matches!(
             read(&t.store, &file, file.size - 1..file.size),
             Err(StorageError::Corrupt { chunk: 3, .. })
         ));
+        // The whole last chunk gone, and part of the one before.
+        blob.set_len(sealed(2).start as u64 + 5).unwrap();
+        let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
+        assert_eq!(pieces.len(), 3, "stops after the error");
+        assert_eq!(pieces[1].as_ref().unwrap(), &bytes[16..32]);
+        assert!(matches!(
+            pieces[2],
+            Err(StorageError::Corrupt { chunk: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_missing_blob_is_corrupt() {
+        let t = test_store();
+        let (_, file) = sample(&t);
+        std::fs::remove_file(blob_path(&t, &file)).unwrap();
+        assert!(matches!(
+            t.store.read_range(&file, 20..30),
+            Err(StorageError::Corrupt { chunk: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn an_open_reader_survives_the_blob_being_unlinked() {
+        let t = test_store();
+        let (bytes, file) = sample(&t);
+        let mut reader = t.store.read_range(&file, 0..file.size).unwrap();
+        assert_eq!(reader.next().unwrap().unwrap(), &bytes[..16]);
+        std::fs::remove_file(blob_path(&t, &file)).unwrap();
+        let rest: Vec<u8> = reader.flat_map(|piece| piece.unwrap()).collect();
+        assert_eq!(rest, &bytes[16..]);
     }
 
     #[test]
@@ -253,10 +333,12 @@ mod tests {
             Err(StorageError::UnknownKey { .. })
         ));
         file.key_id ^= 1;
-        file.chunk_size = 0;
-        assert!(matches!(
-            t.store.read_range(&file, 0..1),
-            Err(StorageError::Decode(_))
-        ));
+        for chunk_size in [0, MAX_CHUNK_SIZE + 1] {
+            file.chunk_size = chunk_size;
+            assert!(matches!(
+                t.store.read_range(&file, 0..1),
+                Err(StorageError::Decode(_))
+            ));
+        }
     }
 }

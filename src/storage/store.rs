@@ -1,24 +1,25 @@
-//! The store: sled trees, the master key, and the bookkeeping around them.
+//! The store: sled trees, blob files, the master key, and the bookkeeping
+//! around them.
 //!
-//! Layout, one sled tree each:
+//! Metadata, one sled tree each (file contents are in blob files, see `blob`):
 //!
 //! | tree      | key                                          | value               |
 //! |-----------|----------------------------------------------|---------------------|
 //! | `slots`   | file id                                      | `SlotRecord`        |
 //! | `files`   | file id                                      | `FileRecord`        |
-//! | `chunks`  | file id ‖ chunk index (u32 BE)               | sealed chunk        |
 //! | `uploads` | file id                                      | start time (u64 BE) |
 //! | `usage`   | bare JID                                     | `UserUsage`         |
 //! | `expiry`  | expires (u64 BE) ‖ file id                   | size (u64 BE)       |
 //! | `by_user` | JID length (u32 BE) ‖ JID ‖ expires ‖ file id | size (u64 BE)      |
 //!
 //! Big-endian numbers make sled's byte order the numeric order, so "soonest
-//! expiry first" is a plain scan. `uploads` lists every id that may own
-//! chunks without owning a `FileRecord` (uploads running or abandoned, files
-//! being deleted): garbage collection only ever needs to look there, never
-//! at the (large) `chunks` tree as a whole.
+//! expiry first" is a plain scan. `uploads` lists every id that may own a
+//! blob without owning a `FileRecord` (uploads running or abandoned, files
+//! being deleted): garbage collection looks there first, and walks the blob
+//! directory only now and then, for what a crash kept sled from recording.
 //!
-//! sled calls block; callers run the store on `spawn_blocking` threads.
+//! sled and file calls block; callers run the store on `spawn_blocking`
+//! threads.
 
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -34,6 +35,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 
+use super::blob::Blobs;
 use super::master_key::MasterKey;
 use super::read::RangeReader;
 use super::records::{FileId, FileRecord, SlotRecord, UserUsage};
@@ -42,18 +44,19 @@ use super::StorageError;
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
-/// Upper bound for `StoreOptions::chunk_size`: sled keeps values below
-/// roughly 128 KiB inline in its pages, and a chunk is read whole.
-const MAX_CHUNK_SIZE: u32 = 1 << 20;
+/// Upper bound for `StoreOptions::chunk_size`: every upload and download in
+/// flight holds one whole chunk in memory.
+pub(super) const MAX_CHUNK_SIZE: u32 = 1 << 20;
 
 /// How to open a [`Store`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Directory of the sled database; created (mode 0700) if missing.
+    /// Directory of the sled database and of the `content` (blob) directory;
+    /// created (mode 0700) if missing.
     pub path: PathBuf,
     /// The master key file; must be outside `path`.
     pub key_file: PathBuf,
-    /// Bytes of sled's page cache.
+    /// Bytes of sled's page cache (metadata only: file contents bypass sled).
     pub cache_capacity: u64,
     /// Plaintext bytes per chunk for new files (64 KiB is a good default).
     /// Existing files keep the chunk size they were written with.
@@ -70,18 +73,20 @@ pub(super) struct Inner {
     pub(super) db: sled::Db,
     pub(super) trees: Trees,
     pub(super) master_key: MasterKey,
+    pub(super) blobs: Blobs,
     path: PathBuf,
     pub(super) chunk_size: u32,
     /// Sum of the sizes of all completed files.
     pub(super) stored_bytes: AtomicU64,
-    /// Ids whose chunks someone is writing or deleting right now.
+    /// Ids whose blobs someone is writing or deleting right now.
     busy: Mutex<HashSet<FileId>>,
+    /// `now` of the last walk of the blob directory, see `gc`.
+    pub(super) last_blob_walk: Mutex<Option<u64>>,
 }
 
 pub(super) struct Trees {
     pub(super) slots: sled::Tree,
     pub(super) files: sled::Tree,
-    pub(super) chunks: sled::Tree,
     pub(super) uploads: sled::Tree,
     pub(super) usage: sled::Tree,
     pub(super) expiry: sled::Tree,
@@ -113,7 +118,6 @@ impl Store {
         let trees = Trees {
             slots: db.open_tree("slots")?,
             files: db.open_tree("files")?,
-            chunks: db.open_tree("chunks")?,
             uploads: db.open_tree("uploads")?,
             usage: db.open_tree("usage")?,
             expiry: db.open_tree("expiry")?,
@@ -121,7 +125,7 @@ impl Store {
         };
         // A fresh key could not decrypt a single existing file: a store with
         // data and no key file means the key was lost or misconfigured.
-        if !opts.key_file.exists() && !trees.chunks.is_empty() {
+        if !opts.key_file.exists() && !trees.files.is_empty() {
             return Err(StorageError::KeyFile {
                 path: opts.key_file,
                 reason: "missing, but the store already holds encrypted data; \
@@ -130,6 +134,7 @@ impl Store {
             });
         }
         let master_key = MasterKey::load_or_create(&opts.key_file, &opts.path)?;
+        let blobs = Blobs::open(&opts.path)?;
 
         let mut stored_bytes = 0u64;
         let mut foreign_key_files = 0u64;
@@ -154,10 +159,12 @@ impl Store {
                 db,
                 trees,
                 master_key,
+                blobs,
                 path: opts.path,
                 chunk_size: opts.chunk_size,
                 stored_bytes: AtomicU64::new(stored_bytes),
                 busy: Mutex::new(HashSet::new()),
+                last_blob_walk: Mutex::new(None),
             }),
         })
     }
@@ -266,11 +273,11 @@ impl Store {
         })
     }
 
-    /// Starts, or restarts after a failed attempt, the upload for `slot` (deleting chunks of the earlier attempt).
+    /// Starts, or restarts after a failed attempt, the upload for `slot` (emptying the `.part` blob of the earlier attempt).
     ///
     /// Fails with `AlreadyUploaded` once the slot's file is complete, and with
     /// `UploadInProgress` while another writer for the slot is alive (or,
-    /// briefly, while garbage collection deletes the slot's old chunks).
+    /// briefly, while garbage collection deletes the slot's old blob).
     /// The start is stamped with the wall clock, for `collect_garbage`.
     pub fn begin_upload(
         &self,
@@ -290,19 +297,20 @@ impl Store {
         if self.inner.trees.files.contains_key(slot.id.0)? {
             return Err(StorageError::AlreadyUploaded);
         }
-        // Recorded before any chunk is written, so that chunks left behind
-        // by a crash are always found by garbage collection.
+        // Recorded before the blob is created, so that garbage collection
+        // finds a blob left behind by a failure without walking the blobs.
         self.inner
             .trees
             .uploads
             .insert(slot.id.0, &unix_now().to_be_bytes())?;
-        self.delete_chunks(&slot.id)?;
+        let blob = self.inner.blobs.create_part(&slot.id)?;
         Ok(UploadWriter::new(
             self.clone(),
             claim,
             slot,
             content_type,
             expires,
+            blob,
         ))
     }
 
@@ -334,8 +342,8 @@ impl Store {
     }
 
     /// Marks `id` busy until the returned claim is dropped, or returns `None`
-    /// if it already is. Whoever holds the claim may write or delete the
-    /// id's chunks; nobody else may.
+    /// if it already is. Whoever holds the claim may write, publish or delete
+    /// the id's blob; nobody else may.
     pub(super) fn claim(&self, id: FileId) -> Option<Claim> {
         let newly_claimed = self.lock_busy().insert(id);
         newly_claimed.then(|| Claim {
@@ -352,26 +360,16 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Deletes every chunk of `id`. The caller holds its claim.
-    pub(super) fn delete_chunks(&self, id: &FileId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for key in self.inner.trees.chunks.scan_prefix(id.0).keys() {
-            batch.remove(key?);
-        }
-        self.inner.trees.chunks.apply_batch(batch)?;
-        Ok(())
-    }
-
-    /// Deletes the chunks of an upload that will never complete, then its
-    /// `uploads` entry. The caller holds its claim.
+    /// Deletes the blob (`.part` or complete) of an id that has no
+    /// `FileRecord`, then its `uploads` entry. The caller holds its claim.
     pub(super) fn discard_upload(&self, id: &FileId) -> Result<(), StorageError> {
-        self.delete_chunks(id)?;
+        self.inner.blobs.remove(id)?;
         self.inner.trees.uploads.remove(id.0)?;
         Ok(())
     }
 }
 
-/// Proof that its holder alone may touch the chunks of `id`; see [`Store::claim`].
+/// Proof that its holder alone may touch the blob of `id`; see [`Store::claim`].
 pub(super) struct Claim {
     store: Store,
     id: FileId,
@@ -417,13 +415,6 @@ fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StorageError> {
         .map_err(|_| StorageError::Decode(format!("{what}: not 8 bytes")))
 }
 
-pub(super) fn chunk_key(id: &FileId, index: u32) -> [u8; 20] {
-    let mut key = [0u8; 20];
-    key[..16].copy_from_slice(&id.0);
-    key[16..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
 pub(super) fn expiry_key(expires: u64, id: &FileId) -> [u8; 24] {
     let mut key = [0u8; 24];
     key[..8].copy_from_slice(&expires.to_be_bytes());
@@ -457,7 +448,7 @@ pub(super) fn by_user_key(user: &str, expires: u64, id: &FileId) -> Vec<u8> {
 }
 
 /// Wall-clock unix seconds, for stamping upload starts.
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
@@ -489,13 +480,38 @@ pub(super) mod test_support {
             let dir = self.dir;
             drop(self.store);
             TestStore {
-                store: Store::open(options).unwrap(),
+                store: open_when_released(options).unwrap(),
                 dir,
             }
         }
 
-        pub fn chunk_count(&self, id: &FileId) -> usize {
-            self.store.inner.trees.chunks.scan_prefix(id.0).count()
+        /// Bytes of the complete blob of `id`, if there is one.
+        pub fn blob_len(&self, id: &FileId) -> Option<u64> {
+            let path = self.store.inner.blobs.final_path(id);
+            std::fs::metadata(path).ok().map(|metadata| metadata.len())
+        }
+
+        /// Whether an upload blob (`.part`) of `id` exists.
+        pub fn has_part(&self, id: &FileId) -> bool {
+            self.store.inner.blobs.part_path(id).exists()
+        }
+    }
+
+    /// Opens a store just dropped. sled's background threads are shared by
+    /// every database in the process and may hold a dropped database's lock
+    /// a little longer while other tests keep them busy: wait for it.
+    pub fn open_when_released(options: StoreOptions) -> Result<Store, StorageError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(options.clone()) {
+                Err(StorageError::Db(sled::Error::Io(err)))
+                    if err.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => return result,
+            }
         }
     }
 
@@ -674,7 +690,7 @@ mod tests {
         let options = t.options();
         drop(t.store);
         std::fs::remove_file(&options.key_file).unwrap();
-        let result = Store::open(options.clone());
+        let result = open_when_released(options.clone());
         assert!(matches!(result, Err(StorageError::KeyFile { .. })));
         assert!(!options.key_file.exists());
     }

@@ -1,15 +1,19 @@
 //! Writing one upload: plaintext in, sealed chunks out, record last.
 //!
-//! The writer seals and stores each chunk as soon as it is full, so memory
-//! stays at one chunk whatever the file size, and hashes the plaintext on the
-//! way. A full chunk is held back until more bytes arrive, because only then
-//! is it known not to be the last one (the last chunk is sealed differently).
+//! The writer seals each chunk as soon as it is full and appends it to the
+//! upload's `.part` blob, so memory stays at one chunk whatever the file
+//! size, and hashes the plaintext on the way. A full chunk is held back until
+//! more bytes arrive, because only then is it known not to be the last one
+//! (the last chunk is sealed differently).
 //!
-//! Nothing is visible to readers until `finish` commits the `FileRecord`.
-//! A writer dropped before that deletes its chunks on the spot; should that
-//! fail (or the process die), the `uploads` entry written by `begin_upload`
-//! lets garbage collection find them.
+//! Nothing is visible to readers until `finish` has synced the blob, renamed
+//! it to its final name, and committed the `FileRecord`. A writer dropped
+//! before that deletes its blob on the spot; should that fail (or the
+//! process die), the `uploads` entry written by `begin_upload` lets garbage
+//! collection find it.
 
+use std::fs::File;
+use std::io::Write;
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
@@ -17,8 +21,8 @@ use sled::transaction::Transactional;
 
 use super::crypto::{derive_file_key, seal_chunk, FileKey, TAG_LEN};
 use super::records::{FileRecord, SlotRecord};
-use super::store::{by_user_key, chunk_key, encode, expiry_key, update_usage, Claim, Store};
-use super::StorageError;
+use super::store::{by_user_key, encode, expiry_key, update_usage, Claim, Store};
+use super::{io_error, StorageError};
 
 /// An upload in progress; see [`Store::begin_upload`].
 ///
@@ -31,6 +35,9 @@ pub struct UploadWriter {
     key: FileKey,
     nonce_prefix: [u8; 7],
     chunk_size: usize,
+    /// The `.part` blob; chunk `i` goes at `chunk_offset(i)`, which is where
+    /// appending puts it.
+    blob: File,
     /// Plaintext of the chunk being filled; sealed in place.
     pending: Vec<u8>,
     next_index: u32,
@@ -49,6 +56,7 @@ impl UploadWriter {
         slot: &SlotRecord,
         content_type: String,
         expires: u64,
+        blob: File,
     ) -> UploadWriter {
         let key = derive_file_key(&store.inner.master_key, &slot.id);
         let chunk_size = store.inner.chunk_size as usize;
@@ -60,6 +68,7 @@ impl UploadWriter {
             key,
             nonce_prefix: rand::random(),
             chunk_size,
+            blob,
             pending: Vec::with_capacity(chunk_size + TAG_LEN),
             next_index: 0,
             received: 0,
@@ -98,8 +107,9 @@ impl UploadWriter {
         Ok(())
     }
 
-    /// Seals the last chunk, checks the byte count, and commits FileRecord + indexes + owner's stored_bytes
-    /// atomically (sled transaction); only then is the file visible to `file()`.
+    /// Seals the last chunk, checks the byte count, syncs the blob and gives it its final name, then commits
+    /// FileRecord + indexes + owner's stored_bytes atomically (sled transaction); only then is the file visible
+    /// to `file()`.
     ///
     /// The database is flushed before returning, so a success can be
     /// reported to the uploader as durable.
@@ -111,6 +121,9 @@ impl UploadWriter {
             });
         }
         self.seal_pending(true)?;
+        // Should the commit below fail, dropping `self` deletes the blob
+        // under its final name too.
+        self.store.inner.blobs.publish(&self.slot.id, &self.blob)?;
 
         let record = FileRecord {
             id: self.slot.id,
@@ -149,7 +162,7 @@ impl UploadWriter {
                     current.stored_bytes = current.stored_bytes.saturating_add(record.size);
                 })
             })?;
-        // Committed: from here on the chunks belong to the file, and dropping
+        // Committed: from here on the blob belongs to the file, and dropping
         // `self` must not delete them, even if the flush below fails.
         self.finished = true;
         self.store
@@ -169,11 +182,10 @@ impl UploadWriter {
             last,
             &mut self.pending,
         )?;
-        self.store
-            .inner
-            .trees
-            .chunks
-            .insert(chunk_key(&self.slot.id, index), self.pending.as_slice())?;
+        self.blob.write_all(&self.pending).map_err(|err| {
+            let path = self.store.inner.blobs.part_path(&self.slot.id);
+            io_error(format!("writing {}", path.display()), err)
+        })?;
         self.pending.clear();
         // `begin_upload` refused sizes needing more than u32::MAX chunks.
         self.next_index = index.wrapping_add(1);
@@ -190,7 +202,7 @@ impl Drop for UploadWriter {
             tracing::warn!(
                 file = %self.slot.id,
                 error = %err,
-                "could not delete the chunks of an unfinished upload; garbage collection will"
+                "could not delete the blob of an unfinished upload; garbage collection will"
             );
         }
     }
@@ -203,6 +215,11 @@ mod tests {
 
     fn sha256(bytes: &[u8]) -> [u8; 32] {
         Sha256::digest(bytes).into()
+    }
+
+    /// Bytes of the blob of a file of `size` bytes in `chunks` chunks.
+    fn sealed_len(size: usize, chunks: usize) -> Option<u64> {
+        Some((size + chunks * TAG_LEN) as u64)
     }
 
     #[test]
@@ -226,7 +243,12 @@ mod tests {
             assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
             assert_eq!(file.sha256, sha256(&bytes));
             assert_eq!(file.content_type, "text/plain");
-            assert_eq!(t.chunk_count(&file.id), chunks, "size {size}");
+            assert_eq!(
+                t.blob_len(&file.id),
+                sealed_len(size, chunks),
+                "size {size}"
+            );
+            assert!(!t.has_part(&file.id));
             assert_eq!(t.store.file(&file.id).unwrap(), Some(file.clone()));
             assert_eq!(read(&t.store, &file, 0..size as u64).unwrap(), bytes);
         }
@@ -258,7 +280,7 @@ mod tests {
         let slot = slot_for("juliet@example.org", 0);
         let file = upload(&t.store, &slot, &[], NOW + 60);
         assert_eq!(file.sha256, sha256(&[]));
-        assert_eq!(t.chunk_count(&file.id), 1);
+        assert_eq!(t.blob_len(&file.id), sealed_len(0, 1));
         assert!(matches!(
             t.store.read_range(&file, 0..0),
             Err(StorageError::BadRange { .. })
@@ -272,10 +294,15 @@ mod tests {
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
         let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
         writer.write(&bytes).unwrap();
-        assert!(t.chunk_count(&slot.id) > 0);
+        // Two chunks are out; the third waits to learn whether it is last.
+        let part = std::fs::metadata(t.store.inner.blobs.part_path(&slot.id)).unwrap();
+        assert_eq!(part.len(), 2 * (u64::from(CHUNK) + TAG_LEN as u64));
+        assert_eq!(t.blob_len(&slot.id), None);
         assert_eq!(t.store.file(&slot.id).unwrap(), None);
         assert_eq!(t.store.stored_bytes(), 0);
         writer.finish(NOW).unwrap();
+        assert!(!t.has_part(&slot.id));
+        assert!(t.blob_len(&slot.id).is_some());
         assert!(t.store.file(&slot.id).unwrap().is_some());
         assert_eq!(t.store.stored_bytes(), bytes.len() as u64);
     }
@@ -289,7 +316,8 @@ mod tests {
         let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
         writer.write(&data(2 * CHUNK as usize + 1)).unwrap();
         drop(writer);
-        assert_eq!(t.chunk_count(&slot.id), 0);
+        assert!(!t.has_part(&slot.id));
+        assert_eq!(t.blob_len(&slot.id), None);
         assert_eq!(t.store.file(&slot.id).unwrap(), None);
         assert!(t.store.inner.trees.uploads.is_empty());
 
@@ -298,22 +326,46 @@ mod tests {
     }
 
     #[test]
-    fn restart_replaces_chunks_left_by_an_earlier_attempt() {
+    fn restart_replaces_the_blob_left_by_an_earlier_attempt() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 10);
-        // Chunks of an attempt whose process died, at indexes a new
-        // attempt of this size never writes.
-        for index in 0..5 {
-            t.store
-                .inner
-                .trees
-                .chunks
-                .insert(chunk_key(&slot.id, index), &[0u8; 32])
-                .unwrap();
-        }
+        // The blob of an attempt whose process died, longer than what a
+        // new attempt of this size writes, and one that died between the
+        // rename and the commit.
+        drop(t.store.inner.blobs.create_part(&slot.id).unwrap());
+        std::fs::write(t.store.inner.blobs.part_path(&slot.id), [0u8; 160]).unwrap();
+        std::fs::write(t.store.inner.blobs.final_path(&slot.id), [1u8; 160]).unwrap();
         let file = upload(&t.store, &slot, &data(10), NOW + 60);
-        assert_eq!(t.chunk_count(&file.id), 1);
+        assert_eq!(t.blob_len(&file.id), sealed_len(10, 1));
+        assert!(!t.has_part(&file.id));
         assert_eq!(read(&t.store, &file, 0..10).unwrap(), data(10));
+    }
+
+    #[test]
+    fn blobs_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 10);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let part = t.store.inner.blobs.part_path(&slot.id);
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&part), 0o600);
+        assert_eq!(mode(part.parent().unwrap()), 0o700);
+        assert_eq!(mode(part.parent().unwrap().parent().unwrap()), 0o700);
+        writer.write(&data(10)).unwrap();
+        writer.finish(NOW).unwrap();
+        let blob = t.store.inner.blobs.final_path(&slot.id);
+        assert_eq!(mode(&blob), 0o600);
+        // content/<first byte of the id in hex>/<id>
+        assert_eq!(
+            blob.file_name().unwrap().to_str(),
+            Some(&*slot.id.to_string())
+        );
+        assert_eq!(
+            blob.parent().unwrap().file_name().unwrap().to_str(),
+            Some(&slot.id.to_string()[..2])
+        );
     }
 
     #[test]
@@ -380,7 +432,8 @@ mod tests {
             })
         ));
         assert_eq!(t.store.file(&slot.id).unwrap(), None);
-        assert_eq!(t.chunk_count(&slot.id), 0);
+        assert!(!t.has_part(&slot.id));
+        assert_eq!(t.blob_len(&slot.id), None);
     }
 
     #[test]

@@ -41,6 +41,8 @@ enum Current {
         builder: <Element as FromXml>::Builder,
         head: Element,
         bytes: usize,
+        /// Elements open, the stanza's own included.
+        depth: usize,
     },
     /// Over the cap: only its nesting depth is tracked until it ends.
     Skipping { head: Element, depth: usize },
@@ -58,8 +60,10 @@ pub struct StanzaReader<R> {
 
 impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
     pub fn new(input: R, max_stanza_bytes: usize) -> StanzaReader<R> {
-        let mut options = rxml::parser::Options::default();
-        options.max_token_length = MAX_TOKEN_BYTES;
+        let options = rxml::parser::Options {
+            max_token_length: MAX_TOKEN_BYTES,
+            ..Default::default()
+        };
         StanzaReader {
             reader: rxml::AsyncReader::with_options(input, options),
             max_stanza_bytes,
@@ -103,6 +107,7 @@ impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
                             builder,
                             head,
                             bytes: size,
+                            depth: 1,
                         });
                     }
                     // The stream's own end tag.
@@ -114,15 +119,11 @@ impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
                     mut builder,
                     head,
                     bytes,
+                    depth,
                 }) => {
                     let bytes = bytes + size;
+                    let depth = depth_after(&event, depth);
                     if bytes > self.max_stanza_bytes {
-                        let depth = match event {
-                            rxml::Event::StartElement(..) => 2,
-                            rxml::Event::EndElement(..) => 0,
-                            _ => 1,
-                        };
-                        // A closing tag at depth 0 means the stanza ended with this very event.
                         if depth == 0 {
                             return Ok(Some(Incoming::Oversized(head)));
                         }
@@ -136,17 +137,14 @@ impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
                                 builder,
                                 head,
                                 bytes,
+                                depth,
                             })
                         }
                         Err(e) => return Err(StreamError::Element(e.to_string())),
                     }
                 }
                 Some(Current::Skipping { head, depth }) => {
-                    let depth = match event {
-                        rxml::Event::StartElement(..) => depth + 1,
-                        rxml::Event::EndElement(..) => depth - 1,
-                        _ => depth,
-                    };
+                    let depth = depth_after(&event, depth);
                     if depth == 0 {
                         return Ok(Some(Incoming::Oversized(head)));
                     }
@@ -154,6 +152,15 @@ impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
                 }
             }
         }
+    }
+}
+
+/// Nesting depth once `event` is taken into account.
+fn depth_after(event: &rxml::Event, depth: usize) -> usize {
+    match event {
+        rxml::Event::StartElement(..) => depth + 1,
+        rxml::Event::EndElement(..) => depth.saturating_sub(1),
+        _ => depth,
     }
 }
 
@@ -204,7 +211,7 @@ mod tests {
     async fn attribute_values_beyond_rxml_default_limit_are_read() {
         let name = "a".repeat(100_000);
         let input = format!(
-            "{HEADER}<iq type='get' id='big' from='a@b/c'><request xmlns='urn:xmpp:http:upload:0' filename='{name}' size='1'/></iq>"
+            "{HEADER}<iq type='get' id='big' from='a@b/c'><request xmlns='urn:xmpp:http:upload:0' filename='{name}' size='1'/></iq></stream:stream>"
         );
         let (_, stanzas) = read_all(&input, 1 << 20).await;
         let Incoming::Stanza(iq) = &stanzas[0] else {
@@ -218,7 +225,7 @@ mod tests {
     async fn an_oversized_stanza_is_skipped_and_reading_goes_on() {
         let children = "<x xmlns='urn:junk'><y/>text</x>".repeat(1000);
         let input = format!(
-            "{HEADER}<iq type='get' id='huge' from='a@b/c'>{children}</iq><iq type='get' id='next' from='a@b/c'><ping xmlns='urn:xmpp:ping'/></iq>"
+            "{HEADER}<iq type='get' id='huge' from='a@b/c'>{children}</iq><iq type='get' id='next' from='a@b/c'><ping xmlns='urn:xmpp:ping'/></iq></stream:stream>"
         );
         let (_, stanzas) = read_all(&input, 4096).await;
         assert_eq!(stanzas.len(), 2);
