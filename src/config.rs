@@ -43,6 +43,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    relay: RawRelay,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +99,16 @@ struct RawRetention {
     abandoned_upload_secs: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    max_recipients: Option<usize>,
+    relays_per_minute: Option<usize>,
+    retry_max_delay_secs: Option<u64>,
+    bounce_window_secs: Option<u64>,
+    thumbnail_max_side: Option<u32>,
+}
+
 /// The checked configuration Satchel runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -105,6 +117,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: Limits,
     pub retention: Retention,
+    pub relay: RelayConfig,
 }
 
 #[derive(Clone)]
@@ -165,6 +178,16 @@ pub struct Retention {
     pub permanent: Duration,
     pub gc_interval: Duration,
     pub abandoned_upload: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub max_recipients: usize,
+    pub relays_per_minute: usize,
+    pub retry_max_delay: Duration,
+    /// How long a sent message may still bounce before it counts as delivered.
+    pub bounce_window: Duration,
+    pub thumbnail_max_side: u32,
 }
 
 const DAY_SECS: u64 = 24 * 3600;
@@ -397,6 +420,37 @@ impl Config {
                     3600,
                 )?),
             },
+            relay: RelayConfig {
+                max_recipients: positive(
+                    "relay.max_recipients",
+                    raw.relay.max_recipients.map(|n| n as u64),
+                    50,
+                )? as usize,
+                relays_per_minute: positive(
+                    "relay.relays_per_minute",
+                    raw.relay.relays_per_minute.map(|n| n as u64),
+                    30,
+                )? as usize,
+                retry_max_delay: Duration::from_secs(positive(
+                    "relay.retry_max_delay_secs",
+                    raw.relay.retry_max_delay_secs,
+                    300,
+                )?),
+                bounce_window: Duration::from_secs(positive(
+                    "relay.bounce_window_secs",
+                    raw.relay.bounce_window_secs,
+                    30,
+                )?),
+                thumbnail_max_side: match raw.relay.thumbnail_max_side.unwrap_or(128) {
+                    side @ 16..=512 => side,
+                    _ => {
+                        return Err(invalid(
+                            "relay.thumbnail_max_side",
+                            "must be between 16 and 512",
+                        ))
+                    }
+                },
+            },
         })
     }
 }
@@ -456,6 +510,12 @@ pub const KEYS_HELP: &str = r#"CONFIGURATION (TOML; keys marked * are required)
     permanent_secs            keep files with purpose permanent (message_secs)
     gc_interval_secs          how often expired files are deleted (60)
     abandoned_upload_secs     delete unfinished uploads after this long (3600)
+  [relay]
+    max_recipients            recipients of one relayed message (50)
+    relays_per_minute         relay requests per sender and minute (30)
+    retry_max_delay_secs      cap of the backoff between delivery attempts (300)
+    bounce_window_secs        a message not bounced within this counts as delivered (30)
+    thumbnail_max_side        longest side of server-made thumbnails, px (128)
 "#;
 
 #[cfg(test)]

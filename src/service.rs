@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{self, HttpState};
+use crate::relay::{Relay, RelayStartError};
 use crate::slots::{unix_now, SlotService};
 use crate::storage::{StorageError, Store, StoreOptions};
 use crate::xmpp::{connection, router::Router};
@@ -34,6 +35,8 @@ pub enum StartError {
     },
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Relay(#[from] RelayStartError),
 }
 
 /// Runs Satchel until SIGTERM or SIGINT.
@@ -66,11 +69,19 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let http_config = config.clone();
     tokio::spawn(async move { http::serve(listener, app, &http_config).await });
 
+    let (outgoing, outgoing_rx) = tokio::sync::mpsc::channel(connection::OUTGOING_QUEUE);
+    let relay = Relay::start(&config, store.clone(), outgoing.clone())?;
     let router = Arc::new(Router::new(
         config.component.jid.clone(),
         SlotService::new(&config, store.clone()),
+        relay,
     ));
-    tokio::spawn(connection::run(config.component.clone(), router));
+    tokio::spawn(connection::run(
+        config.component.clone(),
+        router,
+        outgoing,
+        outgoing_rx,
+    ));
     tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
 
     info!(

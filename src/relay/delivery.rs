@@ -8,10 +8,12 @@
 //!
 //! Bounces alone cannot prove delivery: a server may swallow a message for an
 //! offline user (Prosody 0.12 with `mod_privilege` and no offline storage
-//! drops it silently). So a message counts as delivered only when the bounce
-//! window passed without an error, and, where Satchel sees presence, a
-//! message for an unavailable recipient is held unless the server stores
-//! offline messages.
+//! drops it silently; so does ejabberd 23.01, whose bounce goes to the
+//! sender). So a message counts as delivered only when the bounce window
+//! passed without an error; without offline storage, a message goes out as
+//! the sender only to a recipient known to be online (a message from the
+//! component bounces instead of vanishing); and where Satchel sees presence,
+//! a message for a recipient known to be offline is held until they return.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::outbox::{DeliveryStatus, Outbox, RelayId, RelayRecord};
 use crate::slots::unix_now;
+use crate::xmpp::privilege::PrivilegeVersion;
 
 /// What the delivery task learns from the rest of Satchel.
 #[derive(Debug)]
@@ -52,8 +55,9 @@ pub enum DeliveryEvent {
 /// What Satchel knows of its server on the current link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    /// XEP-0356 outgoing message permission: messages go out as the sender.
-    pub send_as_sender: bool,
+    /// XEP-0356 outgoing message permission, in the server's version of the
+    /// protocol: messages go out as the sender.
+    pub send_as: Option<PrivilegeVersion>,
     /// XEP-0356 presence permission: Satchel sees who is online.
     pub sees_presence: bool,
     /// The server keeps messages for offline users (`msgoffline`).
@@ -132,6 +136,9 @@ pub struct DeliveryTask<C> {
     capabilities: Capabilities,
     /// Bare JID -> its available resources, when presence is visible.
     online: HashMap<String, HashSet<String>>,
+    /// Recipients seen going offline, or whose message bounced, while
+    /// presence is visible: their messages wait for them to come back.
+    known_offline: HashSet<String>,
 }
 
 impl<C: Composer> DeliveryTask<C> {
@@ -152,6 +159,7 @@ impl<C: Composer> DeliveryTask<C> {
             settled_at: None,
             capabilities: Capabilities::default(),
             online: HashMap::new(),
+            known_offline: HashSet::new(),
         }
     }
 
@@ -216,6 +224,7 @@ impl<C: Composer> DeliveryTask<C> {
                 self.settled_at = None;
                 self.capabilities = Capabilities::default();
                 self.online.clear();
+                self.known_offline.clear();
                 for job in self.jobs.values_mut() {
                     if matches!(job.state, JobState::Sent { .. } | JobState::Held) {
                         job.state = JobState::Due(now);
@@ -238,9 +247,13 @@ impl<C: Composer> DeliveryTask<C> {
                 let resources = self.online.entry(jid.clone()).or_default();
                 if available {
                     resources.insert(resource);
+                    self.known_offline.remove(&jid);
                     self.release_held(|recipient| recipient == jid, now);
                 } else {
                     resources.remove(&resource);
+                    if resources.is_empty() {
+                        self.known_offline.insert(jid);
+                    }
                 }
             }
             DeliveryEvent::Bounce {
@@ -275,10 +288,10 @@ impl<C: Composer> DeliveryTask<C> {
             self.finish(key, DeliveryStatus::Failed(condition.to_owned()));
             return;
         }
-        let sees_presence = self.capabilities.sees_presence && !self.capabilities.stores_offline;
         let job = self.jobs.get_mut(&key).expect("found above");
-        if sees_presence && self.online.get(&recipient).is_none_or(|r| r.is_empty()) {
+        if self.capabilities.sees_presence && !self.capabilities.stores_offline {
             info!(relay = %key.0, %recipient, condition, "bounced; holding until the recipient is online");
+            self.known_offline.insert(recipient);
             job.state = JobState::Held;
         } else {
             info!(relay = %key.0, %recipient, condition, retry_in = ?job.backoff, "bounced; will retry");
@@ -349,20 +362,27 @@ impl<C: Composer> DeliveryTask<C> {
             .collect();
         for key in due {
             let recipient = self.relays[&key.0].recipients[key.1].jid.clone();
-            let hold = self.capabilities.sees_presence
-                && !self.capabilities.stores_offline
-                && self.online.get(&recipient).is_none_or(|r| r.is_empty());
-            let job = self.jobs.get_mut(&key).expect("listed above");
-            if hold {
-                debug!(relay = %key.0, %recipient, "recipient offline; holding");
-                job.state = JobState::Held;
-                continue;
+            let mut capabilities = self.capabilities;
+            if !capabilities.stores_offline {
+                if capabilities.sees_presence && self.known_offline.contains(&recipient) {
+                    debug!(relay = %key.0, %recipient, "recipient offline; holding");
+                    self.jobs.get_mut(&key).expect("listed above").state = JobState::Held;
+                    continue;
+                }
+                // Without offline storage a privileged message to an absent
+                // user vanishes (no bounce on either server); a message from
+                // the component bounces. Send as the sender only to someone
+                // known to be online.
+                if self.online.get(&recipient).is_none_or(|r| r.is_empty()) {
+                    capabilities.send_as = None;
+                }
             }
+            let job = self.jobs.get_mut(&key).expect("listed above");
             job.attempts += 1;
             let message_id = format!("{}-{}-{}", key.0, key.1, job.attempts);
             let message =
                 self.composer
-                    .message(&self.relays[&key.0], key.1, &message_id, self.capabilities);
+                    .message(&self.relays[&key.0], key.1, &message_id, capabilities);
             debug!(relay = %key.0, %recipient, %message_id, "sending");
             if self.outgoing.send(message).await.is_err() {
                 return;
@@ -420,7 +440,7 @@ mod tests {
                 .attr(minidom::rxml::xml_ncname!("id").to_owned(), message_id)
                 .attr(
                     minidom::rxml::xml_ncname!("from").to_owned(),
-                    if capabilities.send_as_sender {
+                    if capabilities.send_as.is_some() {
                         relay.sender.as_str()
                     } else {
                         "upload.example.org"
@@ -527,7 +547,7 @@ mod tests {
             stores_offline: bool,
         ) {
             self.event(DeliveryEvent::ServerCapabilities(Capabilities {
-                send_as_sender,
+                send_as: send_as_sender.then_some(PrivilegeVersion::V2),
                 sees_presence,
                 stores_offline,
             }))
@@ -628,6 +648,15 @@ mod tests {
         h.event(DeliveryEvent::LinkUp).await;
         h.capabilities(true, true, false).await;
         h.accept(&relay(&["bob@example.org"])).await;
+        // Presence unknown and no offline storage: a message that can bounce.
+        let probe = h.next(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(probe.attr("from"), Some("upload.example.org"));
+        let id = probe.attr("id").unwrap().to_owned();
+        h.event(DeliveryEvent::Bounce {
+            message_id: id,
+            condition: "service-unavailable".into(),
+        })
+        .await;
         assert!(
             h.next(Duration::from_secs(300)).await.is_none(),
             "held while bob is offline"
@@ -643,6 +672,30 @@ mod tests {
             .await
             .expect("sent when bob comes online");
         assert_eq!(message.attr("to"), Some("bob@example.org"));
+        assert_eq!(
+            message.attr("from"),
+            Some("alice@example.org"),
+            "as the sender once online"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recipient_seen_leaving_is_held_without_a_probe() {
+        let mut h = start();
+        h.event(DeliveryEvent::LinkUp).await;
+        h.capabilities(true, true, false).await;
+        // Let the task read its (empty) outbox before the relay is stored.
+        tokio::task::yield_now().await;
+        for available in [true, false] {
+            h.event(DeliveryEvent::Presence {
+                jid: "bob@example.org".into(),
+                resource: "laptop".into(),
+                available,
+            })
+            .await;
+        }
+        h.accept(&relay(&["bob@example.org"])).await;
+        assert!(h.next(Duration::from_secs(300)).await.is_none());
     }
 
     #[tokio::test(start_paused = true)]

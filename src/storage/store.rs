@@ -336,6 +336,12 @@ impl Store {
         RangeReader::new(self, file, range)
     }
 
+    /// A tree of the same database for another part of Satchel (the relay
+    /// outbox), so that one flush covers everything and one directory holds it.
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StorageError> {
+        Ok(self.inner.db.open_tree(name)?)
+    }
+
     pub fn flush(&self) -> Result<(), StorageError> {
         self.inner.db.flush()?;
         Ok(())

@@ -78,8 +78,18 @@ pub enum LinkError {
     Send(String),
 }
 
-/// Keeps the component connected for ever, handing every stanza to `router`.
-pub async fn run(config: ComponentConfig, router: Arc<Router>) {
+/// Stanzas waiting for the link, from answers and from the relay.
+pub const OUTGOING_QUEUE: usize = 1024;
+
+/// Keeps the component connected for ever, handing every stanza to `router`
+/// and sending whatever arrives on `outgoing` (kept across reconnections, so
+/// what is queued while the link is down goes out once it is back).
+pub async fn run(
+    config: ComponentConfig,
+    router: Arc<Router>,
+    outgoing: mpsc::Sender<Element>,
+    mut outgoing_rx: mpsc::Receiver<Element>,
+) {
     let mut delay = FIRST_RETRY_DELAY;
     loop {
         let span = tracing::info_span!("component", jid = %config.jid, server = %config.server);
@@ -89,7 +99,13 @@ pub async fn run(config: ComponentConfig, router: Arc<Router>) {
                 .map_err(|_| LinkError::LoginTimeout(LOGIN_TIMEOUT))??;
             info!("connected to the XMPP server");
             delay = FIRST_RETRY_DELAY;
-            serve(link, &config, router.clone()).await
+            let mut link = link;
+            for stanza in router.link_up() {
+                link.send(&stanza).await?;
+            }
+            let outcome = serve(link, &config, router.clone(), &outgoing, &mut outgoing_rx).await;
+            router.link_down();
+            outcome
         }
         .instrument(span.clone())
         .await;
@@ -170,8 +186,9 @@ async fn serve(
     mut link: Link,
     config: &ComponentConfig,
     router: Arc<Router>,
+    outgoing: &mpsc::Sender<Element>,
+    outgoing_rx: &mut mpsc::Receiver<Element>,
 ) -> Result<(), LinkError> {
-    let (replies_tx, mut replies_rx) = mpsc::channel::<Element>(MAX_STANZAS_IN_FLIGHT);
     let in_flight = Arc::new(Semaphore::new(MAX_STANZAS_IN_FLIGHT));
     let mut pings_sent = 0u64;
     let mut awaiting_pong = false;
@@ -198,16 +215,16 @@ async fn serve(
                 }
                 let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
                 let router = router.clone();
-                let replies_tx = replies_tx.clone();
+                let replies = outgoing.clone();
                 tokio::spawn(async move {
                     if let Some(reply) = router.handle(stanza).await {
-                        // A closed channel means the link is gone; the client will retry.
-                        let _ = replies_tx.send(reply).await;
+                        // Closed only when Satchel stops.
+                        let _ = replies.send(reply).await;
                     }
                     drop(permit);
                 });
             }
-            Some(reply) = replies_rx.recv() => link.send(&reply).await?,
+            Some(stanza) = outgoing_rx.recv() => link.send(&stanza).await?,
             () = &mut quiet => {
                 if awaiting_pong {
                     return Err(LinkError::Silent(config.keepalive));

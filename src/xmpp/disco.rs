@@ -18,11 +18,18 @@ pub const PURPOSE_FEATURES: [&str; 3] = [
 
 /// Satchel's disco#info answer.
 pub fn info(max_file_size: u64) -> DiscoInfoResult {
-    let features = [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::HTTP_UPLOAD]
-        .into_iter()
-        .chain(PURPOSE_FEATURES)
-        .map(str::to_owned)
-        .collect();
+    let features = [
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        ns::PING,
+        ns::HTTP_UPLOAD,
+        // XEP-0033: relay requests name their recipients with addresses.
+        crate::xmpp::addresses::NS,
+    ]
+    .into_iter()
+    .chain(PURPOSE_FEATURES)
+    .map(str::to_owned)
+    .collect();
     DiscoInfoResult {
         node: None,
         identities: vec![Identity::new("store", "file", "en", "HTTP File Upload")],

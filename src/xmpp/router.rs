@@ -6,6 +6,8 @@
 //! would leave a client waiting for a timeout. Errors and results addressed to
 //! us are never answered, so two entities can never loop on errors.
 
+use std::sync::Arc;
+
 use jid::{BareJid, Jid};
 use minidom::Element;
 use tracing::{debug, info, warn, Instrument};
@@ -15,12 +17,14 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::{disco, upload};
+use crate::relay::Relay;
 use crate::slots::{unix_now, SlotError, SlotService};
 
 /// Answers stanzas addressed to the component.
 pub struct Router {
     jid: BareJid,
     slots: SlotService,
+    relay: Arc<Relay>,
     disco_info: DiscoInfoResult,
 }
 
@@ -31,21 +35,32 @@ const MAX_ECHOED_ATTRIBUTE_BYTES: usize = 1024;
 type IqOutcome = Result<Option<Element>, (StanzaError, Option<Element>)>;
 
 impl Router {
-    pub fn new(jid: BareJid, slots: SlotService) -> Router {
+    pub fn new(jid: BareJid, slots: SlotService, relay: Arc<Relay>) -> Router {
         let disco_info = disco::info(slots.max_file_size());
         Router {
             jid,
             slots,
+            relay,
             disco_info,
         }
+    }
+
+    /// The link came up: the stanzas to send first.
+    pub fn link_up(&self) -> Vec<Element> {
+        self.relay.link_up()
+    }
+
+    pub fn link_down(&self) {
+        self.relay.link_down()
     }
 
     /// The reply to `stanza`, if it calls for one.
     pub async fn handle(&self, stanza: Element) -> Option<Element> {
         match stanza.name() {
             "iq" => self.handle_iq(stanza).await,
-            "message" | "presence" => {
-                debug!(kind = stanza.name(), "ignoring stanza");
+            "message" => self.relay.handle_message(stanza).await,
+            "presence" => {
+                self.relay.handle_presence(&stanza);
                 None
             }
             other => {
@@ -82,6 +97,9 @@ impl Router {
         let id = iq.attr("id").unwrap_or_default().to_owned();
         let kind = iq.attr("type").unwrap_or_default().to_owned();
         if matches!(kind.as_str(), "result" | "error") {
+            if !self.relay.handle_iq_response(&iq) {
+                debug!(%id, "ignoring an answer to nothing we asked");
+            }
             return None;
         }
         let Some(from) = iq.attr("from").and_then(|from| from.parse::<Jid>().ok()) else {
@@ -251,10 +269,13 @@ mod tests {
             chunk_size: 1024,
         })
         .unwrap();
+        let (outgoing, _) = tokio::sync::mpsc::channel(16);
+        let relay = Relay::start(&config, store.clone(), outgoing).unwrap();
         Fixture {
             router: Router::new(
                 config.component.jid.clone(),
                 SlotService::new(&config, store),
+                relay,
             ),
             _dir: dir,
         }
@@ -438,8 +459,8 @@ mod tests {
         assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
     }
 
-    #[test]
-    fn oversized_iq_requests_get_policy_violation() {
+    #[tokio::test]
+    async fn oversized_iq_requests_get_policy_violation() {
         let fixture = fixture();
         let head: Element =
             format!("<iq xmlns='jabber:component:accept' type='set' id='big' {FROM}/>")

@@ -10,17 +10,27 @@ It connects in plaintext to a loopback c2s port (no TLS; PLAIN allowed).
 
 Errors come back as XmppError with .condition, .type, .text and .error (the
 <error/> element), so tests can look at extra children (<retry stamp=…/>,
-<file-too-large><max-file-size>…)."""
+<file-too-large><max-file-size>…).
+
+Every message and presence the client receives is kept (as an ElementTree
+element, across reconnects) for tests that wait for one:
+
+    bob.wait_for_message(lambda m: m.findtext(body_tag) == url, timeout=10)
+    alice.send_raw("<message to='upload.localhost' id='m1'>…</message>")
+    bob.disconnect(); …; bob.reconnect()"""
 
 import asyncio
 import logging
 import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from . import COMPONENT_JID
 
@@ -101,13 +111,37 @@ def _to_et(stanza_xml):
     return ET.fromstring(ET.tostring(stanza_xml))
 
 
+def stanza_error(stanza):
+    """(type, condition, text) of a stanza's <error/>, or None when it has none."""
+    err = stanza.find("{jabber:client}error")
+    if err is None:
+        return None
+    cond = text = None
+    for child in err:
+        if child.tag == f"{{{NS_STANZAS}}}text":
+            text = child.text
+        elif child.tag.startswith(f"{{{NS_STANZAS}}}"):
+            cond = child.tag.split("}", 1)[1]
+    return err.get("type"), cond, text
+
+
+def xml_str(el):
+    return ET.tostring(el, encoding="unicode")
+
+
 class Client:
-    def __init__(self, jid, password, port, host="127.0.0.1", timeout=15.0):
+    def __init__(self, jid, password, port, host="127.0.0.1", timeout=15.0,
+                 send_presence=True):
         self.jid = jid
         self.password = password
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.send_initial_presence = send_presence
+        self.full_jid = None            # the bound JID of the current session
+        self.messages = []              # every <message/> received, oldest first
+        self.presences = []             # every <presence/> received
+        self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name=f"xmpp-{jid}", daemon=True)
         self._thread.start()
@@ -159,6 +193,14 @@ class Client:
         x.add_event_handler("session_start", on_start)
         x.add_event_handler("failed_auth", on_fail)
         x.add_event_handler("connection_failed", on_fail)
+        # Keep every message and presence, whatever its payload (slixmpp's own
+        # "message" event only fires for messages with a <body/>).
+        x.register_handler(Callback("satchel-test messages",
+                                    MatchXPath("{jabber:client}message"),
+                                    lambda st: self._keep(self.messages, st)))
+        x.register_handler(Callback("satchel-test presences",
+                                    MatchXPath("{jabber:client}presence"),
+                                    lambda st: self._keep(self.presences, st)))
         self.xmpp = x
         x.connect(self.host, self.port)
         try:
@@ -167,9 +209,110 @@ class Client:
             x.abort()
             raise XmppTimeout(f"{self.jid}: no session within {self.timeout}s "
                               f"(127.0.0.1:{self.port})")
-        x.send_presence()
+        self.full_jid = x.boundjid.full
+        if self.send_initial_presence:
+            x.send_presence()
+
+    def _keep(self, where, stanza):
+        el = _to_et(stanza.xml)
+        el.set("{urn:satchel:test}received-at", repr(time.monotonic()))
+        with self._cond:
+            where.append(el)
+            self._cond.notify_all()
+
+    def disconnect(self, wait=0.5, send_unavailable=True):
+        """End the XMPP session (the user goes offline) but keep the client, its
+        event loop and the messages received so far; reconnect() logs in again.
+
+        send_unavailable: say <presence type='unavailable'/> before closing the
+        stream, as clients do when they log out. With False the stream just ends;
+        the server then makes the unavailable presence itself, but ejabberd 23.01's
+        mod_privilege does not forward that one to a privileged component."""
+        if self.xmpp is None:
+            return
+        x = self.xmpp
+
+        async def _disc():
+            try:
+                if send_unavailable:
+                    x.send_presence(ptype="unavailable")
+                x.disconnect(wait=wait)
+                await asyncio.wait_for(x.disconnected, 5)
+            except Exception:
+                x.abort()
+        try:
+            self._call(_disc(), timeout=8)
+        finally:
+            self.xmpp = None
+            self.full_jid = None
+
+    def reconnect(self):
+        """Log in again after disconnect() (a new session, a new resource)."""
+        if self.xmpp is not None:
+            self.disconnect()
+        return self.connect()
+
+    @property
+    def connected(self):
+        return self.xmpp is not None
+
+    # -- messages ------------------------------------------------------------------
+    def send_raw(self, xml):
+        """Send a stanza given as an XML string (default namespace jabber:client),
+        e.g. "<message to='upload.localhost' id='m1'>…</message>"."""
+        if self.xmpp is None:
+            raise RuntimeError(f"{self.jid} is not connected")
+        if not isinstance(xml, str):
+            xml = xml_str(xml)
+        ET.fromstring(xml)  # fail here, not as a stream error, on a typo
+
+        async def _send():
+            self.xmpp.send_raw(xml)
+        self._call(_send())
+
+    def wait_for_message(self, predicate=None, timeout=None, since=0):
+        """The first message received (from index `since` of self.messages on) for
+        which predicate(element) is true, waiting up to `timeout` seconds for it;
+        raises XmppTimeout listing what did arrive."""
+        return self.wait_for_messages(predicate, 1, timeout, since)[0]
+
+    def wait_for_messages(self, predicate=None, count=1, timeout=None, since=0):
+        """The first `count` matching messages (see wait_for_message)."""
+        return self._wait(self.messages, predicate, count, timeout, since, "message")
+
+    def wait_for_presence(self, predicate=None, timeout=None, since=0):
+        return self._wait(self.presences, predicate, 1, timeout, since, "presence")[0]
+
+    def _wait(self, where, predicate, count, timeout, since, what):
+        timeout = self.timeout if timeout is None else timeout
+        predicate = predicate or (lambda _m: True)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [m for m in where[since:] if predicate(m)]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = "\n  ".join(xml_str(m) for m in where[since:][-10:]) or "(none)"
+                    raise XmppTimeout(f"{self.jid}: {len(found)} of {count} matching {what}(s) "
+                                      f"within {timeout}s; last received:\n  {seen}")
+                self._cond.wait(left)
+
+    def messages_matching(self, predicate=None, since=0):
+        """The messages received so far that match (no waiting)."""
+        predicate = predicate or (lambda _m: True)
+        with self._cond:
+            return [m for m in self.messages[since:] if predicate(m)]
+
+    def mark(self):
+        """An index into self.messages: pass it as `since` to only look at what comes later."""
+        with self._cond:
+            return len(self.messages)
 
     def close(self):
+        if not self._thread.is_alive():
+            return
         if self.xmpp is not None:
             async def _close():
                 try:
@@ -297,10 +440,10 @@ class Client:
 
 
 # -- helpers used by tests/conftest.py and examples/demo_client.py ---------------------
-def connect_user(server, user="alice", timeout=15.0):
+def connect_user(server, user="alice", timeout=15.0, send_presence=True):
     """A logged-in Client for one of the server's test users."""
     return Client(f"{user}@{server.domain}", server.users[user], server.c2s_port,
-                  timeout=timeout).connect()
+                  timeout=timeout, send_presence=send_presence).connect()
 
 
 def wait_component(server, timeout=20.0, satchel=None, user="carol"):

@@ -19,10 +19,10 @@ import secrets
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-from . import COMPONENT_JID, DOMAIN, USERS
+from . import C2S_STANZA_SIZE_LIMIT, COMPONENT_JID, DOMAIN, USERS
 from .util import (
     EXAMPLES_SERVERS, Process, as_user, chown_tree, free_port, make_tempdir,
-    render_template, run, tail, user_env, wait_port, wait_port_closed,
+    render_template, run, tail, user_env, variant_name, wait_port, wait_port_closed,
 )
 
 TEMPLATE = EXAMPLES_SERVERS / "ejabberd.yml"
@@ -32,8 +32,17 @@ USER = "ejabberd"
 class EjabberdServer:
     kind = "ejabberd"
 
-    def __init__(self, secret="satchel-test-secret", users=None, workdir=None):
+    def __init__(self, secret="satchel-test-secret", users=None, workdir=None,
+                 privileged=False, offline=True, presence="managed_entity",
+                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT):
+        """privileged: load mod_privilege granting the component XEP-0356 message
+        (outgoing) and presence permission (`presence`: "managed_entity" or
+        "roster"). offline: load mod_offline (False: no offline storage)."""
         self.domain = DOMAIN
+        self.privileged = privileged
+        self.offline = offline
+        self.presence = presence
+        self.c2s_stanza_size_limit = c2s_stanza_size_limit
         self.component_jid = COMPONENT_JID
         self.secret = secret
         self.users = dict(USERS if users is None else users)
@@ -53,14 +62,23 @@ class EjabberdServer:
     def _configure(self):
         for sub in ("spool", "log", "home"):
             (self.dir / sub).mkdir(exist_ok=True)
-        self.config_path.write_text(render_template(TEMPLATE, {
+        text = render_template(TEMPLATE, {
             "DOMAIN": self.domain,
             "C2S_PORT": self.c2s_port,
             "COMPONENT_PORT": self.component_port,
             "COMPONENT_JID": self.component_jid,
             "COMPONENT_SECRET": self.secret,
             "C2S_STARTTLS": "false",
-        }))
+            "C2S_MAX_STANZA_SIZE": self.c2s_stanza_size_limit,
+        }, sections={"privilege": self.privileged, "offline": self.offline})
+        if self.privileged and self.presence != "managed_entity":
+            old = "    presence:\n      managed_entity: satchel_privileged\n"
+            assert old in text, "mod_privilege presence lines changed in the template"
+            new = f"    presence:\n      {self.presence}: satchel_privileged\n"
+            if self.presence == "roster":
+                new += "    roster:\n      get: satchel_privileged\n"
+            text = text.replace(old, new)
+        self.config_path.write_text(text)
         # Erlang's resolver config (what Debian ships in /etc/ejabberd/inetrc).
         (self.dir / "inetrc").write_text("{lookup,[\"file\",\"native\"]}.\n{host,{127,0,0,1}, [\"localhost\",\"hostalias\"]}.\n{file, resolv, \"/etc/resolv.conf\"}.\n")
         cookie = secrets.token_hex(16)
@@ -137,6 +155,10 @@ class EjabberdServer:
                           tail(self.log_dir / "ejabberd.log", lines),
                           tail(self.log_dir / "error.log", lines)])
 
+    @property
+    def variant(self):
+        return variant_name(self.privileged, self.offline)
+
     def __repr__(self):
-        return (f"<EjabberdServer c2s=127.0.0.1:{self.c2s_port} "
+        return (f"<EjabberdServer {self.variant} c2s=127.0.0.1:{self.c2s_port} "
                 f"component=127.0.0.1:{self.component_port} node={self.node} dir={self.dir}>")

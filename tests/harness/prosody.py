@@ -5,10 +5,10 @@ documentation tells operators to copy, so that the example cannot rot."""
 
 import shutil
 
-from . import COMPONENT_JID, DOMAIN, USERS
+from . import C2S_STANZA_SIZE_LIMIT, COMPONENT_JID, DOMAIN, USERS
 from .util import (
     EXAMPLES_SERVERS, Process, chown_tree, free_port, make_tempdir, render_template,
-    run, tail, user_env, as_user, wait_port, wait_port_closed,
+    run, tail, user_env, as_user, variant_name, wait_port, wait_port_closed,
 )
 
 TEMPLATE = EXAMPLES_SERVERS / "prosody.cfg.lua"
@@ -18,8 +18,18 @@ USER = "prosody"
 class ProsodyServer:
     kind = "prosody"
 
-    def __init__(self, secret="satchel-test-secret", users=None, workdir=None):
+    def __init__(self, secret="satchel-test-secret", users=None, workdir=None,
+                 privileged=False, offline=True, presence="managed_entity",
+                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT):
+        """privileged: load mod_privilege and grant the component XEP-0356 message
+        ("outgoing") and presence permission (`presence`: "managed_entity", or
+        "roster", which Prosody grants only together with roster "get").
+        offline: keep mod_offline (Prosody's default); False disables it."""
         self.domain = DOMAIN
+        self.privileged = privileged
+        self.offline = offline
+        self.presence = presence
+        self.c2s_stanza_size_limit = c2s_stanza_size_limit
         self.component_jid = COMPONENT_JID
         self.secret = secret
         self.users = dict(USERS if users is None else users)
@@ -48,7 +58,13 @@ class ProsodyServer:
             "COMPONENT_SECRET": self.secret,
             "C2S_REQUIRE_ENCRYPTION": "false",
             "ALLOW_UNENCRYPTED_PLAIN_AUTH": "true",
-        })
+            "C2S_STANZA_SIZE_LIMIT": self.c2s_stanza_size_limit,
+        }, sections={"privilege": self.privileged, "no-offline": not self.offline})
+        if self.privileged and self.presence != "managed_entity":
+            old = 'presence = "managed_entity" }'
+            assert old in text, "privileged_entities line changed in the template"
+            extra = 'roster = "get"; ' if self.presence == "roster" else ""
+            text = text.replace(old, f'{extra}presence = "{self.presence}" }}')
         self.config_path.write_text(text)
         chown_tree(self.dir, USER)
         env = user_env(USER, self.dir)
@@ -93,6 +109,10 @@ class ProsodyServer:
     def logs(self, lines=40):
         return "\n".join([tail(self.console_log, lines), tail(self.log_path, lines)])
 
+    @property
+    def variant(self):
+        return variant_name(self.privileged, self.offline)
+
     def __repr__(self):
-        return (f"<ProsodyServer c2s=127.0.0.1:{self.c2s_port} "
+        return (f"<ProsodyServer {self.variant} c2s=127.0.0.1:{self.c2s_port} "
                 f"component=127.0.0.1:{self.component_port} dir={self.dir}>")

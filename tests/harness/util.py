@@ -197,15 +197,63 @@ class Process:
         self.stop(timeout=0.1, sig=signal.SIGKILL)
 
 
+def variant_name(privileged, offline):
+    """A short name for a server variant, e.g. "privileged+offline"."""
+    return f"{'privileged' if privileged else 'plain'}+{'offline' if offline else 'no-offline'}"
+
+
 _PLACEHOLDER = re.compile(r"\{\{([A-Z0-9_]+)\}\}")
+# Optional blocks in the example configs: a ruler comment line ("----------" in
+# Lua, "# ----------" in YAML) naming "optional [NAME]" opens one, and one naming
+# "end of optional [NAME]" closes it.
+_SECTION_END = re.compile(r"^\s*(?:#\s*)?-{10}.*\bend of optional \[([a-z0-9-]+)\]")
+_SECTION_BEGIN = re.compile(r"^\s*(?:#\s*)?-{10}.*\boptional \[([a-z0-9-]+)\]")
 
 
-def render_template(path, values):
-    """Replace every {{NAME}} in the file at `path` with str(values[NAME]).
+def template_sections(text):
+    """The names of the optional blocks in a template's text."""
+    return {m.group(1) for line in text.splitlines()
+            for m in [_SECTION_BEGIN.match(line)] if m and not _SECTION_END.match(line)}
 
-    Every placeholder must be given a value, so that an edit of the example file
-    that adds one breaks the tests instead of shipping a config that does not run."""
-    text = Path(path).read_text()
+
+def _apply_sections(path, text, sections):
+    names = template_sections(text)
+    missing = sorted(names - set(sections))
+    unknown = sorted(set(sections) - names)
+    if missing or unknown:
+        raise KeyError(f"{path}: optional blocks not chosen: {missing}; unknown: {unknown}")
+    out, current = [], None
+    for n, line in enumerate(text.splitlines(keepends=True), 1):
+        end = _SECTION_END.match(line)
+        begin = None if end else _SECTION_BEGIN.match(line)
+        if begin:
+            if current is not None:
+                raise ValueError(f"{path}:{n}: optional [{begin.group(1)}] inside [{current}]")
+            current = begin.group(1)
+            keep = sections[current]
+        elif end:
+            if end.group(1) != current:
+                raise ValueError(f"{path}:{n}: end of [{end.group(1)}] while in [{current}]")
+            current = None
+            if keep:
+                out.append(line)
+            continue
+        if current is None or keep:
+            out.append(line)
+    if current is not None:
+        raise ValueError(f"{path}: optional [{current}] is never closed")
+    return "".join(out)
+
+
+def render_template(path, values, sections=None):
+    """Replace every {{NAME}} in the file at `path` with str(values[NAME]), and
+    keep (True) or drop (False) each block marked "optional [NAME]" as
+    `sections[NAME]` says.
+
+    Every placeholder must be given a value and every optional block a choice, so
+    that an edit of the example file that adds one breaks the tests instead of
+    shipping a config that does not run."""
+    text = _apply_sections(path, Path(path).read_text(), sections or {})
     missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
     if missing:
         raise KeyError(f"{path}: no value for placeholders {missing}")
