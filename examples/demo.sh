@@ -3,13 +3,25 @@
 #
 #   bash examples/demo.sh            # run the demo, then stop everything
 #   bash examples/demo.sh --keep     # leave Prosody and Satchel running
+#   bash examples/demo.sh --relay    # the offline-delivery demo instead (see below)
 #
 # Installs what is missing (Prosody, Python packages), builds Satchel, starts a
 # local Prosody on loopback with Satchel as its upload component, logs in alice
 # with slixmpp, uploads a generated PNG through a XEP-0363 slot, downloads it
 # back and compares the bytes. Everything listens on 127.0.0.1 only.
+#
+# With --relay it runs examples/offline_demo.py instead: alice uploads a photo
+# and has Satchel relay it to bob while bob is offline; bob logs in later, gets
+# the message with its thumbnail, downloads the photo and checks its SHA-256.
+# Its own options pass through: --keep, --no-offline, --privileged, --server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+DEMO=examples/demo_client.py
+args=()
+for a in "$@"; do
+    if [ "$a" = "--relay" ]; then DEMO=examples/offline_demo.py; else args+=("$a"); fi
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -32,7 +44,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 PYTHON="${PYTHON:-python3}"
-if ! "$PYTHON" -c 'import slixmpp, requests' 2>/dev/null; then
+modules="slixmpp, requests"
+if [ "$DEMO" = examples/offline_demo.py ]; then modules="$modules, PIL"; fi
+if ! "$PYTHON" -c "import $modules" 2>/dev/null; then
     echo "==> installing Python packages (tests/requirements.txt)"
     if ! "$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
             -r tests/requirements.txt; then
@@ -47,4 +61,4 @@ echo "==> building Satchel (cargo build)"
 cargo build --quiet --bin satchel
 export SATCHEL_BIN="$PWD/target/debug/satchel"
 
-exec "$PYTHON" examples/demo_client.py "$@"
+exec "$PYTHON" "$DEMO" ${args[@]+"${args[@]}"}

@@ -44,6 +44,8 @@ pub enum DeliveryEvent {
     LinkDown,
     /// What the server lets Satchel do and what it does itself.
     ServerCapabilities(Capabilities),
+    /// The answer to a probe of a recipient's resource: whether it answered.
+    ProbeAnswer { query_id: String, reachable: bool },
     /// A recipient's resource came online or went away (needs presence permission).
     Presence {
         jid: String,
@@ -76,7 +78,14 @@ pub trait Composer: Send + Sync + 'static {
     ) -> Element;
     /// Tells the sender that delivery to recipient `index` failed for good.
     fn failure_report(&self, relay: &RelayRecord, index: usize, condition: &str) -> Element;
+    /// A disco#info query to `recipient` (a full JID), with id `query_id`.
+    fn probe(&self, recipient: &str, query_id: &str) -> Element;
 }
+
+/// Prefix of the ids of probes, so that their answers find their way back.
+pub const PROBE_ID_PREFIX: &str = "satchel-probe-";
+/// A probe not answered within this counts as unanswered.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -105,6 +114,12 @@ fn is_permanent(condition: &str) -> bool {
 #[derive(Debug)]
 enum JobState {
     Due(Instant),
+    /// Asking one of the recipient's resources whether it is really there.
+    Probing {
+        query_id: String,
+        resource: String,
+        since: Instant,
+    },
     Sent {
         message_id: String,
         at: Instant,
@@ -139,6 +154,9 @@ pub struct DeliveryTask<C> {
     /// Recipients seen going offline, or whose message bounced, while
     /// presence is visible: their messages wait for them to come back.
     known_offline: HashSet<String>,
+    /// Recipients whose resource just answered a probe: the next message to
+    /// them goes out as the sender without another probe.
+    confirmed_online: HashSet<String>,
 }
 
 impl<C: Composer> DeliveryTask<C> {
@@ -160,6 +178,7 @@ impl<C: Composer> DeliveryTask<C> {
             capabilities: Capabilities::default(),
             online: HashMap::new(),
             known_offline: HashSet::new(),
+            confirmed_online: HashSet::new(),
         }
     }
 
@@ -225,8 +244,12 @@ impl<C: Composer> DeliveryTask<C> {
                 self.capabilities = Capabilities::default();
                 self.online.clear();
                 self.known_offline.clear();
+                self.confirmed_online.clear();
                 for job in self.jobs.values_mut() {
-                    if matches!(job.state, JobState::Sent { .. } | JobState::Held) {
+                    if matches!(
+                        job.state,
+                        JobState::Sent { .. } | JobState::Held | JobState::Probing { .. }
+                    ) {
                         job.state = JobState::Due(now);
                     }
                 }
@@ -260,6 +283,36 @@ impl<C: Composer> DeliveryTask<C> {
                 message_id,
                 condition,
             } => self.bounced(&message_id, &condition, now),
+            DeliveryEvent::ProbeAnswer {
+                query_id,
+                reachable,
+            } => self.probe_answered(&query_id, reachable, now),
+        }
+    }
+
+    fn probe_answered(&mut self, query_id: &str, reachable: bool, now: Instant) {
+        let Some((key, resource)) = self.jobs.iter().find_map(|(key, job)| match &job.state {
+            JobState::Probing {
+                query_id: sent,
+                resource,
+                ..
+            } if sent == query_id => Some((*key, resource.clone())),
+            _ => None,
+        }) else {
+            return;
+        };
+        let recipient = self.relays[&key.0].recipients[key.1].jid.clone();
+        let job = self.jobs.get_mut(&key).expect("found above");
+        if reachable {
+            debug!(relay = %key.0, %recipient, %resource, "recipient answers; sending as the sender");
+            job.state = JobState::Due(now);
+            self.confirmed_online.insert(recipient);
+        } else {
+            debug!(relay = %key.0, %recipient, %resource, "resource gone");
+            if let Some(resources) = self.online.get_mut(&recipient) {
+                resources.remove(&resource);
+            }
+            job.state = JobState::Due(now);
         }
     }
 
@@ -351,6 +404,20 @@ impl<C: Composer> DeliveryTask<C> {
             self.finish(key, DeliveryStatus::Failed("item-not-found".into()));
         }
 
+        let unanswered: Vec<String> = self
+            .jobs
+            .values()
+            .filter_map(|job| match &job.state {
+                JobState::Probing {
+                    query_id, since, ..
+                } if *since + PROBE_TIMEOUT <= now => Some(query_id.clone()),
+                _ => None,
+            })
+            .collect();
+        for query_id in unanswered {
+            self.probe_answered(&query_id, false, now);
+        }
+
         if !self.link_up || self.settled_at.is_none_or(|at| at > now) {
             return;
         }
@@ -370,11 +437,37 @@ impl<C: Composer> DeliveryTask<C> {
                     continue;
                 }
                 // Without offline storage a privileged message to an absent
-                // user vanishes (no bounce on either server); a message from
-                // the component bounces. Send as the sender only to someone
-                // known to be online.
-                if self.online.get(&recipient).is_none_or(|r| r.is_empty()) {
-                    capabilities.send_as = None;
+                // user vanishes (no bounce on either server, and ejabberd
+                // does not report clients that drop their connection); a
+                // message from the component bounces. So a message goes out
+                // as the sender only once one of the recipient's resources
+                // answered a probe; with none known, from the component.
+                if capabilities.send_as.is_some() && !self.confirmed_online.remove(&recipient) {
+                    let known = self
+                        .online
+                        .get(&recipient)
+                        .and_then(|resources| resources.iter().next().cloned());
+                    match known {
+                        Some(resource) => {
+                            let job = self.jobs.get_mut(&key).expect("listed above");
+                            job.attempts += 1;
+                            let query_id =
+                                format!("{PROBE_ID_PREFIX}{}-{}-{}", key.0, key.1, job.attempts);
+                            let probe = self
+                                .composer
+                                .probe(&format!("{recipient}/{resource}"), &query_id);
+                            job.state = JobState::Probing {
+                                query_id,
+                                resource,
+                                since: now,
+                            };
+                            if self.outgoing.send(probe).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        None => capabilities.send_as = None,
+                    }
                 }
             }
             let job = self.jobs.get_mut(&key).expect("listed above");
@@ -403,6 +496,7 @@ impl<C: Composer> DeliveryTask<C> {
             .filter_map(|job| match &job.state {
                 JobState::Due(at) => sending_from.map(|from| (*at).max(from)),
                 JobState::Sent { at, .. } => Some(*at + self.settings.bounce_window),
+                JobState::Probing { since, .. } => Some(*since + PROBE_TIMEOUT),
                 JobState::Held => None,
             })
             .min()
@@ -425,6 +519,13 @@ mod tests {
     struct TestComposer;
 
     impl Composer for TestComposer {
+        fn probe(&self, recipient: &str, query_id: &str) -> Element {
+            Element::builder("probe", "test")
+                .attr(minidom::rxml::xml_ncname!("to").to_owned(), recipient)
+                .attr(minidom::rxml::xml_ncname!("id").to_owned(), query_id)
+                .build()
+        }
+
         fn message(
             &self,
             relay: &RelayRecord,
@@ -667,16 +768,70 @@ mod tests {
             available: true,
         })
         .await;
+        let probe = h
+            .next(Duration::from_secs(1))
+            .await
+            .expect("bob's resource is probed");
+        assert_eq!(probe.name(), "probe");
+        assert_eq!(probe.attr("to"), Some("bob@example.org/laptop"));
+        h.event(DeliveryEvent::ProbeAnswer {
+            query_id: probe.attr("id").unwrap().to_owned(),
+            reachable: true,
+        })
+        .await;
         let message = h
             .next(Duration::from_secs(1))
             .await
-            .expect("sent when bob comes online");
+            .expect("sent when bob answers");
         assert_eq!(message.attr("to"), Some("bob@example.org"));
         assert_eq!(
             message.attr("from"),
             Some("alice@example.org"),
             "as the sender once online"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resource_that_does_not_answer_gets_a_message_that_can_bounce() {
+        let mut h = start();
+        tokio::task::yield_now().await;
+        h.event(DeliveryEvent::LinkUp).await;
+        h.capabilities(true, true, false).await;
+        // Seen online once; gone since without a word (ejabberd after a dropped connection).
+        h.event(DeliveryEvent::Presence {
+            jid: "bob@example.org".into(),
+            resource: "phone".into(),
+            available: true,
+        })
+        .await;
+        h.accept(&relay(&["bob@example.org"])).await;
+        let probe = h.next(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(probe.name(), "probe");
+        let message = h
+            .next(Duration::from_secs(11))
+            .await
+            .expect("sent after the probe timed out");
+        assert_eq!(
+            message.attr("from"),
+            Some("upload.example.org"),
+            "not as the sender"
+        );
+        // An explicit error answer is just as conclusive.
+        h.event(DeliveryEvent::Presence {
+            jid: "bob@example.org".into(),
+            resource: "tablet".into(),
+            available: true,
+        })
+        .await;
+        h.accept(&relay(&["bob@example.org"])).await;
+        let probe = h.next(Duration::from_secs(1)).await.unwrap();
+        h.event(DeliveryEvent::ProbeAnswer {
+            query_id: probe.attr("id").unwrap().to_owned(),
+            reachable: false,
+        })
+        .await;
+        let message = h.next(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(message.attr("from"), Some("upload.example.org"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,7 +10,9 @@
 
 use jid::{BareJid, Jid};
 use minidom::Element;
+use xmpp_parsers::disco::DiscoInfoQuery;
 use xmpp_parsers::hashes::{Algo, Hash};
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jingle_thumbnails::Thumbnail as ThumbnailRef;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::ns;
@@ -182,6 +184,15 @@ impl Composer for RelayComposer {
                 message.into()
             }
         }
+    }
+
+    fn probe(&self, recipient: &str, query_id: &str) -> Element {
+        let mut iq = Iq::from_get(query_id, DiscoInfoQuery { node: None })
+            .with_from(self.component.clone().into());
+        if let Ok(recipient) = recipient.parse::<Jid>() {
+            iq = iq.with_to(recipient);
+        }
+        iq.into()
     }
 
     fn failure_report(&self, relay: &RelayRecord, index: usize, condition: &str) -> Element {

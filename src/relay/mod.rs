@@ -349,6 +349,7 @@ impl Relay {
             Some("unavailable") => false,
             Some(_) => return,
         };
+        debug!(%from, available, "presence");
         let event = DeliveryEvent::Presence {
             jid: from.to_bare().to_string(),
             resource: resource.to_string(),
@@ -361,10 +362,20 @@ impl Relay {
 
     /// An IQ result or error addressed to the component; true if it was ours.
     pub fn handle_iq_response(&self, iq: &Element) -> bool {
-        if !iq
-            .attr("id")
-            .is_some_and(|id| id.starts_with(SERVER_INFO_ID))
-        {
+        let Some(id) = iq.attr("id") else {
+            return false;
+        };
+        if id.starts_with(delivery::PROBE_ID_PREFIX) {
+            let event = DeliveryEvent::ProbeAnswer {
+                query_id: id.to_owned(),
+                reachable: iq.attr("type") == Some("result"),
+            };
+            if self.events.try_send(event).is_err() {
+                warn!("delivery task busy; a probe answer was dropped");
+            }
+            return true;
+        }
+        if !id.starts_with(SERVER_INFO_ID) {
             return false;
         }
         let stores_offline = iq.get_child("query", ns::DISCO_INFO).is_some_and(|query| {

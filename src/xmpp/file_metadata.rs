@@ -1,10 +1,10 @@
 //! XEP-0446 File metadata element 0.2.0.
 //!
 //! The `<file/>` element describes a shared file: its media type, name,
-//! size, hashes and thumbnails. Satchel reads it from the XEP-0447 file
-//! shares it relays, to know what it is about to fetch (size and media
-//! type, checked before download; hashes, checked after), and writes it
-//! back into the share it sends on.
+//! size, dimensions, hashes and thumbnails. The relay writes it, from its own
+//! records of the upload, into the share each recipient gets, so that the
+//! recipient's client can show the file before fetching it; it reads only the
+//! thumbnail reference from a sender's request.
 //!
 //! Version 0.2.0 replaced `<dimensions>WxH</dimensions>` with `<width/>` and
 //! `<height/>`; a `<dimensions/>` from an older sender (such as the example

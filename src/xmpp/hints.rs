@@ -1,10 +1,11 @@
 //! XEP-0334 Message Processing Hints 1.0.
 //!
-//! A relayed media message often carries no `<body/>` (XEP-0447 without a
-//! fallback), and servers do not archive body-less messages by default.
-//! Satchel adds `<store/>` to such messages, as XEP-0447 §3.1 recommends, so
-//! that they reach the recipients' archives (XEP-0313) and offline storage.
-//! Parsing is there so the relay can see what the sender asked for.
+//! A relayed message is sent by a component, and may be sent as a user
+//! through XEP-0356: servers apply their own rules to what they store for
+//! such traffic. Satchel adds `<store/>`, as XEP-0447 §3.1 recommends for
+//! shares, so that the message reaches the recipients' offline storage and
+//! archives (XEP-0313). All four hints parse, so that tests and future code
+//! can read them; Satchel itself only writes `<store/>`.
 
 use xso::{AsXml, FromXml};
 

@@ -1,15 +1,14 @@
-//! XEP-0447 Stateless file sharing 0.3, with its XEP-0103 `<url-data/>`
+//! XEP-0447 Stateless file sharing 0.3.1, with its XEP-0103 `<url-data/>`
 //! source.
 //!
 //! A `<file-sharing/>` element shares one file: its XEP-0446 metadata and the
-//! sources it can be fetched from. Satchel relays media by fetching the file
-//! from a `<url-data/>` source and sending on a share whose only source is
-//! its own copy.
+//! sources it can be fetched from. Every message the relay delivers carries
+//! one, whose only source is Satchel's own GET URL; a relay request may carry
+//! one too, for the thumbnail its sender made.
 //!
 //! Sources of other kinds (`<jinglepub/>`, XEP-0448 `<encrypted/>`, and any
-//! later ones) are ignored when parsing: Satchel only fetches over HTTP, and a
-//! share it sends on names only the sources it vouches for, so it has no use
-//! for them.
+//! later ones) are ignored when parsing: a share Satchel sends names only the
+//! source it vouches for, so it has no use for them.
 
 use std::borrow::Cow;
 
