@@ -107,6 +107,7 @@ struct RawRelay {
     retry_max_delay_secs: Option<u64>,
     bounce_window_secs: Option<u64>,
     thumbnail_max_side: Option<u32>,
+    delete_after_download: Option<bool>,
 }
 
 /// The checked configuration Satchel runs with.
@@ -188,6 +189,8 @@ pub struct RelayConfig {
     /// How long a sent message may still bounce before it counts as delivered.
     pub bounce_window: Duration,
     pub thumbnail_max_side: u32,
+    /// Delete a relayed file once every recipient has downloaded it.
+    pub delete_after_download: bool,
 }
 
 const DAY_SECS: u64 = 24 * 3600;
@@ -441,6 +444,7 @@ impl Config {
                     raw.relay.bounce_window_secs,
                     30,
                 )?),
+                delete_after_download: raw.relay.delete_after_download.unwrap_or(false),
                 thumbnail_max_side: match raw.relay.thumbnail_max_side.unwrap_or(128) {
                     side @ 16..=512 => side,
                     _ => {
@@ -516,6 +520,7 @@ pub const KEYS_HELP: &str = r#"CONFIGURATION (TOML; keys marked * are required)
     retry_max_delay_secs      cap of the backoff between delivery attempts (300)
     bounce_window_secs        a message not bounced within this counts as delivered (30)
     thumbnail_max_side        longest side of server-made thumbnails, px (128)
+    delete_after_download     delete a relayed file once every recipient got it (false)
 "#;
 
 #[cfg(test)]

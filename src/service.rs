@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{self, HttpState};
+use crate::relay::downloads::DownloadTracker;
 use crate::relay::{Relay, RelayStartError};
 use crate::slots::{unix_now, SlotService};
 use crate::storage::{StorageError, Store, StoreOptions};
@@ -65,12 +66,19 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(StartError::Signals)?;
 
-    let app = http::router(&config, HttpState::new(&config, store.clone()));
-    let http_config = config.clone();
-    tokio::spawn(async move { http::serve(listener, app, &http_config).await });
-
     let (outgoing, outgoing_rx) = tokio::sync::mpsc::channel(connection::OUTGOING_QUEUE);
-    let relay = Relay::start(&config, store.clone(), outgoing.clone())?;
+    let downloads = if config.relay.delete_after_download {
+        let awaited = store
+            .open_tree("awaited_downloads")
+            .map_err(|source| StartError::Store {
+                path: config.storage.path.clone(),
+                source,
+            })?;
+        Some(DownloadTracker::new(awaited, store.clone()))
+    } else {
+        None
+    };
+    let relay = Relay::start(&config, store.clone(), outgoing.clone(), downloads.clone())?;
     let router = Arc::new(Router::new(
         config.component.jid.clone(),
         SlotService::new(&config, store.clone()),
@@ -83,6 +91,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         outgoing_rx,
     ));
     tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
+    let app = http::router(&config, HttpState::new(&config, store.clone(), downloads));
+    let http_config = config.clone();
+    tokio::spawn(async move { http::serve(listener, app, &http_config).await });
 
     info!(
         jid = %config.component.jid,

@@ -308,3 +308,37 @@ def test_request_without_url_or_addresses_is_refused(env):
         assert a.kind == "error", f"accepted an incomplete request: {a}"
         assert a.condition in ("bad-request", "item-not-found", "not-acceptable"), str(a)
     assert alice.ping(COMPONENT_JID)
+
+
+# -- delete after download -------------------------------------------------------------------
+@pytest.mark.satchel_config(relay={"delete_after_download": True}, fresh=True)
+def test_file_is_deleted_once_every_recipient_downloaded_it(env):
+    """With relay.delete_after_download, each recipient gets a personal URL; the
+    file goes once each of them has fetched it to the end, and not before."""
+    import requests
+
+    alice, bob, carol = env.connect("alice"), env.connect("bob"), env.connect("carol")
+    slot, expected = upload_image(alice, 320, 240, "once.jpg")
+    expect_receipt(alice, send_relay(alice, [BOB, CAROL], slot.get_url))
+    from harness.relay import bodies
+
+    def personal_relay(m):
+        return m.get("type") != "error" and any(b.startswith(slot.get_url) for b in bodies(m))
+
+    urls = []
+    for client in (bob, carol):
+        msg = client.wait_for_message(personal_relay, timeout=DELIVERY_TIMEOUT)
+        body = msg.find("{jabber:client}body").text
+        assert body.startswith(slot.get_url + "?r="), body
+        urls.append(body)
+    assert urls[0] != urls[1], "each recipient has a URL of their own"
+    # A partial read is not a download.
+    partial = requests.get(urls[0], headers={"Range": "bytes=0-9"}, timeout=15)
+    assert partial.status_code == 206
+    assert requests.get(urls[0], timeout=15).content == expected.data
+    assert requests.head(slot.get_url, timeout=15).status_code == 200, "carol has not downloaded yet"
+    assert requests.get(urls[1], timeout=15).content == expected.data
+    deadline = time.monotonic() + 5
+    while requests.head(slot.get_url, timeout=15).status_code != 404:
+        assert time.monotonic() < deadline, "the file outlived its last awaited download"
+        time.sleep(0.2)

@@ -9,12 +9,13 @@
 use std::ops::Range;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use serde::Deserialize;
 use tokio::sync::mpsc;
-use tracing::{debug, error, Instrument};
+use tracing::{debug, error, warn, Instrument};
 
 use super::error::HttpError;
 use super::headers::content_disposition;
@@ -26,9 +27,17 @@ use crate::storage::{FileId, FileRecord};
 /// Decrypted chunks buffered ahead of the connection.
 const READ_AHEAD_CHUNKS: usize = 4;
 
+/// The query a relayed recipient's URL carries.
+#[derive(Debug, Deserialize)]
+pub struct DownloadQuery {
+    /// The recipient's download token (see `relay::downloads`).
+    r: Option<String>,
+}
+
 pub async fn get(
     State(state): State<HttpState>,
     Path((id, _filename)): Path<(String, String)>,
+    Query(query): Query<DownloadQuery>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
@@ -89,7 +98,7 @@ pub async fn get(
             Body::empty()
         } else {
             debug!(start = range.start, end = range.end, "serving");
-            decrypting_body(state, file, range)
+            decrypting_body(state, file, range, query.r)
         };
         Ok(response.body(body).expect("headers are valid"))
     }
@@ -98,7 +107,15 @@ pub async fn get(
 }
 
 /// A body fed by a blocking task that decrypts the chunks of `range`.
-fn decrypting_body(state: HttpState, file: FileRecord, range: Range<u64>) -> Body {
+///
+/// Serving the last byte with a recipient's token counts as their download.
+fn decrypting_body(
+    state: HttpState,
+    file: FileRecord,
+    range: Range<u64>,
+    download_token: Option<String>,
+) -> Body {
+    let reaches_the_end = range.end == file.size;
     let (chunks_tx, chunks_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD_CHUNKS);
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
@@ -120,6 +137,13 @@ fn decrypting_body(state: HttpState, file: FileRecord, range: Range<u64>) -> Bod
             if chunks_tx.blocking_send(item).is_err() || failed {
                 // The client went away, or the file is damaged: stop reading.
                 return;
+            }
+        }
+        if let (Some(tracker), Some(token), true) =
+            (&state.downloads, download_token, reaches_the_end)
+        {
+            if let Err(cause) = tracker.downloaded(&file.id, &token) {
+                warn!(%cause, "cannot record a download");
             }
         }
     });

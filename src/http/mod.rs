@@ -27,6 +27,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::{debug, warn};
 
 use crate::config::{Config, Retention};
+use crate::relay::downloads::DownloadTracker;
 use crate::storage::{Purpose, StorageError, Store};
 pub use error::HttpError;
 
@@ -44,10 +45,12 @@ pub struct HttpState {
     upload_permits: Arc<Semaphore>,
     body_idle_timeout: Duration,
     cache_control: HeaderValue,
+    /// Counts recipients' downloads when relayed files go once downloaded.
+    downloads: Option<DownloadTracker>,
 }
 
 impl HttpState {
-    pub fn new(config: &Config, store: Store) -> HttpState {
+    pub fn new(config: &Config, store: Store, downloads: Option<DownloadTracker>) -> HttpState {
         let cache_control = format!(
             "public, max-age={}, immutable",
             config.http.cache_max_age.as_secs()
@@ -59,6 +62,7 @@ impl HttpState {
             body_idle_timeout: config.http.body_idle_timeout,
             cache_control: HeaderValue::from_str(&cache_control)
                 .expect("digits and ASCII are a valid header value"),
+            downloads,
         }
     }
 

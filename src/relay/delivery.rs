@@ -609,6 +609,7 @@ mod tests {
             sender_full: "alice@example.org/phone".into(),
             request_id: "m1".into(),
             file: FileId([1; 16]),
+            url: "https://upload.example.org/file/x/a.jpg".into(),
             expires: u64::MAX,
             payload: String::new(),
             recipients: recipients
@@ -616,6 +617,7 @@ mod tests {
                 .map(|jid| Recipient {
                     jid: (*jid).into(),
                     status: DeliveryStatus::Pending,
+                    download_token: None,
                 })
                 .collect(),
         }

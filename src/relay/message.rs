@@ -20,6 +20,7 @@ use xmpp_parsers::oob::Oob;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::delivery::{Capabilities, Composer};
+use super::downloads::personal_url;
 use super::outbox::RelayRecord;
 use super::request::{Refusal, RelayRequest};
 use super::thumbnail::Thumbnail;
@@ -157,7 +158,17 @@ impl Composer for RelayComposer {
         let sender: Option<BareJid> = relay.sender.parse().ok();
         let mut message = Message::new_with_type(MessageType::Chat, recipient);
         message.id = Some(xmpp_parsers::message::Id(message_id.to_owned()));
-        message.payloads = payload_from_text(&relay.payload);
+        message.payloads = match &relay.recipients[index].download_token {
+            // The URL appears in the body, the OOB and the share; all become
+            // this recipient's own. No character of a URL is escaped in XML
+            // text but '&', which ours never contain.
+            Some(token) => payload_from_text(
+                &relay
+                    .payload
+                    .replace(&relay.url, &personal_url(&relay.url, token)),
+            ),
+            None => payload_from_text(&relay.payload),
+        };
         match (capabilities.send_as, sender) {
             (Some(version), Some(sender)) => send_as(
                 version,
@@ -198,8 +209,7 @@ impl Composer for RelayComposer {
     fn failure_report(&self, relay: &RelayRecord, index: usize, condition: &str) -> Element {
         let text = format!(
             "Delivery of {} to {} failed: {condition}",
-            relay.payload_url().unwrap_or_default(),
-            relay.recipients[index].jid
+            relay.url, relay.recipients[index].jid
         );
         error_message(
             &self.component,
@@ -209,16 +219,6 @@ impl Composer for RelayComposer {
             defined_condition(condition),
             &text,
         )
-    }
-}
-
-impl RelayRecord {
-    /// The URL being relayed, read back from the stored payload.
-    fn payload_url(&self) -> Option<String> {
-        payload_from_text(&self.payload)
-            .into_iter()
-            .find(|child| child.name() == "body")
-            .map(|body| body.text())
     }
 }
 

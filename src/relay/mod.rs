@@ -12,6 +12,7 @@
 //! announces, whether it stores offline messages, who is online.
 
 pub mod delivery;
+pub mod downloads;
 pub mod message;
 pub mod outbox;
 pub mod rate_limit;
@@ -34,6 +35,7 @@ use crate::slots::unix_now;
 use crate::storage::{FileRecord, Store};
 use crate::xmpp::privilege::{PresencePermission, Privileges, NS_V1, NS_V2};
 use delivery::{Capabilities, DeliveryEvent, DeliverySettings, DeliveryTask};
+use downloads::DownloadTracker;
 use message::{common_payload, payload_to_text, FileFacts, RelayComposer};
 use outbox::{DeliveryStatus, Outbox, Recipient, RelayId, RelayRecord};
 use rate_limit::RateLimiter;
@@ -75,6 +77,8 @@ pub struct Relay {
     thumbnail_permits: Semaphore,
     events: mpsc::Sender<DeliveryEvent>,
     server_state: Mutex<ServerState>,
+    /// Set when relayed files are deleted once downloaded.
+    downloads: Option<DownloadTracker>,
 }
 
 impl Relay {
@@ -83,6 +87,7 @@ impl Relay {
         config: &Config,
         store: Store,
         outgoing: mpsc::Sender<Element>,
+        downloads: Option<DownloadTracker>,
     ) -> Result<Arc<Relay>, RelayStartError> {
         let tree = store
             .open_tree("relays")
@@ -127,6 +132,7 @@ impl Relay {
             thumbnail_permits: Semaphore::new(THUMBNAILS_AT_ONCE),
             events,
             server_state: Mutex::new(ServerState::default()),
+            downloads,
         }))
     }
 
@@ -199,22 +205,40 @@ impl Relay {
         }
 
         let facts = self.file_facts(&file, &request).await;
+        let recipients: Vec<Recipient> = request
+            .recipients
+            .iter()
+            .map(|jid| Recipient {
+                jid: jid.to_string(),
+                status: DeliveryStatus::Pending,
+                download_token: self.downloads.as_ref().map(|_| downloads::new_token()),
+            })
+            .collect();
+        if let Some(tracker) = &self.downloads {
+            let tracker = tracker.clone();
+            let file = file.id;
+            let tokens: Vec<String> = recipients
+                .iter()
+                .filter_map(|r| r.download_token.clone())
+                .collect();
+            tokio::task::spawn_blocking(move || tracker.expect(&file, &tokens))
+                .await
+                .map_err(|_| Refusal::Internal)?
+                .map_err(|error| {
+                    warn!(%error, "cannot record the awaited downloads");
+                    Refusal::Internal
+                })?;
+        }
         let record = RelayRecord {
             id: RelayId::random(),
             sender: sender.to_string(),
             sender_full: request.from.to_string(),
             request_id: request.id.clone(),
             file: file.id,
+            url: request.url.clone(),
             expires: file.expires,
             payload: payload_to_text(&common_payload(&request, &facts)),
-            recipients: request
-                .recipients
-                .iter()
-                .map(|jid| Recipient {
-                    jid: jid.to_string(),
-                    status: DeliveryStatus::Pending,
-                })
-                .collect(),
+            recipients,
         };
         let outbox = self.outbox.clone();
         let stored = record.clone();

@@ -54,6 +54,8 @@ pub struct Recipient {
     /// Bare JID.
     pub jid: String,
     pub status: DeliveryStatus,
+    /// The `?r=` token of this recipient's URL, when downloads are tracked.
+    pub download_token: Option<String>,
 }
 
 /// One accepted relay.
@@ -67,6 +69,8 @@ pub struct RelayRecord {
     /// The `id` of the sender's request, echoed in error reports.
     pub request_id: String,
     pub file: FileId,
+    /// The URL as the sender gave it.
+    pub url: String,
     /// Unix seconds; after this the file is gone and delivery stops.
     pub expires: u64,
     /// The children every recipient's message carries, as XML text.
@@ -159,6 +163,7 @@ mod tests {
             sender_full: "alice@example.org/phone".into(),
             request_id: "m1".into(),
             file: FileId([3; 16]),
+            url: "https://upload.example.org/file/x/a.jpg".into(),
             expires: u64::MAX,
             payload: "<body xmlns='jabber:component:accept'>u</body>".into(),
             recipients: recipients
@@ -166,6 +171,7 @@ mod tests {
                 .map(|jid| Recipient {
                     jid: (*jid).into(),
                     status: DeliveryStatus::Pending,
+                    download_token: None,
                 })
                 .collect(),
         }

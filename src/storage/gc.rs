@@ -71,6 +71,33 @@ impl Store {
         Ok(report)
     }
 
+    /// Deletes file `id` now, whatever its expiry (for the relay's
+    /// delete-after-download). False if it is already gone or being written.
+    pub fn delete_file(&self, id: &FileId) -> Result<bool, StorageError> {
+        let Some(record) = self.file(id)? else {
+            return Ok(false);
+        };
+        let Some(_claim) = self.claim(*id) else {
+            return Ok(false);
+        };
+        let Some(size) = self.unlist_file(record.expires, id)? else {
+            return Ok(false);
+        };
+        self.forget_stored_bytes(size);
+        self.flush()?;
+        self.discard_upload(id)?;
+        Ok(true)
+    }
+
+    fn forget_stored_bytes(&self, size: u64) {
+        self.inner
+            .stored_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
+                Some(stored.saturating_sub(size))
+            })
+            .ok();
+    }
+
     fn delete_expired_files(&self, now: u64, report: &mut GcReport) -> Result<(), StorageError> {
         // Keys sort by expiry: everything before (now, id 0) expired before now.
         let expired = self
@@ -87,12 +114,7 @@ impl Store {
                 continue;
             };
             if let Some(size) = self.unlist_file(expires, &id)? {
-                self.inner
-                    .stored_bytes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
-                        Some(stored.saturating_sub(size))
-                    })
-                    .ok();
+                self.forget_stored_bytes(size);
                 // Claimed until the blob is gone.
                 unlisted.push((id, size, claim));
             }
@@ -290,6 +312,24 @@ mod tests {
         // A second run has nothing left to do.
         let report = t.store.collect_garbage(NOW + 11, 3600).unwrap();
         assert_eq!(report, GcReport::default());
+    }
+
+    #[test]
+    fn deletes_a_file_on_demand() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 40);
+        let file = upload(&t.store, &slot, &data(40), NOW + 1000);
+        assert!(t.store.delete_file(&file.id).unwrap());
+        assert_eq!(t.store.file(&file.id).unwrap(), None);
+        assert_eq!(t.store.stored_bytes(), 0);
+        assert_eq!(
+            t.store
+                .usage("juliet@example.org", NOW)
+                .unwrap()
+                .stored_bytes,
+            0
+        );
+        assert!(!t.store.delete_file(&file.id).unwrap(), "already gone");
     }
 
     #[test]

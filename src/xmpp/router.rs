@@ -270,7 +270,7 @@ mod tests {
         })
         .unwrap();
         let (outgoing, _) = tokio::sync::mpsc::channel(16);
-        let relay = Relay::start(&config, store.clone(), outgoing).unwrap();
+        let relay = Relay::start(&config, store.clone(), outgoing, None).unwrap();
         Fixture {
             router: Router::new(
                 config.component.jid.clone(),

@@ -1,0 +1,121 @@
+//! Deleting a relayed file once every recipient has downloaded it.
+//!
+//! An operator may not want to keep media any longer than it takes to hand it
+//! over (`relay.delete_after_download`). Downloads are anonymous GETs, so each
+//! recipient's message carries its own URL, the file's URL with a random
+//! `?r=` token; a GET that serves the last byte of the file with a token
+//! counts as that recipient's download. When no token of the file is
+//! outstanding, the file is deleted. Files nobody downloads still go at the
+//! end of their retention.
+
+use tracing::{info, warn};
+
+use crate::storage::{FileId, StorageError, Store};
+
+/// Length of a download token: 128 random bits in hex.
+pub const TOKEN_LEN: usize = 32;
+
+pub fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Whether `token` could be one of ours (before touching the database).
+pub fn is_well_formed(token: &str) -> bool {
+    token.len() == TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `url` for the recipient holding `token`: the query goes before an
+/// `aesgcm://` link's key fragment.
+pub fn personal_url(url: &str, token: &str) -> String {
+    match url.split_once('#') {
+        Some((address, fragment)) => format!("{address}?r={token}#{fragment}"),
+        None => format!("{url}?r={token}"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("download tracking database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("cannot delete the downloaded file: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// The downloads still awaited, per file, in their own sled tree.
+#[derive(Clone)]
+pub struct DownloadTracker {
+    awaited: sled::Tree,
+    store: Store,
+}
+
+fn key(file: &FileId, token: &str) -> Vec<u8> {
+    [&file.0[..], token.as_bytes()].concat()
+}
+
+impl DownloadTracker {
+    pub fn new(awaited: sled::Tree, store: Store) -> DownloadTracker {
+        DownloadTracker { awaited, store }
+    }
+
+    /// Records that the holders of `tokens` are to download `file`.
+    pub fn expect(&self, file: &FileId, tokens: &[String]) -> Result<(), DownloadError> {
+        let mut batch = sled::Batch::default();
+        for token in tokens {
+            batch.insert(key(file, token), &[]);
+        }
+        self.awaited.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Counts a complete download of `file` with `token`; deletes the file
+    /// when it was the last one awaited. Returns whether the file was deleted.
+    pub fn downloaded(&self, file: &FileId, token: &str) -> Result<bool, DownloadError> {
+        if !is_well_formed(token) || self.awaited.remove(key(file, token))?.is_none() {
+            return Ok(false);
+        }
+        if self.awaited.scan_prefix(file.0).next().is_some() {
+            return Ok(false);
+        }
+        let deleted = self.store.delete_file(file)?;
+        if deleted {
+            info!(%file, "every recipient downloaded the file; deleted");
+        } else {
+            warn!(%file, "every recipient downloaded the file, but it could not be deleted now; it goes at expiry");
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_urls_keep_the_key_fragment_last() {
+        assert_eq!(
+            personal_url("https://h/file/x/a.jpg", "t"),
+            "https://h/file/x/a.jpg?r=t"
+        );
+        assert_eq!(
+            personal_url("aesgcm://h/file/x/a.jpg#00aa", "t"),
+            "aesgcm://h/file/x/a.jpg?r=t#00aa"
+        );
+    }
+
+    #[test]
+    fn tokens_are_checked_before_use() {
+        assert!(is_well_formed(&new_token()));
+        for bad in [
+            "",
+            "x",
+            &"A".repeat(32),
+            &"0".repeat(33),
+            "../../../etc/passwd",
+        ] {
+            assert!(!is_well_formed(bad), "{bad}");
+        }
+    }
+}
