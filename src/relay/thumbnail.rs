@@ -371,7 +371,6 @@ fn encode_png(image: &RgbaImage) -> Result<Vec<u8>, ThumbnailError> {
 mod tests {
     use super::*;
     use image::Rgba;
-    use std::time::{Duration, Instant};
 
     /// Deterministic pseudo-random bytes (xorshift), so tests need no seed
     /// plumbing and always see the same "noise".
@@ -582,13 +581,12 @@ mod tests {
     fn a_decompression_bomb_is_refused_from_its_header() {
         let bomb = png_claiming(60_000, 60_000);
         assert_eq!(displayed(image_info(&bomb).unwrap()), (60_000, 60_000));
-        let started = Instant::now();
+        // TooLarge (not a decode error) shows the header alone settled it.
         let result = thumbnail_of(&bomb);
         assert!(
             matches!(result, Err(ThumbnailError::TooLarge { .. })),
             "{result:?}"
         );
-        assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[test]
