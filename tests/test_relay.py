@@ -202,6 +202,19 @@ def test_delivery_survives_a_satchel_restart(variant):
                                 restart_satchel=lambda: variant.satchel.restart())
 
 
+@only_variants(offline=False)
+def test_delivery_survives_a_restart_of_the_xmpp_server(variant):
+    """The XMPP server restarts while bob is offline and the message is owed:
+    Satchel reconnects by itself and delivers it when bob is back."""
+    from harness.client import wait_component
+
+    def restart_server():
+        variant.server.restart()
+        wait_component(variant.server, satchel=variant.satchel)
+
+    relay_to_offline_then_login(variant, wait_before_login=1.0, restart_satchel=restart_server)
+
+
 def test_variant_server_advertises_offline_storage(variant):
     """Harness check: `msgoffline` in the domain's disco#info iff offline storage is on."""
     alice = variant.connect("alice")

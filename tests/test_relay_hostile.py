@@ -392,6 +392,24 @@ def test_aesgcm_url_passes_on_the_senders_checked_thumbnail(satchel, connect):
     assert base64.b64decode(datas[0].text) == png
 
 
+def test_a_senders_thumbnail_too_large_for_the_message_is_dropped(satchel, connect):
+    """A genuine thumbnail that would push the message past a few KiB is not passed
+    on; the relay itself still goes through."""
+    from PIL import Image
+    alice, bob = connect("alice"), connect("bob")
+    slot = upload(alice, os.urandom(5000), "secret.bin", "application/octet-stream")
+    url = aesgcm(slot.get_url)
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(buf, format="PNG")
+    noisy = buf.getvalue()
+    assert 8 * 1024 < len(noisy) < 64 * 1024
+    expect_receipt(alice, send_relay(alice, [BOB], url,
+                                     extra=sender_thumbnail_xml(noisy, width=64, height=64)))
+    msg = bob.wait_for_message(is_relay_of(url), timeout=DELIVERY_TIMEOUT)
+    assert msg.find(q("data", NS_BOB)) is None
+    assert file_metadata(msg).find(q("thumbnail", NS_THUMBS)) is None
+
+
 # -- someone else's file ---------------------------------------------------------------------------
 @pytest.mark.parametrize("form", ["aesgcm", "other-name-and-query"])
 def test_someone_elses_file_in_another_form_is_forbidden(satchel, connect, form):

@@ -181,7 +181,20 @@ impl Relay {
         if !self.limiter.allow(sender.as_str(), Instant::now()) {
             return Err(Refusal::RateLimited);
         }
-        let request = request::parse(message, from, self.max_recipients, &self.file_url_prefix)?;
+        let mut request =
+            request::parse(message, from, self.max_recipients, &self.file_url_prefix)?;
+        // Passed on only if it keeps the recipients' message small (a few KiB).
+        if request
+            .sender_thumbnail
+            .as_ref()
+            .is_some_and(|t| t.data.data.len() > self.thumbnail_limits.max_bytes)
+        {
+            info!(
+                limit = self.thumbnail_limits.max_bytes,
+                "the sender's thumbnail is too large to pass on; dropped"
+            );
+            request.sender_thumbnail = None;
+        }
         if let Some(foreign) = request
             .recipients
             .iter()
