@@ -1,33 +1,33 @@
 #!/usr/bin/env bash
 # Satchel in one command, on a fresh Debian 12 machine (as root, or with sudo):
 #
-#   bash examples/demo.sh            # run the demo, then stop everything
-#   bash examples/demo.sh --keep     # leave Prosody and Satchel running
-#   bash examples/demo.sh --relay    # the offline-delivery demo instead (see below)
+#   bash examples/demo.sh                # upload and relay, then stop everything
+#   bash examples/demo.sh --keep         # leave Prosody and Satchel running
+#   bash examples/demo.sh --upload-only  # just a XEP-0363 upload and download
 #
 # Installs what is missing (Prosody, Python packages), builds Satchel, starts a
-# local Prosody on loopback with Satchel as its upload component, logs in alice
-# with slixmpp, uploads a generated PNG through a XEP-0363 slot, downloads it
-# back and compares the bytes. Everything listens on 127.0.0.1 only.
-#
-# With --relay it runs examples/offline_demo.py instead: alice uploads a photo
-# and has Satchel relay it to bob while bob is offline; bob logs in later, gets
-# the message with its thumbnail, downloads the photo and checks its SHA-256.
-# Its own options pass through: --keep, --no-offline, --privileged, --server.
+# local Prosody on loopback with Satchel as its component, and runs
+# examples/offline_demo.py: alice uploads a photo through a XEP-0363 slot and
+# has Satchel relay it to bob while bob is offline; bob logs in later, gets the
+# message with its thumbnail, downloads the photo and checks its SHA-256. Its
+# own options pass through: --keep, --no-offline, --privileged, --server.
+# With --upload-only it runs examples/demo_client.py instead: alice uploads a
+# generated PNG, downloads it back and compares the bytes.
+# Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEMO=examples/demo_client.py
+DEMO=examples/offline_demo.py
 args=()
 for a in "$@"; do
-    if [ "$a" = "--relay" ]; then DEMO=examples/offline_demo.py; else args+=("$a"); fi
+    if [ "$a" = "--upload-only" ]; then DEMO=examples/demo_client.py; else args+=("$a"); fi
 done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 missing=()
-for p in prosody python3-venv; do
+for p in prosody prosody-modules python3-venv; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -34,6 +34,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -181,6 +182,13 @@ def main():
             raise SystemExit(f"upload failed: {r.status_code} {r.text}")
         url = slot.get_url
         print(f"    GET URL {url}")
+        file_id = urlsplit(url).path.split("/")[2]
+        blob = satchel.store_path / "content" / file_id[:2] / file_id
+        stored = [p for p in satchel.store_path.rglob("*") if p.is_file()]
+        print(f"    stored encrypted in {blob} ({blob.stat().st_size} bytes; "
+              f"the photo's bytes appear in none of the {len(stored)} files under "
+              f"{satchel.store_path}: {not any(photo in p.read_bytes() for p in stored)})")
+        print(f"    master key {satchel.key_file}, outside the store")
 
         step(f"alice asks {COMPONENT_JID} to relay it to {bob_jid} (XEP-0033), "
              f"with a receipt request (XEP-0184)")
