@@ -185,9 +185,10 @@ def main():
         file_id = urlsplit(url).path.split("/")[2]
         blob = satchel.store_path / "content" / file_id[:2] / file_id
         stored = [p for p in satchel.store_path.rglob("*") if p.is_file()]
-        print(f"    stored encrypted in {blob} ({blob.stat().st_size} bytes; "
-              f"the photo's bytes appear in none of the {len(stored)} files under "
-              f"{satchel.store_path}: {not any(photo in p.read_bytes() for p in stored)})")
+        leaked = any(photo in p.read_bytes() for p in stored)
+        print(f"    stored encrypted in {blob} ({blob.stat().st_size} bytes)")
+        print(f"    the photo's plaintext found in the store ({len(stored)} files under "
+              f"{satchel.store_path}): {'YES (!)' if leaked else 'no'}")
         print(f"    master key {satchel.key_file}, outside the store")
 
         step(f"alice asks {COMPONENT_JID} to relay it to {bob_jid} (XEP-0033), "
