@@ -1,9 +1,11 @@
 //! Satchel: XEP-0363 HTTP File Upload for any XMPP server, as an external
-//! component, with files encrypted at rest in an embedded database.
+//! component, with files encrypted at rest, and a relay that delivers the
+//! media message with a thumbnail, also to recipients who are offline.
 //!
-//! The crate mirrors the three parts of the service: [`xmpp`] answers the
+//! The crate mirrors the parts of the service: [`xmpp`] answers the
 //! server (slot requests, disco, ping), [`http`] takes uploads and serves
-//! downloads, [`storage`] keeps encrypted chunks in sled. [`slots`] holds the
+//! downloads, [`storage`] keeps encrypted files (metadata in sled), [`relay`]
+//! delivers the media message to the recipients. [`slots`] holds the
 //! policy that joins the first two: who may upload what, and the URL that
 //! carries that permission.
 
