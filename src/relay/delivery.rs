@@ -632,6 +632,15 @@ mod tests {
                 .unwrap();
         }
 
+        async fn presence(&self, jid: &str, resource: &str, available: bool) {
+            self.event(DeliveryEvent::Presence {
+                jid: jid.into(),
+                resource: resource.into(),
+                available,
+            })
+            .await;
+        }
+
         async fn event(&self, event: DeliveryEvent) {
             self.events.send(event).await.unwrap();
         }
@@ -764,12 +773,7 @@ mod tests {
             h.next(Duration::from_secs(300)).await.is_none(),
             "held while bob is offline"
         );
-        h.event(DeliveryEvent::Presence {
-            jid: "bob@example.org".into(),
-            resource: "laptop".into(),
-            available: true,
-        })
-        .await;
+        h.presence("bob@example.org", "laptop", true).await;
         let probe = h
             .next(Duration::from_secs(1))
             .await
@@ -800,12 +804,7 @@ mod tests {
         h.event(DeliveryEvent::LinkUp).await;
         h.capabilities(true, true, false).await;
         // Seen online once; gone since without a word (ejabberd after a dropped connection).
-        h.event(DeliveryEvent::Presence {
-            jid: "bob@example.org".into(),
-            resource: "phone".into(),
-            available: true,
-        })
-        .await;
+        h.presence("bob@example.org", "phone", true).await;
         h.accept(&relay(&["bob@example.org"])).await;
         let probe = h.next(Duration::from_secs(1)).await.unwrap();
         assert_eq!(probe.name(), "probe");
@@ -819,12 +818,7 @@ mod tests {
             "not as the sender"
         );
         // An explicit error answer is just as conclusive.
-        h.event(DeliveryEvent::Presence {
-            jid: "bob@example.org".into(),
-            resource: "tablet".into(),
-            available: true,
-        })
-        .await;
+        h.presence("bob@example.org", "tablet", true).await;
         h.accept(&relay(&["bob@example.org"])).await;
         let probe = h.next(Duration::from_secs(1)).await.unwrap();
         h.event(DeliveryEvent::ProbeAnswer {
@@ -844,12 +838,7 @@ mod tests {
         // Let the task read its (empty) outbox before the relay is stored.
         tokio::task::yield_now().await;
         for available in [true, false] {
-            h.event(DeliveryEvent::Presence {
-                jid: "bob@example.org".into(),
-                resource: "laptop".into(),
-                available,
-            })
-            .await;
+            h.presence("bob@example.org", "laptop", available).await;
         }
         h.accept(&relay(&["bob@example.org"])).await;
         assert!(h.next(Duration::from_secs(300)).await.is_none());
