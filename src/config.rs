@@ -87,6 +87,7 @@ struct RawLimits {
     user_storage_bytes: Option<u64>,
     min_free_disk_percent: Option<u8>,
     allowed_domains: Option<Vec<String>>,
+    slot_requests_per_minute: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +171,7 @@ pub struct Limits {
     pub min_free_disk_percent: u8,
     /// Domains whose users may request slots (lowercase).
     pub allowed_domains: Vec<String>,
+    pub slot_requests_per_minute: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -399,6 +401,11 @@ impl Config {
                 )?,
                 min_free_disk_percent,
                 allowed_domains,
+                slot_requests_per_minute: positive(
+                    "limits.slot_requests_per_minute",
+                    limits.slot_requests_per_minute.map(|n| n as u64),
+                    600,
+                )? as usize,
             },
             retention: Retention {
                 message: Duration::from_secs(message),
@@ -508,6 +515,7 @@ pub const KEYS_HELP: &str = r#"CONFIGURATION (TOML; keys marked * are required)
     user_storage_bytes        per-user bytes stored (20 x max_file_size)
     min_free_disk_percent     refuse slots that would leave less disk free (5)
     allowed_domains           domains whose users get slots (parent domain of jid)
+    slot_requests_per_minute  slot requests per user and minute (600)
   [retention]
     message_secs              keep files uploaded for messages (2592000 = 30 days)
     ephemeral_secs            keep files with purpose ephemeral (86400)

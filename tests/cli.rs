@@ -149,3 +149,23 @@ fn port_already_taken_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_master_key_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let storage = dir.path().join("store");
+    let stderr = failure_for(&config(
+        dir.path(),
+        "127.0.0.1:0",
+        storage.to_str().unwrap(),
+        "100",
+    ));
+    assert!(
+        stderr.contains("master.key") && stderr.contains("chmod"),
+        "{stderr}"
+    );
+}

@@ -179,3 +179,18 @@ def test_uploads_in_parallel_all_land(satchel, alice):
     assert results == [201] * 8
     for slot, body in zip(slots, bodies):
         assert requests.get(slot.get_url, timeout=TIMEOUT).content == body
+
+
+@pytest.mark.satchel_config(limits={"slot_requests_per_minute": 20}, fresh=True)
+def test_slot_requests_are_rate_limited_per_user(satchel, alice, bob):
+    for i in range(20):
+        alice.request_slot(f"burst{i}.bin", 10)
+    with pytest.raises(XmppError) as refusal:
+        alice.request_slot("one-too-many.bin", 10)
+    assert refusal.value.condition == "resource-constraint", str(refusal.value)
+    retry = refusal.value.find(f"{{{NS_UPLOAD}}}retry")
+    stamp = parse_stamp(retry.get("stamp"))
+    now = dt.datetime.now(dt.timezone.utc)
+    assert now < stamp <= now + dt.timedelta(seconds=61), stamp
+    # Another user is not affected.
+    assert bob.request_slot("bobs.bin", 10).put_url

@@ -15,7 +15,6 @@ pub mod delivery;
 pub mod downloads;
 pub mod message;
 pub mod outbox;
-pub mod rate_limit;
 pub mod request;
 pub mod thumbnail;
 
@@ -31,6 +30,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 
 use crate::config::Config;
+use crate::rate_limit::RateLimiter;
 use crate::slots::unix_now;
 use crate::storage::{FileRecord, Store};
 use crate::xmpp::privilege::{PresencePermission, Privileges, NS_V1, NS_V2};
@@ -38,7 +38,6 @@ use delivery::{Capabilities, DeliveryEvent, DeliverySettings, DeliveryTask};
 use downloads::DownloadTracker;
 use message::{common_payload, payload_to_text, FileFacts, RelayComposer};
 use outbox::{DeliveryStatus, Outbox, Recipient, RelayId, RelayRecord};
-use rate_limit::RateLimiter;
 use request::{Refusal, RelayRequest};
 use thumbnail::{make_thumbnail, ThumbnailLimits};
 

@@ -9,12 +9,14 @@ pub mod filename;
 pub mod quota;
 pub mod token;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jid::BareJid;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::Config;
+use crate::rate_limit::RateLimiter;
 use crate::storage::{FileId, Purpose, SlotRecord, StorageError, Store};
 use filename::{check_filename, FilenameError};
 use quota::{check_user_quota, time_when_freed, QuotaLimits};
@@ -84,6 +86,7 @@ pub struct SlotService {
     min_free_disk_percent: u8,
     allowed_domains: Vec<String>,
     public_url: String,
+    limiter: Arc<RateLimiter>,
 }
 
 impl SlotService {
@@ -99,6 +102,10 @@ impl SlotService {
             min_free_disk_percent: config.limits.min_free_disk_percent,
             allowed_domains: config.limits.allowed_domains.clone(),
             public_url: config.http.public_url.clone(),
+            limiter: Arc::new(RateLimiter::new(
+                config.limits.slot_requests_per_minute,
+                Duration::from_secs(60),
+            )),
         }
     }
 
@@ -121,6 +128,12 @@ impl SlotService {
                 .any(|allowed| allowed.eq_ignore_ascii_case(domain))
         {
             return Err(SlotError::NotAllowed);
+        }
+        if !self.limiter.allow(requester.as_str(), Instant::now()) {
+            return Err(SlotError::OverQuota {
+                reason: "Too many slot requests; slow down",
+                retry_at: now + 60,
+            });
         }
         check_filename(&request.filename)?;
         if let Some(content_type) = &request.content_type {

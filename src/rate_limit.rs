@@ -1,9 +1,10 @@
-//! How many relays one sender may start per minute.
+//! How often one user may ask for something: slots, relays.
 //!
-//! A relay multiplies one stanza into up to `max_recipients` messages, so it
-//! is the cheapest way for a stranger to make Satchel flood others. A sliding
-//! window per bare JID bounds that; the table of senders is itself bounded, so
-//! a horde of JIDs cannot grow it without limit.
+//! Each slot request writes to the store, and a relay multiplies one stanza
+//! into up to `max_recipients` messages, so both are cheap ways for a stranger
+//! to make Satchel work. A sliding window per bare JID bounds that; the table
+//! of users is itself bounded, so a horde of JIDs cannot grow it without
+//! limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
