@@ -18,6 +18,9 @@ use crate::slots::{unix_now, SlotService};
 use crate::storage::{StorageError, Store, StoreOptions};
 use crate::xmpp::{connection, router::Router};
 
+/// How long uploads in flight may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Plaintext bytes per stored chunk.
 const CHUNK_SIZE: u32 = 64 * 1024;
 
@@ -40,7 +43,8 @@ pub enum StartError {
     Relay(#[from] RelayStartError),
 }
 
-/// Runs Satchel until SIGTERM or SIGINT.
+/// Runs Satchel until SIGTERM or SIGINT, then stops accepting connections,
+/// lets uploads in flight finish (for a while), and flushes the store.
 pub async fn run(config: Config) -> Result<(), StartError> {
     // The port first: it has no side effects, the store may create a key.
     let listener = TcpListener::bind(config.http.listen)
@@ -91,9 +95,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         outgoing_rx,
     ));
     tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
-    let app = http::router(&config, HttpState::new(&config, store.clone(), downloads));
+    let http_state = HttpState::new(&config, store.clone(), downloads);
+    let app = http::router(&config, http_state.clone());
     let http_config = config.clone();
-    tokio::spawn(async move { http::serve(listener, app, &http_config).await });
+    let (stop_accepting, accepting) = tokio::sync::watch::channel(true);
+    let server =
+        tokio::spawn(async move { http::serve(listener, app, &http_config, accepting).await });
 
     info!(
         jid = %config.component.jid,
@@ -104,6 +111,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tokio::select! {
         _ = terminate.recv() => info!("SIGTERM received, stopping"),
         _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),
+    }
+    // No new connections; uploads in flight get a grace period to finish.
+    let _ = stop_accepting.send(false);
+    let _ = server.await;
+    if http_state.uploads_finished(SHUTDOWN_GRACE).await {
+        info!("no upload in flight");
+    } else {
+        warn!(grace = ?SHUTDOWN_GRACE, "uploads still in flight are abandoned; their slots can be retried");
     }
     match tokio::task::spawn_blocking(move || store.flush()).await {
         Ok(Ok(())) => info!("store flushed"),

@@ -43,6 +43,7 @@ pub struct HttpState {
     store: Store,
     retention: Retention,
     upload_permits: Arc<Semaphore>,
+    max_concurrent_uploads: usize,
     body_idle_timeout: Duration,
     cache_control: HeaderValue,
     /// Counts recipients' downloads when relayed files go once downloaded.
@@ -59,11 +60,21 @@ impl HttpState {
             store,
             retention: config.retention.clone(),
             upload_permits: Arc::new(Semaphore::new(config.http.max_concurrent_uploads)),
+            max_concurrent_uploads: config.http.max_concurrent_uploads,
             body_idle_timeout: config.http.body_idle_timeout,
             cache_control: HeaderValue::from_str(&cache_control)
                 .expect("digits and ASCII are a valid header value"),
             downloads,
         }
+    }
+
+    /// Waits until no upload is in flight, at most `grace`; true if none is left.
+    pub async fn uploads_finished(&self, grace: Duration) -> bool {
+        let all = u32::try_from(self.max_concurrent_uploads).unwrap_or(u32::MAX);
+        // Holding every permit also keeps new uploads out.
+        tokio::time::timeout(grace, self.upload_permits.acquire_many(all))
+            .await
+            .is_ok_and(|permits| permits.map(|p| p.forget()).is_ok())
     }
 
     fn retention_for(&self, purpose: Purpose) -> Duration {
@@ -139,8 +150,14 @@ pub fn router(config: &Config, state: HttpState) -> Router {
     app
 }
 
-/// Accepts connections for ever, at most `max_connections` at a time.
-pub async fn serve(listener: TcpListener, app: Router, config: &Config) {
+/// Accepts connections, at most `max_connections` at a time, until
+/// `accepting` turns false; connections already open carry on.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: &Config,
+    mut accepting: tokio::sync::watch::Receiver<bool>,
+) {
     let connections = Arc::new(Semaphore::new(config.http.max_connections));
     let header_timeout = config.http.header_timeout;
     loop {
@@ -149,7 +166,11 @@ pub async fn serve(listener: TcpListener, app: Router, config: &Config) {
             .acquire_owned()
             .await
             .expect("semaphore never closed");
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = accepting.wait_for(|open| !open) => return,
+        };
+        let (socket, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // EMFILE and friends: wait instead of spinning.

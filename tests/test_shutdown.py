@@ -1,0 +1,40 @@
+"""SIGTERM: Satchel stops accepting, lets the upload in flight finish, flushes its
+store and exits 0; what it stored is there after a restart."""
+
+import signal
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+TIMEOUT = 15
+
+
+@pytest.mark.satchel_config(fresh=True)
+def test_sigterm_finishes_the_upload_in_flight_and_exits_cleanly(satchel, satchel_manager, alice):
+    slot = alice.request_slot("in-flight.bin", 1000, "application/octet-stream")
+    parts = urlsplit(slot.put_url)
+    head = (f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n").encode()
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
+            sock.sendall(head + b"a" * 500)
+            time.sleep(0.3)
+            satchel.process.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            with pytest.raises(OSError):
+                socket.create_connection((parts.hostname, parts.port), timeout=2).close()
+            sock.sendall(b"a" * 500)
+            answer = sock.recv(200)
+            assert answer.startswith(b"HTTP/1.1 201"), answer
+        assert satchel.process.proc.wait(timeout=TIMEOUT) == 0, satchel.logs()
+        logs = satchel.logs(100)
+        assert "SIGTERM received" in logs and "store flushed" in logs, logs
+
+        satchel.start()
+        r = requests.get(slot.get_url, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.content == b"a" * 1000
+    finally:
+        satchel_manager.invalidate()
