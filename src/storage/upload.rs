@@ -32,6 +32,16 @@ pub struct UploadWriter {
     slot: SlotRecord,
     content_type: String,
     expires: u64,
+    sealer: ChunkSealer,
+    hashes: Hashes,
+    received: u64,
+    finished: bool,
+    /// Declared last: released only after `drop` has cleaned up.
+    _claim: Claim,
+}
+
+/// Cuts plaintext into chunks, seals them and appends them to the blob.
+struct ChunkSealer {
     key: FileKey,
     nonce_prefix: [u8; 7],
     chunk_size: usize,
@@ -41,13 +51,23 @@ pub struct UploadWriter {
     /// Plaintext of the chunk being filled; sealed in place.
     pending: Vec<u8>,
     next_index: u32,
-    received: u64,
+}
+
+/// The two digests of the plaintext.
+struct Hashes {
     blake3: blake3::Hasher,
     sha256: Sha256,
-    finished: bool,
-    /// Declared last: released only after `drop` has cleaned up.
-    _claim: Claim,
 }
+
+impl Hashes {
+    fn update(&mut self, data: &[u8]) {
+        self.blake3.update(data);
+        self.sha256.update(data);
+    }
+}
+
+/// Below this, a batch is hashed on the calling thread: a thread costs more.
+const PARALLEL_HASHING_MIN_BYTES: usize = 128 * 1024;
 
 impl UploadWriter {
     pub(super) fn new(
@@ -65,24 +85,66 @@ impl UploadWriter {
             slot: slot.clone(),
             content_type,
             expires,
-            key,
-            nonce_prefix: rand::random(),
-            chunk_size,
-            blob,
-            pending: Vec::with_capacity(chunk_size + TAG_LEN),
-            next_index: 0,
+            sealer: ChunkSealer {
+                key,
+                nonce_prefix: rand::random(),
+                chunk_size,
+                blob,
+                pending: Vec::with_capacity(chunk_size + TAG_LEN),
+                next_index: 0,
+            },
+            hashes: Hashes {
+                blake3: blake3::Hasher::new(),
+                sha256: Sha256::new(),
+            },
             received: 0,
-            blake3: blake3::Hasher::new(),
-            sha256: Sha256::new(),
             finished: false,
             _claim: claim,
         }
     }
 
-    /// Buffers `data`, sealing and writing each full chunk; hashes plaintext with BLAKE3 and SHA-256 as it goes.
-    /// Fails with SizeMismatch as soon as more than slot.size bytes arrive.
+    /// Buffers `data`, sealing and writing each full chunk; hashes the
+    /// plaintext with BLAKE3 and SHA-256 as it goes. Fails with
+    /// `SizeMismatch` as soon as more than the slot's size arrives.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        let received = self.received.saturating_add(data.len() as u64);
+        self.count(data.len())?;
+        self.hashes.update(data);
+        self.sealer.absorb(data, &self.store, &self.slot)
+    }
+
+    /// [`write`](Self::write) for several pieces at once: a second thread
+    /// hashes while this one encrypts and writes, so that a large upload
+    /// keeps two cores busy instead of doing both in a row.
+    pub fn write_pieces(&mut self, pieces: &[bytes::Bytes]) -> Result<(), StorageError> {
+        let total: usize = pieces.iter().map(|piece| piece.len()).sum();
+        self.count(total)?;
+        let (hashes, sealer, store, slot) =
+            (&mut self.hashes, &mut self.sealer, &self.store, &self.slot);
+        if total < PARALLEL_HASHING_MIN_BYTES {
+            for piece in pieces {
+                hashes.update(piece);
+                sealer.absorb(piece, store, slot)?;
+            }
+            return Ok(());
+        }
+        std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| pieces.iter().for_each(|piece| hashes.update(piece)));
+            let sealed = pieces
+                .iter()
+                .try_for_each(|piece| sealer.absorb(piece, store, slot));
+            if hashing.join().is_err() {
+                return Err(StorageError::Io {
+                    context: "hashing an upload".into(),
+                    source: std::io::Error::other("the hashing thread panicked"),
+                });
+            }
+            sealed
+        })
+    }
+
+    /// Counts `len` more bytes, refusing any beyond the slot's size.
+    fn count(&mut self, len: usize) -> Result<(), StorageError> {
+        let received = self.received.saturating_add(len as u64);
         if received > self.slot.size {
             return Err(StorageError::SizeMismatch {
                 expected: self.slot.size,
@@ -90,20 +152,6 @@ impl UploadWriter {
             });
         }
         self.received = received;
-        self.blake3.update(data);
-        self.sha256.update(data);
-
-        let mut rest = data;
-        while !rest.is_empty() {
-            if self.pending.len() == self.chunk_size {
-                // More bytes follow, so this full chunk is not the last.
-                self.seal_pending(false)?;
-            }
-            let take = rest.len().min(self.chunk_size - self.pending.len());
-            let (now, later) = rest.split_at(take);
-            self.pending.extend_from_slice(now);
-            rest = later;
-        }
         Ok(())
     }
 
@@ -120,10 +168,13 @@ impl UploadWriter {
                 received: self.received,
             });
         }
-        self.seal_pending(true)?;
+        self.sealer.seal_pending(true, &self.store, &self.slot)?;
         // Should the commit below fail, dropping `self` deletes the blob
         // under its final name too.
-        self.store.inner.blobs.publish(&self.slot.id, &self.blob)?;
+        self.store
+            .inner
+            .blobs
+            .publish(&self.slot.id, &self.sealer.blob)?;
 
         let record = FileRecord {
             id: self.slot.id,
@@ -134,10 +185,10 @@ impl UploadWriter {
             purpose: self.slot.purpose,
             created: now,
             expires: self.expires,
-            blake3: *self.blake3.finalize().as_bytes(),
-            sha256: self.sha256.finalize_reset().into(),
-            chunk_size: self.chunk_size as u32,
-            nonce_prefix: self.nonce_prefix,
+            blake3: *self.hashes.blake3.finalize().as_bytes(),
+            sha256: self.hashes.sha256.finalize_reset().into(),
+            chunk_size: self.sealer.chunk_size as u32,
+            nonce_prefix: self.sealer.nonce_prefix,
             key_id: self.store.inner.master_key.id(),
         };
         let encoded = encode(&record);
@@ -172,8 +223,36 @@ impl UploadWriter {
         self.store.flush()?;
         Ok(record)
     }
+}
 
-    fn seal_pending(&mut self, last: bool) -> Result<(), StorageError> {
+impl ChunkSealer {
+    /// Appends `data` to the chunk being filled, sealing each chunk that fills up.
+    fn absorb(
+        &mut self,
+        data: &[u8],
+        store: &Store,
+        slot: &SlotRecord,
+    ) -> Result<(), StorageError> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.pending.len() == self.chunk_size {
+                // More bytes follow, so this full chunk is not the last.
+                self.seal_pending(false, store, slot)?;
+            }
+            let take = rest.len().min(self.chunk_size - self.pending.len());
+            let (now, later) = rest.split_at(take);
+            self.pending.extend_from_slice(now);
+            rest = later;
+        }
+        Ok(())
+    }
+
+    fn seal_pending(
+        &mut self,
+        last: bool,
+        store: &Store,
+        slot: &SlotRecord,
+    ) -> Result<(), StorageError> {
         let index = self.next_index;
         seal_chunk(
             &self.key,
@@ -183,7 +262,7 @@ impl UploadWriter {
             &mut self.pending,
         )?;
         self.blob.write_all(&self.pending).map_err(|err| {
-            let path = self.store.inner.blobs.part_path(&self.slot.id);
+            let path = store.inner.blobs.part_path(&slot.id);
             io_error(format!("writing {}", path.display()), err)
         })?;
         self.pending.clear();
@@ -272,6 +351,45 @@ mod tests {
         let file = writer.finish(NOW).unwrap();
         assert_eq!(file.sha256, sha256(&bytes));
         assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+    }
+
+    #[test]
+    fn batches_hashed_in_parallel_store_the_same_file() {
+        let t = test_store();
+        // Big enough for the two-thread path, in uneven pieces.
+        let bytes = data(3 * PARALLEL_HASHING_MIN_BYTES + 5);
+        let slot = slot_for("juliet@example.org", bytes.len() as u64);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let pieces: Vec<bytes::Bytes> = bytes
+            .chunks(10_007)
+            .map(bytes::Bytes::copy_from_slice)
+            .collect();
+        let (first, second) = pieces.split_at(pieces.len() / 2);
+        writer.write_pieces(first).unwrap();
+        writer.write_pieces(&second[..1]).unwrap();
+        writer.write_pieces(&second[1..]).unwrap();
+        let file = writer.finish(NOW).unwrap();
+        assert_eq!(file.sha256, sha256(&bytes));
+        assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
+        assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_batch_beyond_the_slot_size_is_refused() {
+        let t = test_store();
+        let slot = slot_for("juliet@example.org", 10);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let pieces = [
+            bytes::Bytes::from_static(b"0123456"),
+            bytes::Bytes::from_static(b"789X"),
+        ];
+        assert!(matches!(
+            writer.write_pieces(&pieces),
+            Err(StorageError::SizeMismatch {
+                expected: 10,
+                received: 11
+            })
+        ));
     }
 
     #[test]
