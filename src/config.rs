@@ -340,7 +340,7 @@ impl Config {
                 reconnect_max_delay: Duration::from_secs(positive(
                     "component.reconnect_max_delay_secs",
                     raw.component.reconnect_max_delay_secs,
-                    5,
+                    2,
                 )?),
             },
             http: HttpConfig {
@@ -494,7 +494,7 @@ pub const KEYS_HELP: &str = r#"CONFIGURATION (TOML; keys marked * are required)
     server *                  XMPP server's component port, "127.0.0.1:5347"
     secret *                  XEP-0114 shared secret
     keepalive_secs            ping the server after this much silence (30)
-    reconnect_max_delay_secs  cap of the reconnection backoff (5)
+    reconnect_max_delay_secs  cap of the reconnection backoff (2)
   [http]
     listen *                  address to listen on, "127.0.0.1:5050"
     public_url *              base of the URLs handed to clients, "https://upload.example.org"

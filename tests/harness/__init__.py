@@ -21,7 +21,9 @@ def make_server(kind, privileged=False, offline=True, **kwargs):
     XEP-0356 message (outgoing) and presence (managed_entity; presence="roster"
     for the other kind) permission; offline=False runs it without offline
     storage (mod_offline). Both come from the optional blocks of the example
-    configs in examples/servers/."""
+    configs in examples/servers/. Other keyword arguments go to the server
+    class (e.g. users=..., config_hook=... to edit the rendered config, which
+    examples/bench/ uses to add the servers' own upload modules)."""
     kwargs.update(privileged=privileged, offline=offline)
     if kind == "prosody":
         from .prosody import ProsodyServer

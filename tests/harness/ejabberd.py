@@ -34,15 +34,19 @@ class EjabberdServer:
 
     def __init__(self, secret="satchel-test-secret", users=None, workdir=None,
                  privileged=False, offline=True, presence="managed_entity",
-                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT):
+                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT, config_hook=None):
         """privileged: load mod_privilege granting the component XEP-0356 message
         (outgoing) and presence permission (`presence`: "managed_entity" or
-        "roster"). offline: load mod_offline (False: no offline storage)."""
+        "roster"). offline: load mod_offline (False: no offline storage).
+        config_hook: a function (config_text, server) -> config_text applied to
+        the rendered config before it is written (examples/bench/ adds its
+        upload module this way); None writes the example config as it is."""
         self.domain = DOMAIN
         self.privileged = privileged
         self.offline = offline
         self.presence = presence
         self.c2s_stanza_size_limit = c2s_stanza_size_limit
+        self.config_hook = config_hook
         self.component_jid = COMPONENT_JID
         self.secret = secret
         self.users = dict(USERS if users is None else users)
@@ -78,6 +82,8 @@ class EjabberdServer:
             if self.presence == "roster":
                 new += "    roster:\n      get: satchel_privileged\n"
             text = text.replace(old, new)
+        if self.config_hook is not None:
+            text = self.config_hook(text, self)
         self.config_path.write_text(text)
         # Erlang's resolver config (what Debian ships in /etc/ejabberd/inetrc).
         (self.dir / "inetrc").write_text("{lookup,[\"file\",\"native\"]}.\n{host,{127,0,0,1}, [\"localhost\",\"hostalias\"]}.\n{file, resolv, \"/etc/resolv.conf\"}.\n")

@@ -20,16 +20,20 @@ class ProsodyServer:
 
     def __init__(self, secret="satchel-test-secret", users=None, workdir=None,
                  privileged=False, offline=True, presence="managed_entity",
-                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT):
+                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT, config_hook=None):
         """privileged: load mod_privilege and grant the component XEP-0356 message
         ("outgoing") and presence permission (`presence`: "managed_entity", or
         "roster", which Prosody grants only together with roster "get").
-        offline: keep mod_offline (Prosody's default); False disables it."""
+        offline: keep mod_offline (Prosody's default); False disables it.
+        config_hook: a function (config_text, server) -> config_text applied to
+        the rendered config before it is written (examples/bench/ adds its
+        upload module this way); None writes the example config as it is."""
         self.domain = DOMAIN
         self.privileged = privileged
         self.offline = offline
         self.presence = presence
         self.c2s_stanza_size_limit = c2s_stanza_size_limit
+        self.config_hook = config_hook
         self.component_jid = COMPONENT_JID
         self.secret = secret
         self.users = dict(USERS if users is None else users)
@@ -65,6 +69,8 @@ class ProsodyServer:
             assert old in text, "privileged_entities line changed in the template"
             extra = 'roster = "get"; ' if self.presence == "roster" else ""
             text = text.replace(old, f'{extra}presence = "{self.presence}" }}')
+        if self.config_hook is not None:
+            text = self.config_hook(text, self)
         self.config_path.write_text(text)
         chown_tree(self.dir, USER)
         env = user_env(USER, self.dir)
