@@ -75,6 +75,8 @@ struct RawHttp {
 struct RawStorage {
     path: PathBuf,
     key_file: Option<PathBuf>,
+    #[serde(default)]
+    previous_key_files: Vec<PathBuf>,
     cache_capacity_bytes: Option<u64>,
 }
 
@@ -159,6 +161,8 @@ pub struct HttpConfig {
 pub struct StorageConfig {
     pub path: PathBuf,
     pub key_file: PathBuf,
+    /// Earlier master keys, kept to read the files they sealed.
+    pub previous_key_files: Vec<PathBuf>,
     pub cache_capacity_bytes: u64,
 }
 
@@ -376,6 +380,7 @@ impl Config {
             storage: StorageConfig {
                 path: storage_path,
                 key_file,
+                previous_key_files: raw.storage.previous_key_files,
                 cache_capacity_bytes: positive(
                     "storage.cache_capacity_bytes",
                     raw.storage.cache_capacity_bytes,
@@ -507,6 +512,7 @@ pub const KEYS_HELP: &str = r#"CONFIGURATION (TOML; keys marked * are required)
   [storage]
     path *                    directory of the sled database
     key_file                  master key, created on first start, mode 0600 ("<path>.key")
+    previous_key_files        earlier master keys, to read old files after a rotation ([])
     cache_capacity_bytes      sled page cache (16777216)
   [limits]
     max_file_size *           largest upload, in bytes

@@ -56,6 +56,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let options = StoreOptions {
         path: config.storage.path.clone(),
         key_file: config.storage.key_file.clone(),
+        previous_key_files: config.storage.previous_key_files.clone(),
         cache_capacity: config.storage.cache_capacity_bytes,
         chunk_size: CHUNK_SIZE,
     };

@@ -43,6 +43,16 @@ impl MasterKey {
         }
     }
 
+    /// Loads a key that must already exist (an earlier generation).
+    pub fn load_existing(path: &Path, store_dir: &Path) -> Result<MasterKey, StorageError> {
+        refuse_inside_store(path, store_dir)?;
+        let file = File::open(path).map_err(|source| StorageError::Io {
+            context: format!("opening previous key file {}", path.display()),
+            source,
+        })?;
+        load(path, file)
+    }
+
     /// Identifies the key without revealing it: the first four bytes of its
     /// BLAKE3 hash. Recorded with every file so a key mix-up is detectable.
     pub fn id(&self) -> u32 {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::blob::chunk_offset;
 use super::crypto::{derive_file_key, open_chunk, FileKey, TAG_LEN};
+use super::master_key::MasterKey;
 use super::records::{FileId, FileRecord};
 use super::store::{Store, MAX_CHUNK_SIZE};
 use super::{io_error, StorageError};
@@ -43,6 +44,7 @@ impl RangeReader {
     /// `range` was checked to be non-empty and within the file.
     pub(super) fn new(
         store: &Store,
+        master_key: &MasterKey,
         file: &FileRecord,
         range: std::ops::Range<u64>,
     ) -> Result<RangeReader, StorageError> {
@@ -76,7 +78,7 @@ impl RangeReader {
         Ok(RangeReader {
             blob,
             file: file.id,
-            key: derive_file_key(&store.inner.master_key, &file.id),
+            key: derive_file_key(master_key, &file.id),
             nonce_prefix: file.nonce_prefix,
             chunk_size,
             file_size: file.size,

@@ -56,6 +56,9 @@ pub struct StoreOptions {
     pub path: PathBuf,
     /// The master key file; must be outside `path`.
     pub key_file: PathBuf,
+    /// Keys of earlier generations, still needed to read the files they
+    /// sealed (see "Rotating the master key" in the README).
+    pub previous_key_files: Vec<PathBuf>,
     /// Bytes of sled's page cache (metadata only: file contents bypass sled).
     pub cache_capacity: u64,
     /// Plaintext bytes per chunk for new files (64 KiB is a good default).
@@ -73,6 +76,8 @@ pub(super) struct Inner {
     pub(super) db: sled::Db,
     pub(super) trees: Trees,
     pub(super) master_key: MasterKey,
+    /// Earlier generations of the master key, for reading only.
+    pub(super) previous_keys: Vec<MasterKey>,
     pub(super) blobs: Blobs,
     path: PathBuf,
     pub(super) chunk_size: u32,
@@ -125,7 +130,8 @@ impl Store {
         };
         // A fresh key could not decrypt a single existing file: a store with
         // data and no key file means the key was lost or misconfigured.
-        if !opts.key_file.exists() && !trees.files.is_empty() {
+        if !opts.key_file.exists() && opts.previous_key_files.is_empty() && !trees.files.is_empty()
+        {
             return Err(StorageError::KeyFile {
                 path: opts.key_file,
                 reason: "missing, but the store already holds encrypted data; \
@@ -134,6 +140,11 @@ impl Store {
             });
         }
         let master_key = MasterKey::load_or_create(&opts.key_file, &opts.path)?;
+        let previous_keys = opts
+            .previous_key_files
+            .iter()
+            .map(|path| MasterKey::load_existing(path, &opts.path))
+            .collect::<Result<Vec<_>, _>>()?;
         let blobs = Blobs::open(&opts.path)?;
 
         let mut stored_bytes = 0u64;
@@ -142,7 +153,9 @@ impl Store {
             let (id, bytes) = entry?;
             let record: FileRecord = decode(&bytes, format_args!("file record {id:?}"))?;
             stored_bytes = stored_bytes.saturating_add(record.size);
-            if record.key_id != master_key.id() {
+            if record.key_id != master_key.id()
+                && !previous_keys.iter().any(|key| key.id() == record.key_id)
+            {
                 foreign_key_files += 1;
             }
         }
@@ -159,6 +172,7 @@ impl Store {
                 db,
                 trees,
                 master_key,
+                previous_keys,
                 blobs,
                 path: opts.path,
                 chunk_size: opts.chunk_size,
@@ -327,13 +341,20 @@ impl Store {
                 size: file.size,
             });
         }
-        if file.key_id != self.inner.master_key.id() {
-            return Err(StorageError::UnknownKey {
+        let key = self
+            .master_key_by_id(file.key_id)
+            .ok_or(StorageError::UnknownKey {
                 file: file.id,
                 key_id: file.key_id,
-            });
-        }
-        RangeReader::new(self, file, range)
+            })?;
+        RangeReader::new(self, key, file, range)
+    }
+
+    /// The master key, current or earlier, whose id is `key_id`.
+    fn master_key_by_id(&self, key_id: u32) -> Option<&MasterKey> {
+        std::iter::once(&self.inner.master_key)
+            .chain(&self.inner.previous_keys)
+            .find(|key| key.id() == key_id)
     }
 
     /// A tree of the same database for another part of Satchel (the relay
@@ -526,6 +547,7 @@ pub(super) mod test_support {
         StoreOptions {
             path: dir.join("store"),
             key_file: dir.join("master.key"),
+            previous_key_files: Vec::new(),
             cache_capacity: 1 << 20,
             chunk_size: CHUNK,
         }
@@ -581,6 +603,41 @@ pub(super) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
+
+    #[test]
+    fn a_rotated_key_keeps_old_files_readable_and_seals_new_ones() {
+        let t = test_store();
+        let old_slot = slot_for("juliet@example.org", 40);
+        let old = upload(&t.store, &old_slot, &data(40), NOW + 1000);
+        let dir = t.dir;
+        let options = options_in(dir.path());
+        drop(t.store);
+        // The operator moves the key aside and names it as a previous key.
+        let retired = dir.path().join("master.key.1");
+        std::fs::rename(&options.key_file, &retired).unwrap();
+        let rotated = StoreOptions {
+            previous_key_files: vec![retired.clone()],
+            ..options_in(dir.path())
+        };
+        let store = open_when_released(rotated).unwrap();
+        assert_eq!(
+            read(&store, &old, 0..40).unwrap(),
+            data(40),
+            "old files stay readable"
+        );
+        let new_slot = slot_for("juliet@example.org", 30);
+        let new = upload(&store, &new_slot, &data(30), NOW + 1000);
+        assert_ne!(new.key_id, old.key_id, "new uploads use the new key");
+        assert_eq!(read(&store, &new, 0..30).unwrap(), data(30));
+        drop(store);
+        // Without the previous key, only the new file can be read.
+        let store = open_when_released(options_in(dir.path())).unwrap();
+        assert!(matches!(
+            store.read_range(&old, 0..40),
+            Err(StorageError::UnknownKey { .. })
+        ));
+        assert_eq!(read(&store, &new, 0..30).unwrap(), data(30));
+    }
 
     #[test]
     fn rejects_bad_chunk_sizes() {

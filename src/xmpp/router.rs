@@ -265,6 +265,7 @@ mod tests {
         let store = Store::open(StoreOptions {
             path: config.storage.path.clone(),
             key_file: dir.path().join("master.key"),
+            previous_key_files: Vec::new(),
             cache_capacity: 1 << 20,
             chunk_size: 1024,
         })
