@@ -45,6 +45,14 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     relay: RawRelay,
+    #[serde(default)]
+    logging: RawLogging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    show_jids: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +130,8 @@ pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub relay: RelayConfig,
+    /// Log users' JIDs instead of pseudonyms.
+    pub show_jids: bool,
 }
 
 #[derive(Clone)]
@@ -435,6 +445,7 @@ impl Config {
                     3600,
                 )?),
             },
+            show_jids: raw.logging.show_jids.unwrap_or(false),
             relay: RelayConfig {
                 max_recipients: positive(
                     "relay.max_recipients",
@@ -535,6 +546,8 @@ pub const KEYS_HELP: &str = r#"CONFIGURATION (TOML; keys marked * are required)
     bounce_window_secs        a message not bounced within this counts as delivered (30)
     thumbnail_max_side        longest side of server-made thumbnails, px (128)
     delete_after_download     delete a relayed file once every recipient got it (false)
+  [logging]
+    show_jids                 log users' JIDs; otherwise pseudonyms (false)
 "#;
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod rate_limit;
 pub mod relay;
 pub mod slots;

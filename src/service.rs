@@ -46,6 +46,7 @@ pub enum StartError {
 /// Runs Satchel until SIGTERM or SIGINT, then stops accepting connections,
 /// lets uploads in flight finish (for a while), and flushes the store.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    crate::logging::show_jids(config.show_jids);
     // The port first: it has no side effects, the store may create a key.
     let listener = TcpListener::bind(config.http.listen)
         .await

@@ -44,6 +44,9 @@ def test_tokens_and_contents_never_reach_the_log(satchel, alice):
     assert token.encode() not in log
     assert MARKER not in log
     assert satchel.key_file.read_bytes() not in log
+    # JIDs are pseudonyms unless logging.show_jids asks for them (even at debug level).
+    assert b"alice@localhost" not in log
+    assert b"from=user-" in log
 
 
 def test_a_tampered_chunk_is_never_served(satchel, alice):

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::outbox::{DeliveryStatus, Outbox, RelayId, RelayRecord};
+use crate::logging::LoggedJid;
 use crate::slots::unix_now;
 use crate::xmpp::privilege::PrivilegeVersion;
 
@@ -304,11 +305,11 @@ impl<C: Composer> DeliveryTask<C> {
         let recipient = self.relays[&key.0].recipients[key.1].jid.clone();
         let job = self.jobs.get_mut(&key).expect("found above");
         if reachable {
-            debug!(relay = %key.0, %recipient, %resource, "recipient answers; sending as the sender");
+            debug!(relay = %key.0, recipient = %LoggedJid(&recipient), %resource, "recipient answers; sending as the sender");
             job.state = JobState::Due(now);
             self.confirmed_online.insert(recipient);
         } else {
-            debug!(relay = %key.0, %recipient, %resource, "resource gone");
+            debug!(relay = %key.0, recipient = %LoggedJid(&recipient), %resource, "resource gone");
             if let Some(resources) = self.online.get_mut(&recipient) {
                 resources.remove(&resource);
             }
@@ -337,17 +338,17 @@ impl<C: Composer> DeliveryTask<C> {
         };
         let recipient = self.relays[&key.0].recipients[key.1].jid.clone();
         if is_permanent(condition) {
-            warn!(relay = %key.0, %recipient, condition, "delivery failed for good");
+            warn!(relay = %key.0, recipient = %LoggedJid(&recipient), condition, "delivery failed for good");
             self.finish(key, DeliveryStatus::Failed(condition.to_owned()));
             return;
         }
         let job = self.jobs.get_mut(&key).expect("found above");
         if self.capabilities.sees_presence && !self.capabilities.stores_offline {
-            info!(relay = %key.0, %recipient, condition, "bounced; holding until the recipient is online");
+            info!(relay = %key.0, recipient = %LoggedJid(&recipient), condition, "bounced; holding until the recipient is online");
             self.known_offline.insert(recipient);
             job.state = JobState::Held;
         } else {
-            info!(relay = %key.0, %recipient, condition, retry_in = ?job.backoff, "bounced; will retry");
+            info!(relay = %key.0, recipient = %LoggedJid(&recipient), condition, retry_in = ?job.backoff, "bounced; will retry");
             job.state = JobState::Due(now + job.backoff);
             job.backoff = (job.backoff * 2).min(self.settings.max_retry);
         }
@@ -432,7 +433,7 @@ impl<C: Composer> DeliveryTask<C> {
             let mut capabilities = self.capabilities;
             if !capabilities.stores_offline {
                 if capabilities.sees_presence && self.known_offline.contains(&recipient) {
-                    debug!(relay = %key.0, %recipient, "recipient offline; holding");
+                    debug!(relay = %key.0, recipient = %LoggedJid(&recipient), "recipient offline; holding");
                     self.jobs.get_mut(&key).expect("listed above").state = JobState::Held;
                     continue;
                 }
@@ -476,7 +477,7 @@ impl<C: Composer> DeliveryTask<C> {
             let message =
                 self.composer
                     .message(&self.relays[&key.0], key.1, &message_id, capabilities);
-            debug!(relay = %key.0, %recipient, %message_id, "sending");
+            debug!(relay = %key.0, recipient = %LoggedJid(&recipient), %message_id, "sending");
             if self.outgoing.send(message).await.is_err() {
                 return;
             }

@@ -30,6 +30,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 
 use crate::config::Config;
+use crate::logging::LoggedJid;
 use crate::rate_limit::RateLimiter;
 use crate::slots::unix_now;
 use crate::storage::{FileRecord, Store};
@@ -148,11 +149,11 @@ impl Relay {
             return None;
         }
         if !request::is_relay_request(&message) {
-            debug!(%from, "ignoring a message that asks for no relay");
+            debug!(from = %LoggedJid(from.as_str()), "ignoring a message that asks for no relay");
             return None;
         }
         let request_id = message.attr("id").unwrap_or_default().to_owned();
-        let span = tracing::info_span!("relay", id = %request_id, from = %from);
+        let span = tracing::info_span!("relay", id = %request_id, from = %LoggedJid(from.as_str()));
         match self
             .accept(&message, from.clone())
             .instrument(span.clone())
@@ -385,7 +386,7 @@ impl Relay {
             Some("unavailable") => false,
             Some(_) => return,
         };
-        debug!(%from, available, "presence");
+        debug!(from = %LoggedJid(from.as_str()), available, "presence");
         let event = DeliveryEvent::Presence {
             jid: from.to_bare().to_string(),
             resource: resource.to_string(),

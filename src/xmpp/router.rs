@@ -17,6 +17,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::{disco, upload};
+use crate::logging::LoggedJid;
 use crate::relay::Relay;
 use crate::slots::{unix_now, SlotError, SlotService};
 
@@ -106,7 +107,7 @@ impl Router {
             warn!(%id, "IQ without a usable 'from': cannot answer it");
             return None;
         };
-        let span = tracing::info_span!("iq", %id, from = %from);
+        let span = tracing::info_span!("iq", %id, from = %LoggedJid(from.as_str()));
         let outcome = self
             .answer_iq(&kind, &iq, &from)
             .instrument(span.clone())
