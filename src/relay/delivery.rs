@@ -374,7 +374,9 @@ impl<C: Composer> DeliveryTask<C> {
                 self.relays.insert(key.0, record);
             }
             Ok(None) => {
+                // Gone from the outbox: nothing of it is owed any more.
                 self.relays.remove(&key.0);
+                self.jobs.retain(|(relay, _), _| *relay != key.0);
             }
             Err(error) => {
                 warn!(relay = %key.0, %error, "cannot record a delivery; it will be retried after a restart")

@@ -144,12 +144,6 @@ impl Outbox {
         }
         Ok(Some(record))
     }
-
-    /// Forgets a relay whatever its state (its file is gone).
-    pub fn remove(&self, id: RelayId) -> Result<(), OutboxError> {
-        self.tree.remove(id.0)?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
