@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from harness import COMPONENT_JID, make_server  # noqa: E402
 from harness.client import NS_UPLOAD, connect_user, wait_component  # noqa: E402
+from harness.demo import finish, step  # noqa: E402
 from harness.satchel import Satchel  # noqa: E402
 
 
@@ -39,10 +40,6 @@ def make_png(width=96, height=64):
             + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(rows, 9))
             + chunk(b"IEND", b""))
-
-
-def step(msg):
-    print(f"==> {msg}", flush=True)
 
 
 def main():
@@ -108,21 +105,8 @@ def main():
         print(f"    Satchel's log:   {satchel.log_path}")
         ok = True
     finally:
-        if args.keep and ok:
-            step("--keep: leaving them running")
-            print(f"    download again:  curl -o demo.png '{slot.get_url}'")
-            print(f"    log in as alice@{server.domain} / {server.users['alice']} "
-                  f"at 127.0.0.1:{server.c2s_port} (plaintext)")
-            print("    stop them with:")
-            print(f"      kill -- -{satchel.process.pid}   # Satchel")
-            print(f"      kill -- -{server.process.pid}   # {args.server}")
-            print(f"      rm -rf {satchel.dir} {server.dir}")
-        else:
-            step("stopping Satchel and " + args.server)
-            if satchel is not None:
-                satchel.cleanup()
-            server.cleanup()
-            print("    stopped; temporary directories removed")
+        finish(server, satchel, args.keep and ok, ["alice"],
+               f"curl -o demo.png '{slot.get_url}'" if ok else "")
     print("demo: OK" if ok else "demo: FAILED")
     return 0 if ok else 1
 

@@ -47,6 +47,7 @@ from harness.relay import (  # noqa: E402
     NS_ADDRESS, NS_BOB, NS_FILE, NS_HASHES, NS_NICK, NS_OOB, NS_SFS, NS_THUMBS,
     bare, is_relay_of, q, send_relay, wait_relay_answer,
 )
+from harness.demo import finish, step  # noqa: E402
 from harness.satchel import Satchel  # noqa: E402
 
 THUMBNAIL_PATH = Path("/tmp/satchel-demo-thumbnail")   # + .jpg / .webp / .png
@@ -88,10 +89,6 @@ def make_photo(width=1200, height=800):
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=88)
     return buf.getvalue()
-
-
-def step(msg):
-    print(f"==> {msg}", flush=True)
 
 
 def text(el, path):
@@ -292,22 +289,8 @@ def main():
         for c in (alice, bob):
             if c is not None:
                 c.close()
-        if args.keep and ok:
-            step("--keep: leaving them running")
-            print(f"    download again:  curl -o {PHOTO_NAME} '{url}'")
-            for u in ("alice", "bob"):
-                print(f"    log in as {u}@{server.domain} / {server.users[u]} "
-                      f"at 127.0.0.1:{server.c2s_port} (plaintext)")
-            print("    stop them with:")
-            print(f"      kill -- -{satchel.process.pid}   # Satchel")
-            print(f"      kill -- -{server.process.pid}   # {args.server}")
-            print(f"      rm -rf {satchel.dir} {server.dir}")
-        else:
-            step("stopping Satchel and " + args.server)
-            if satchel is not None:
-                satchel.cleanup()
-            server.cleanup()
-            print("    stopped; temporary directories removed")
+        finish(server, satchel, args.keep and ok, ["alice", "bob"],
+               f"curl -o {PHOTO_NAME} '{url}'" if ok else "")
     print("offline demo: OK" if ok else "offline demo: FAILED")
     return 0 if ok else 1
 
