@@ -10,7 +10,9 @@ xmlns:stream='http://etherx.jabber.org/streams' from='upload.localhost' id='fuzz
 
 fuzz_target!(|data: &[u8]| {
     let input = [HEADER, data].concat();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let mut reader = StanzaReader::new(input.as_slice(), 4096);
         if reader.read_header().await.is_err() {
