@@ -21,9 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from harness import COMPONENT_JID, make_server  # noqa: E402
-from harness.client import NS_UPLOAD, connect_user, wait_component  # noqa: E402
-from harness.demo import finish, step  # noqa: E402
-from harness.satchel import Satchel  # noqa: E402
+from harness.client import NS_UPLOAD, connect_user  # noqa: E402
+from harness.demo import finish, start, step  # noqa: E402
 
 
 def make_png(width=96, height=64):
@@ -54,16 +53,7 @@ def main():
     ok = False
     try:
         step(f"starting {args.server} on loopback (config rendered from examples/servers/)")
-        server.start()
-        print(f"    c2s 127.0.0.1:{server.c2s_port}, component port 127.0.0.1:{server.component_port}")
-        print(f"    users: {', '.join(f'{u}@{server.domain}' for u in server.users)}")
-
-        step("starting Satchel as the component " + COMPONENT_JID)
-        satchel = Satchel(server)
-        satchel.start()
-        wait_component(server, satchel=satchel)
-        print(f"    config {satchel.config_path}")
-        print(f"    HTTP   {satchel.public_url}")
+        satchel = start(server)
 
         step(f"logging in as alice@{server.domain} with slixmpp")
         with connect_user(server, "alice") as alice:

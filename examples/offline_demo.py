@@ -42,13 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from harness import COMPONENT_JID, make_server  # noqa: E402
-from harness.client import XmppTimeout, connect_user, wait_component  # noqa: E402
+from harness.client import XmppTimeout, connect_user  # noqa: E402
 from harness.relay import (  # noqa: E402
     NS_ADDRESS, NS_BOB, NS_FILE, NS_HASHES, NS_NICK, NS_OOB, NS_SFS, NS_THUMBS,
     bare, is_relay_of, q, send_relay, wait_relay_answer,
 )
-from harness.demo import finish, step  # noqa: E402
-from harness.satchel import Satchel  # noqa: E402
+from harness.demo import finish, start, step  # noqa: E402
 
 THUMBNAIL_PATH = Path("/tmp/satchel-demo-thumbnail")   # + .jpg / .webp / .png
 EXTENSIONS = {"image/jpeg": ".jpg", "image/webp": ".webp", "image/png": ".png"}
@@ -148,17 +147,7 @@ def main():
         variant.append("XEP-0356 mod_privilege" if server.privileged else "no mod_privilege")
         step(f"starting {args.server} on loopback ({', '.join(variant)}; "
              f"config rendered from examples/servers/)")
-        server.start()
-        print(f"    c2s 127.0.0.1:{server.c2s_port}, component port 127.0.0.1:{server.component_port}")
-        print(f"    users: {', '.join(f'{u}@{server.domain}' for u in server.users)}")
-
-        step("starting Satchel as the component " + COMPONENT_JID)
-        satchel = Satchel(server)
-        satchel.start()
-        wait_component(server, satchel=satchel)
-        print(f"    config {satchel.config_path}")
-        print(f"    HTTP   {satchel.public_url}")
-        print(f"    log    {satchel.log_path}")
+        satchel = start(server)
 
         alice_jid, bob_jid = f"alice@{server.domain}", f"bob@{server.domain}"
         step(f"logging in as {alice_jid}; {bob_jid} is offline (not logged in)")

@@ -5,6 +5,25 @@ def step(msg):
     print(f"==> {msg}", flush=True)
 
 
+def start(server):
+    """Starts `server` and Satchel plugged into it, saying where they listen."""
+    from . import COMPONENT_JID
+    from .client import wait_component
+    from .satchel import Satchel
+
+    server.start()
+    print(f"    c2s 127.0.0.1:{server.c2s_port}, component port 127.0.0.1:{server.component_port}")
+    print(f"    users: {', '.join(f'{u}@{server.domain}' for u in server.users)}")
+    step("starting Satchel as the component " + COMPONENT_JID)
+    satchel = Satchel(server)
+    satchel.start()
+    wait_component(server, satchel=satchel)
+    print(f"    config {satchel.config_path}")
+    print(f"    HTTP   {satchel.public_url}")
+    print(f"    log    {satchel.log_path}")
+    return satchel
+
+
 def finish(server, satchel, keep, users, download):
     """Stops Satchel and the server, or with `keep` says how to use and stop them.
 
