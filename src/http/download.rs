@@ -25,7 +25,7 @@ use crate::slots::unix_now;
 use crate::storage::{FileId, FileRecord};
 
 /// Decrypted chunks buffered ahead of the connection.
-const READ_AHEAD_CHUNKS: usize = 4;
+const READ_AHEAD_CHUNKS: usize = 2 * crate::storage::WINDOW_CHUNKS as usize;
 
 /// The query a relayed recipient's URL carries.
 #[derive(Debug, Deserialize)]

@@ -23,11 +23,14 @@
 //! the preview.
 //!
 //! Speed: zune-jpeg (the JPEG decoder inside `image` 0.25) cannot decode at a
-//! reduced scale, so the full image is decoded and then shrunk with
-//! [`image::imageops::thumbnail`], an area-averaging integer-ratio resize that
-//! is much cheaper than the convolution filters and good for large
-//! reductions. The orientation is applied after the shrink, on a few thousand
-//! pixels instead of millions.
+//! reduced scale, so JPEG pixels come from jpeg-decoder (image-rs's earlier
+//! decoder), which can: it decodes a 12-megapixel photo at 1/8 scale,
+//! skipping most of the inverse DCT, several times faster than a full decode
+//! (see `examples/bench/hot_paths.rs`). Other formats are decoded in full.
+//! The result is shrunk with [`image::imageops::thumbnail`], an
+//! area-averaging integer-ratio resize that is much cheaper than the
+//! convolution filters and good for large reductions. The orientation is
+//! applied after the shrink, on a few thousand pixels instead of millions.
 //!
 //! Output format: JPEG, alpha flattened onto white, unless the image really is
 //! transparent and a PNG of it fits the budget (stickers, logos). WebP is not
@@ -40,8 +43,8 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::metadata::Orientation;
 use image::{
-    DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageFormat,
-    ImageReader, Rgb, RgbImage, RgbaImage,
+    DynamicImage, ExtendedColorType, GrayImage, ImageDecoder, ImageEncoder, ImageError,
+    ImageFormat, ImageReader, Rgb, RgbImage, RgbaImage,
 };
 use sha1::{Digest, Sha1};
 
@@ -143,9 +146,16 @@ pub fn make_thumbnail(
         .set_limits(decode_limits(limits, decoded_bytes))
         .map_err(from_image_error)?;
     let orientation = decoder.orientation().map_err(from_image_error)?;
-    let image = DynamicImage::from_decoder(decoder).map_err(from_image_error)?;
-
     let (thumbnail_width, thumbnail_height) = fit_within(width, height, limits.max_side);
+    let reduced = match format {
+        ImageFormat::Jpeg => decode_jpeg_reduced(input, thumbnail_width, thumbnail_height, limits),
+        _ => None,
+    };
+    let image = match reduced {
+        Some(image) => image,
+        None => DynamicImage::from_decoder(decoder).map_err(from_image_error)?,
+    };
+
     let mut small = image.thumbnail_exact(thumbnail_width, thumbnail_height);
     drop(image); // the full-size pixels are no longer needed: free them before encoding
     small.apply_orientation(orientation);
@@ -222,6 +232,40 @@ fn check_decode_cost(
         });
     }
     Ok(())
+}
+
+/// Decodes a JPEG at the smallest DCT scale (1/8, 1/4 or 1/2) that still
+/// gives at least twice the thumbnail's size, so that the shrink after it
+/// averages enough pixels for a smooth preview. At 1/8 the decoder skips
+/// nearly all of the inverse DCT and colour conversion of a full decode.
+///
+/// `None` when jpeg-decoder cannot (CMYK or 16-bit images, features it
+/// lacks, data it finds malformed): the caller then decodes the full image
+/// with `image`, whose decoder is more lenient, so no input that decoded
+/// before fails now. The dimensions were checked against the limits first.
+fn decode_jpeg_reduced(
+    input: &[u8],
+    thumbnail_width: u32,
+    thumbnail_height: u32,
+    limits: &ThumbnailLimits,
+) -> Option<DynamicImage> {
+    let mut decoder = jpeg_decoder::Decoder::new(input);
+    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_decode_alloc).ok()?);
+    let wanted = |side: u32| u16::try_from(side.saturating_mul(2)).unwrap_or(u16::MAX);
+    let (width, height) = decoder
+        .scale(wanted(thumbnail_width), wanted(thumbnail_height))
+        .ok()?;
+    let pixels = decoder.decode().ok()?;
+    let (width, height) = (u32::from(width), u32::from(height));
+    match decoder.info()?.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
+        }
+        jpeg_decoder::PixelFormat::L8 => {
+            GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
+        }
+        jpeg_decoder::PixelFormat::L16 | jpeg_decoder::PixelFormat::CMYK32 => None,
+    }
 }
 
 /// Limits enforced by the decoder itself while decoding. The side limit is
@@ -461,6 +505,46 @@ mod tests {
         with_exif.extend_from_slice(&tiff);
         with_exif.extend_from_slice(&jpeg[2..]);
         with_exif
+    }
+
+    /// Largest difference of any channel of any pixel.
+    fn max_channel_difference(a: &RgbImage, b: &RgbImage) -> u8 {
+        assert_eq!(a.dimensions(), b.dimensions());
+        a.pixels()
+            .zip(b.pixels())
+            .flat_map(|(a, b)| a.0.into_iter().zip(b.0).map(|(x, y)| x.abs_diff(y)))
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn large_jpegs_decode_at_reduced_scale_and_look_the_same() {
+        let original = gradient(2048, 1536);
+        let jpeg = encode(&original, ImageFormat::Jpeg);
+        let limits = ThumbnailLimits::default();
+        let reduced = decode_jpeg_reduced(&jpeg, 128, 96, &limits).expect("reduced decode");
+        // 1/8 scale: the smallest that is at least twice the thumbnail.
+        assert_eq!((reduced.width(), reduced.height()), (256, 192));
+        let from_full = original.thumbnail_exact(128, 96).to_rgb8();
+        let from_reduced = reduced.thumbnail_exact(128, 96).to_rgb8();
+        assert!(max_channel_difference(&from_full, &from_reduced) <= 16);
+
+        // A thumbnail of nearly the full size needs every pixel.
+        let reduced = decode_jpeg_reduced(&jpeg, 1500, 1125, &limits).expect("decode");
+        assert_eq!((reduced.width(), reduced.height()), (2048, 1536));
+    }
+
+    #[test]
+    fn grey_jpegs_decode_at_reduced_scale() {
+        let grey = DynamicImage::ImageLuma8(gradient(1024, 512).to_luma8());
+        let jpeg = encode(&grey, ImageFormat::Jpeg);
+        let reduced = decode_jpeg_reduced(&jpeg, 128, 64, &ThumbnailLimits::default())
+            .expect("reduced decode");
+        assert!(matches!(reduced, DynamicImage::ImageLuma8(_)));
+        assert_eq!((reduced.width(), reduced.height()), (256, 128));
+        let (info, thumbnail) = thumbnail_of(&jpeg).expect("thumbnail");
+        assert_eq!(displayed(info), (1024, 512));
+        assert_eq!((thumbnail.width, thumbnail.height), (128, 64));
     }
 
     /// A valid small PNG whose IHDR is patched to claim `width`x`height`,

@@ -16,6 +16,7 @@
 //! file into another fails too. Nothing here touches the disk.
 
 use chacha20poly1305::aead::stream::{NewStream, StreamBE32, StreamPrimitive};
+use chacha20poly1305::aead::Buffer;
 use chacha20poly1305::ChaCha20Poly1305;
 
 use super::master_key::MasterKey;
@@ -81,7 +82,7 @@ pub fn open_chunk(
     nonce_prefix: &[u8; 7],
     index: u32,
     last: bool,
-    buf: &mut Vec<u8>,
+    buf: &mut impl Buffer,
 ) -> Result<(), CryptoError> {
     stream(key, nonce_prefix)
         .decrypt_in_place(index, last, &key.file_id.0, buf)

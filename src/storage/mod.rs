@@ -56,7 +56,7 @@ use std::path::PathBuf;
 use sled::transaction::TransactionError;
 
 pub use gc::GcReport;
-pub use read::RangeReader;
+pub use read::{RangeReader, WINDOW_CHUNKS};
 pub use records::{FileId, FileRecord, Purpose, SlotRecord, UserUsage};
 pub use store::{Store, StoreOptions};
 pub use upload::UploadWriter;

@@ -318,14 +318,7 @@ impl Store {
             .uploads
             .insert(slot.id.0, &unix_now().to_be_bytes())?;
         let blob = self.inner.blobs.create_part(&slot.id)?;
-        Ok(UploadWriter::new(
-            self.clone(),
-            claim,
-            slot,
-            content_type,
-            expires,
-            blob,
-        ))
+        UploadWriter::new(self.clone(), claim, slot, content_type, expires, blob)
     }
 
     /// Plaintext of `range` (must be within the file, non-empty), decrypting only the chunks it covers.
@@ -554,8 +547,17 @@ pub(super) mod test_support {
     }
 
     pub fn test_store() -> TestStore {
+        test_store_with_chunks(CHUNK)
+    }
+
+    /// A test store sealing in chunks of `chunk_size` bytes instead of [`CHUNK`].
+    pub fn test_store_with_chunks(chunk_size: u32) -> TestStore {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(options_in(dir.path())).unwrap();
+        let store = Store::open(StoreOptions {
+            chunk_size,
+            ..options_in(dir.path())
+        })
+        .unwrap();
         TestStore { store, dir }
     }
 

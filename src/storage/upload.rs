@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use sled::transaction::Transactional;
 
@@ -33,7 +34,8 @@ pub struct UploadWriter {
     content_type: String,
     expires: u64,
     sealer: ChunkSealer,
-    hashes: Hashes,
+    /// `None` once `finish` took the digests.
+    hashing: Option<Hashing>,
     received: u64,
     finished: bool,
     /// Declared last: released only after `drop` has cleaned up.
@@ -51,7 +53,17 @@ struct ChunkSealer {
     /// Plaintext of the chunk being filled; sealed in place.
     pending: Vec<u8>,
     next_index: u32,
+    /// Bytes written to the blob so far, and how many of them the kernel
+    /// was already asked to write back.
+    written: u64,
+    written_back: u64,
 }
+
+/// Every this many bytes, the kernel is asked to start writing the blob to
+/// disk (`sync_file_range`), as RocksDB's `bytes_per_sync` does: the final
+/// `fsync` then waits for the last few MiB instead of the whole file, and the
+/// disk works while the upload is still arriving.
+const WRITEBACK_EVERY_BYTES: u64 = 4 << 20;
 
 /// The two digests of the plaintext.
 struct Hashes {
@@ -60,14 +72,86 @@ struct Hashes {
 }
 
 impl Hashes {
+    fn new() -> Hashes {
+        Hashes {
+            blake3: blake3::Hasher::new(),
+            sha256: Sha256::new(),
+        }
+    }
+
     fn update(&mut self, data: &[u8]) {
         self.blake3.update(data);
         self.sha256.update(data);
     }
 }
 
-/// Below this, a batch is hashed on the calling thread: a thread costs more.
-const PARALLEL_HASHING_MIN_BYTES: usize = 128 * 1024;
+/// Where the plaintext is hashed: on the writer's thread for small files,
+/// on a thread of its own for large ones, so that hashing (about half the
+/// CPU of an upload) runs beside sealing instead of after it.
+enum Hashing {
+    Inline(Box<Hashes>),
+    Beside {
+        /// Batches not hashed yet; bounded, so a slow hasher slows the
+        /// upload instead of queueing its bytes in memory.
+        batches: std::sync::mpsc::SyncSender<Vec<Bytes>>,
+        thread: std::thread::JoinHandle<Hashes>,
+    },
+}
+
+/// Files at least this large are hashed on a thread of their own; below,
+/// starting the thread costs more than it saves.
+const HASH_THREAD_MIN_FILE_BYTES: u64 = 1 << 20;
+/// Batches queued for the hashing thread.
+const HASH_QUEUE_BATCHES: usize = 2;
+
+impl Hashing {
+    fn for_size(size: u64) -> Result<Hashing, StorageError> {
+        if size < HASH_THREAD_MIN_FILE_BYTES {
+            return Ok(Hashing::Inline(Box::new(Hashes::new())));
+        }
+        let (batches, queue) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE_BATCHES);
+        let thread = std::thread::Builder::new()
+            .name("satchel-hash".into())
+            .spawn(move || {
+                let mut hashes = Hashes::new();
+                for batch in queue {
+                    batch.iter().for_each(|piece| hashes.update(piece));
+                }
+                hashes
+            })
+            .map_err(|err| io_error("starting a hashing thread".into(), err))?;
+        Ok(Hashing::Beside { batches, thread })
+    }
+
+    fn update(&mut self, batch: &[Bytes]) -> Result<(), StorageError> {
+        match self {
+            Hashing::Inline(hashes) => batch.iter().for_each(|piece| hashes.update(piece)),
+            // Cloning a `Bytes` shares its buffer: nothing is copied.
+            Hashing::Beside { batches, .. } => batches
+                .send(batch.to_vec())
+                .map_err(|_| hashing_thread_failed())?,
+        }
+        Ok(())
+    }
+
+    /// Waits for every batch to be hashed.
+    fn finish(self) -> Result<Hashes, StorageError> {
+        match self {
+            Hashing::Inline(hashes) => Ok(*hashes),
+            Hashing::Beside { batches, thread } => {
+                drop(batches);
+                thread.join().map_err(|_| hashing_thread_failed())
+            }
+        }
+    }
+}
+
+fn hashing_thread_failed() -> StorageError {
+    StorageError::Io {
+        context: "hashing an upload".into(),
+        source: std::io::Error::other("the hashing thread stopped"),
+    }
+}
 
 impl UploadWriter {
     pub(super) fn new(
@@ -77,10 +161,11 @@ impl UploadWriter {
         content_type: String,
         expires: u64,
         blob: File,
-    ) -> UploadWriter {
+    ) -> Result<UploadWriter, StorageError> {
         let key = derive_file_key(&store.inner.master_key, &slot.id);
         let chunk_size = store.inner.chunk_size as usize;
-        UploadWriter {
+        Ok(UploadWriter {
+            hashing: Some(Hashing::for_size(slot.size)?),
             store,
             slot: slot.clone(),
             content_type,
@@ -92,54 +177,35 @@ impl UploadWriter {
                 blob,
                 pending: Vec::with_capacity(chunk_size + TAG_LEN),
                 next_index: 0,
-            },
-            hashes: Hashes {
-                blake3: blake3::Hasher::new(),
-                sha256: Sha256::new(),
+                written: 0,
+                written_back: 0,
             },
             received: 0,
             finished: false,
             _claim: claim,
-        }
+        })
     }
 
-    /// Buffers `data`, sealing and writing each full chunk; hashes the
-    /// plaintext with BLAKE3 and SHA-256 as it goes. Fails with
-    /// `SizeMismatch` as soon as more than the slot's size arrives.
+    /// [`write_pieces`](Self::write_pieces) for one slice.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        self.count(data.len())?;
-        self.hashes.update(data);
-        self.sealer.absorb(data, &self.store, &self.slot)
+        self.write_pieces(&[Bytes::copy_from_slice(data)])
     }
 
-    /// [`write`](Self::write) for several pieces at once: a second thread
-    /// hashes while this one encrypts and writes, so that a large upload
-    /// keeps two cores busy instead of doing both in a row.
-    pub fn write_pieces(&mut self, pieces: &[bytes::Bytes]) -> Result<(), StorageError> {
+    /// Seals and writes each chunk that fills up, and hashes the plaintext
+    /// with BLAKE3 and SHA-256 (for a large file on a second thread, while
+    /// this one seals). Fails with `SizeMismatch` as soon as more than the
+    /// slot's size arrives.
+    pub fn write_pieces(&mut self, pieces: &[Bytes]) -> Result<(), StorageError> {
         let total: usize = pieces.iter().map(|piece| piece.len()).sum();
         self.count(total)?;
-        let (hashes, sealer, store, slot) =
-            (&mut self.hashes, &mut self.sealer, &self.store, &self.slot);
-        if total < PARALLEL_HASHING_MIN_BYTES {
-            for piece in pieces {
-                hashes.update(piece);
-                sealer.absorb(piece, store, slot)?;
-            }
-            return Ok(());
+        self.hashing
+            .as_mut()
+            .ok_or_else(hashing_thread_failed)?
+            .update(pieces)?;
+        for piece in pieces {
+            self.sealer.absorb(piece, &self.store, &self.slot)?;
         }
-        std::thread::scope(|scope| {
-            let hashing = scope.spawn(|| pieces.iter().for_each(|piece| hashes.update(piece)));
-            let sealed = pieces
-                .iter()
-                .try_for_each(|piece| sealer.absorb(piece, store, slot));
-            if hashing.join().is_err() {
-                return Err(StorageError::Io {
-                    context: "hashing an upload".into(),
-                    source: std::io::Error::other("the hashing thread panicked"),
-                });
-            }
-            sealed
-        })
+        Ok(())
     }
 
     /// Counts `len` more bytes, refusing any beyond the slot's size.
@@ -176,6 +242,11 @@ impl UploadWriter {
             .blobs
             .publish(&self.slot.id, &self.sealer.blob)?;
 
+        let hashes = self
+            .hashing
+            .take()
+            .ok_or_else(hashing_thread_failed)?
+            .finish()?;
         let record = FileRecord {
             id: self.slot.id,
             uploader: self.slot.uploader.clone(),
@@ -185,8 +256,8 @@ impl UploadWriter {
             purpose: self.slot.purpose,
             created: now,
             expires: self.expires,
-            blake3: *self.hashes.blake3.finalize().as_bytes(),
-            sha256: self.hashes.sha256.finalize_reset().into(),
+            blake3: *hashes.blake3.finalize().as_bytes(),
+            sha256: hashes.sha256.finalize().into(),
             chunk_size: self.sealer.chunk_size as u32,
             nonce_prefix: self.sealer.nonce_prefix,
             key_id: self.store.inner.master_key.id(),
@@ -265,10 +336,38 @@ impl ChunkSealer {
             let path = store.inner.blobs.part_path(&slot.id);
             io_error(format!("writing {}", path.display()), err)
         })?;
+        self.written += self.pending.len() as u64;
         self.pending.clear();
         // `begin_upload` refused sizes needing more than u32::MAX chunks.
         self.next_index = index.wrapping_add(1);
+        if self.written - self.written_back >= WRITEBACK_EVERY_BYTES {
+            self.start_writeback();
+        }
         Ok(())
+    }
+
+    /// Starts (without waiting for it) the write-back of what was written
+    /// since the last call. Only an optimisation: `publish` syncs the whole
+    /// blob, so a failure here is ignored.
+    fn start_writeback(&mut self) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(self.written_back),
+            libc::off64_t::try_from(self.written - self.written_back),
+        ) else {
+            return;
+        };
+        // SAFETY: the descriptor is the blob's, open for as long as `self`;
+        // the call takes no pointers.
+        let _ = unsafe {
+            libc::sync_file_range(
+                self.blob.as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        self.written_back = self.written;
     }
 }
 
@@ -355,9 +454,11 @@ mod tests {
 
     #[test]
     fn batches_hashed_in_parallel_store_the_same_file() {
-        let t = test_store();
+        // Real-sized chunks: a file big enough for the hashing thread would
+        // take long in 16-byte chunks.
+        let t = test_store_with_chunks(64 * 1024);
         // Big enough for the two-thread path, in uneven pieces.
-        let bytes = data(3 * PARALLEL_HASHING_MIN_BYTES + 5);
+        let bytes = data(3 * HASH_THREAD_MIN_FILE_BYTES as usize + 5);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
         let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
         let pieces: Vec<bytes::Bytes> = bytes
