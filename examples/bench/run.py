@@ -88,16 +88,40 @@ def finish(process, expected, what, size=None):
     return float(parts[1])
 
 
-def put(system, path, size, name):
+# -- the Rust client (examples/bench/http_client.rs): same output shape as curl's -w -----
+def rust_put(client, slot, path):
+    headers = []
+    for k, v in slot.put_headers.items():
+        headers += ["-H", f"{k}: {v}"]
+    return subprocess.Popen(
+        [str(client), "put", slot.put_url, str(path), "-H", f"Content-Type: {CONTENT_TYPE}",
+         *headers], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def rust_get(client, url):
+    return subprocess.Popen([str(client), "get", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def put(system, path, size, name, start_put=curl_put):
     slot = system.client.request_slot(name, size, CONTENT_TYPE, jid=system.service)
     before = system.watched.written()
-    seconds = finish(curl_put(slot, path), 201, f"{system.key} PUT {name}")
+    seconds = finish(start_put(slot, path), 201, f"{system.key} PUT {name}")
     system.written += system.watched.written() - before
     system.uploaded += size
     return slot, seconds
 
 
 # -- helpers -------------------------------------------------------------------------
+def release_client():
+    """The Rust HTTP client, built in release mode beside Satchel."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "http_client"],
+                   cwd=REPO, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    return (target if target.is_absolute() else REPO / target) / "release" / "examples" / \
+        "http_client"
+
+
 def release_binary():
     if os.environ.get("SATCHEL_BIN"):
         p = Path(os.environ["SATCHEL_BIN"]).resolve()
@@ -178,16 +202,20 @@ class Table:
 
 
 # -- phases ----------------------------------------------------------------------------
-def http_phase(systems, table, payloads, runs_for, verify_dir):
+def http_phase(systems, table, payloads, runs_for, verify_dir, client=None):
+    """PUT then GET of each payload, with curl or (`client`) the Rust client."""
+    tool = "Rust client" if client else "curl"
+    start_put = (lambda slot, path: rust_put(client, slot, path)) if client else curl_put
+    start_get = (lambda url: rust_get(client, url)) if client else curl_get
     for size, path in payloads.items():
         n = runs_for(size)
-        progress(f"PUT/GET {size_name(size)} x {n} runs per system")
+        progress(f"PUT/GET {size_name(size)} x {n} runs per system ({tool})")
         puts = {s.key: [] for s in systems}
         gets = {s.key: [] for s in systems}
         for r in range(n):
             for s in systems:
-                slot, up = put(s, path, size, f"r{r}-{size}.bin")
-                down = finish(curl_get(slot.get_url), 200, f"{s.key} GET", size)
+                slot, up = put(s, path, size, f"{tool[0]}{r}-{size}.bin", start_put)
+                down = finish(start_get(slot.get_url), 200, f"{s.key} GET", size)
                 if size < MIB:   # latency in ms
                     puts[s.key].append(up * 1000)
                     gets[s.key].append(down * 1000)
@@ -196,7 +224,7 @@ def http_phase(systems, table, payloads, runs_for, verify_dir):
                     gets[s.key].append(size / MIB / down)
         # Untimed check that each system gives back the bytes it was sent.
         want = sha256(path)
-        for s in systems:
+        for s in systems if client is None else []:
             slot, _ = put(s, path, size, f"verify-{size}.bin")
             out = verify_dir / f"{s.key}-{size}.bin"
             finish(curl_get(slot.get_url, out), 200, f"{s.key} GET (verify)", size)
@@ -204,11 +232,11 @@ def http_phase(systems, table, payloads, runs_for, verify_dir):
                 raise RuntimeError(f"{s.key}: downloaded {size_name(size)} differs from the upload")
             out.unlink()
         if size < MIB:
-            table.add(f"PUT {size_name(size)} latency, ms (curl, {n} runs)", "lower", puts, 2)
-            table.add(f"GET {size_name(size)} latency, ms (curl, {n} runs)", "lower", gets, 2)
+            table.add(f"PUT {size_name(size)} latency, ms ({tool}, {n} runs)", "lower", puts, 2)
+            table.add(f"GET {size_name(size)} latency, ms ({tool}, {n} runs)", "lower", gets, 2)
         else:
-            table.add(f"PUT {size_name(size)}, MiB/s (curl, {n} runs)", "higher", puts)
-            table.add(f"GET {size_name(size)}, MiB/s (curl, {n} runs)", "higher", gets)
+            table.add(f"PUT {size_name(size)}, MiB/s ({tool}, {n} runs)", "higher", puts)
+            table.add(f"GET {size_name(size)}, MiB/s ({tool}, {n} runs)", "higher", gets)
 
 
 def slot_phase(systems, table, runs, seconds, in_flight):
@@ -289,6 +317,65 @@ def concurrent_phase(systems, table, count, path, size, runs):
     table.add(f"CPU seconds of the {what} GETs ({n})", "lower", cpu_down, 2)
 
 
+def disk_usage(directory):
+    """Bytes the files under `directory` occupy on disk (allocated blocks)."""
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:
+                pass  # deleted by garbage collection meanwhile
+    return total
+
+
+def storage_phase(prosody, binary, max_file_size, payload, size, live_files, churn_factor):
+    """Satchel only, on a store of its own: disk use after uploading and expiring
+    `churn_factor` times the live data. Live files are uploaded with the
+    `permanent` purpose; the churn with `message`, kept 2 s here, while garbage
+    collection runs every second."""
+    progress(f"storage: {live_files} x {size_name(size)} live, then {churn_factor} x that "
+             "uploaded and expired")
+    satchel = servers.make_satchel(prosody, binary, max_file_size, 20,
+                                   retention={"message_secs": 2, "gc_interval_secs": 1})
+    client = None
+    try:
+        satchel.start()
+        wait_component(prosody, satchel=satchel)
+        watched = procstat.Watched("satchel-storage", satchel.process.pid)
+        client = connect_user(prosody, "alice")
+        live = live_files * size
+
+        def upload(name, purpose):
+            slot = client.request_slot(name, size, CONTENT_TYPE, purpose=purpose)
+            finish(curl_put(slot, payload), 201, f"storage phase PUT {name}")
+
+        written0 = watched.written()
+        for i in range(live_files):
+            upload(f"live-{i}.bin", "permanent")
+        with_live = disk_usage(satchel.store_path)
+        for round_ in range(churn_factor):
+            for i in range(live_files):
+                upload(f"churn-{round_}-{i}.bin", "message")
+        peak = disk_usage(satchel.store_path)
+        # Expiry (2 s) plus two collections.
+        deadline = time.monotonic() + 20
+        after = disk_usage(satchel.store_path)
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            after = disk_usage(satchel.store_path)
+            if after < with_live + 16 * MIB:
+                break
+        written = watched.written() - written0
+        uploaded = live * (1 + churn_factor)
+        return {"live": live, "with_live": with_live, "peak": peak, "after": after,
+                "written_per_byte": written / uploaded, "uploaded": uploaded}
+    finally:
+        if client is not None:
+            client.close()
+        satchel.cleanup()
+
+
 # -- main --------------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -329,6 +416,7 @@ def main():
     max_file_size = 128 * MIB  # every system, quick or not
 
     binary = release_binary()
+    client = release_client()
     work = Path(tempfile.mkdtemp(prefix="satchel-bench-"))
     payloads = {size: make_payload(work, size) for size in sizes}
     concurrent_path = payloads.get(concurrent_size) or make_payload(work, concurrent_size)
@@ -368,6 +456,7 @@ def main():
             s.written = s.uploaded = 0
 
         http_phase(systems, table, payloads, runs_for, work)
+        http_phase(systems, table, payloads, runs_for, work, client=client)
         slot_phase(systems, table, slot_runs, slot_seconds, args.in_flight)
         concurrent_phase(systems, table, args.concurrent, concurrent_path, concurrent_size,
                          args.concurrent_runs)
@@ -378,6 +467,22 @@ def main():
         table.add("Disk bytes written per byte uploaded (/proc/PID/io write_bytes, all PUTs)",
                   "lower", {s.key: [s.written / s.uploaded] for s in systems}, 2)
         satchel_cpu = systems[0].watched.cpu() - satchel_cpu0
+
+        # Satchel alone from here: a fresh instance takes over the component.
+        satchel.stop()
+        storage_size = MIB if args.quick else 8 * MIB
+        storage = storage_phase(prosody, binary, max_file_size,
+                                payloads.get(storage_size) or make_payload(work, storage_size),
+                                storage_size, live_files=8, churn_factor=10)
+        live = storage["live"]
+        table.add(f"Disk use with {live // MIB} MiB live, / live bytes (Satchel alone)",
+                  "lower", {"satchel": [storage["with_live"] / live]}, 2)
+        table.add("  after uploading and expiring 10 x that, / live bytes", "lower",
+                  {"satchel": [storage["after"] / live]}, 2)
+        table.add("  after uploading and expiring 10 x that, MiB above the live bytes", "lower",
+                  {"satchel": [(storage["after"] - live) / MIB]}, 1)
+        table.add("  disk bytes written per byte uploaded in this phase", "lower",
+                  {"satchel": [storage["written_per_byte"]]}, 2)
         load_end = loadavg()
         elapsed = time.monotonic() - t0
 
@@ -424,10 +529,14 @@ def main():
             f"concurrent phase (--concurrent-runs), whose {args.concurrent} curl processes "
             "share the cores with the server. Peak RSS is VmHWM, reset before each "
             "concurrent phase (/proc/PID/clear_refs).")
-        skipped = ["PUT/GET with a Rust HTTP client (curl only)",
-                   "microbenchmarks (slot handler, chunk crypto, Range, thumbnails): not part "
-                   "of this command",
-                   "disk use after uploading and expiring 10 x the live data"]
+        out("- Rust client: examples/bench/http_client.rs (hyper, one connection, the "
+            "file in memory before the clock starts, 1 MiB frames); it takes curl's own "
+            "costs (file reads, its copies) out of the figures.")
+        out(f"- Storage phase: a fresh Satchel store; {storage['uploaded'] // MIB} MiB "
+            "uploaded in all; disk use is the allocated blocks of every file in the store "
+            "(sled's files included), measured once garbage collection had run.")
+        skipped = ["microbenchmarks (slot handler, chunk crypto, Range, thumbnails): "
+                   "`cargo bench --bench hot_paths`, not part of this command"]
         if args.quick:
             skipped.insert(0, "16 MiB and 128 MiB sizes, and 20 x 128 MiB (20 x 1 MiB instead)"
                               " (--quick)")

@@ -83,12 +83,15 @@ def make_ejabberd(max_file_size):
     return server
 
 
-def make_satchel(server, binary, max_file_size, concurrent):
-    return Satchel(server, binary=binary, rust_log="warn", overrides={
+def make_satchel(server, binary, max_file_size, concurrent, retention=None):
+    overrides = {
         "limits": {"max_file_size": max_file_size,
                    "daily_upload_bytes": HUGE,
                    "user_storage_bytes": HUGE,
                    "min_free_disk_percent": 1,
                    "slot_requests_per_minute": 1 << 40},
         "http": {"max_concurrent_uploads": max(64, 2 * concurrent)},
-    })
+    }
+    if retention:
+        overrides["retention"] = retention
+    return Satchel(server, binary=binary, rust_log="warn", overrides=overrides)

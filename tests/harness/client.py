@@ -419,14 +419,18 @@ class Client:
         self.iq(ET.Element(f"{{{NS_PING}}}ping"), to=jid, timeout=timeout)
         return True
 
-    def request_slot(self, filename, size, content_type=None, jid=COMPONENT_JID, timeout=None):
+    def request_slot(self, filename, size, content_type=None, jid=COMPONENT_JID, timeout=None,
+                     purpose=None):
         """XEP-0363 slot request. `size` is sent as given (str() of it), so tests
-        can send '-1' or 'abc'. Returns a Slot; raises XmppError."""
+        can send '-1' or 'abc'; `purpose` ('message', 'ephemeral', 'permanent')
+        adds the XEP-0363 1.2 purpose element. Returns a Slot; raises XmppError."""
         req = ET.Element(f"{{{NS_UPLOAD}}}request")
         req.set("filename", filename)
         req.set("size", str(size))
         if content_type is not None:
             req.set("content-type", content_type)
+        if purpose is not None:
+            ET.SubElement(req, f"{{urn:xmpp:http:upload:purpose:0}}{purpose}")
         resp = self.iq(req, to=jid, timeout=timeout)
         slot = resp.find(f"{{{NS_UPLOAD}}}slot")
         if slot is None:

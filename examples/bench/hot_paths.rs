@@ -1,0 +1,223 @@
+//! Microbenchmarks of Satchel's hot paths, without the network:
+//!
+//! * a slot request, from the IQ's XML to the serialized answer (parse,
+//!   policy and quota checks, the sled transaction that records the slot);
+//! * sealing and opening one 64 KiB chunk (ChaCha20-Poly1305, STREAM);
+//! * reading a 16 MiB file back (positioned reads, parallel chunk opening);
+//! * parsing `Range` headers;
+//! * a thumbnail of a 12-megapixel camera-like JPEG, and of a PNG.
+//!
+//! `cargo bench --bench hot_paths` (criterion; `-- <filter>` for one). The
+//! figures the issue tracker asks about are throughput (MiB/s) for the
+//! crypto and the read, and time per call for the rest.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use minidom::Element;
+
+use satchel::config::Config;
+use satchel::http::range::parse_range;
+use satchel::relay::thumbnail::{make_thumbnail, ThumbnailLimits};
+use satchel::slots::SlotService;
+use satchel::storage::crypto::{derive_file_key, open_chunk, seal_chunk};
+use satchel::storage::master_key::MasterKey;
+use satchel::storage::{FileId, Purpose, SlotRecord, Store, StoreOptions};
+use satchel::xmpp::upload::{parse_request, slot_result};
+
+const CHUNK: usize = 64 * 1024;
+const MIB: usize = 1 << 20;
+
+fn slot_requests(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::parse(&format!(
+        r#"
+        [component]
+        jid = "upload.example.org"
+        server = "127.0.0.1:5347"
+        secret = "bench"
+        [http]
+        listen = "127.0.0.1:0"
+        public_url = "http://127.0.0.1:5050"
+        [storage]
+        path = "{store}"
+        [limits]
+        max_file_size = 104857600
+        daily_upload_bytes = 1000000000000000
+        slot_requests_per_minute = 1000000000
+        "#,
+        store = dir.path().join("store").display()
+    ))
+    .expect("bench config");
+    let store = open_store(dir.path());
+    let slots = SlotService::new(&config, store);
+    let requester: jid::BareJid = "juliet@example.org".parse().expect("JID");
+    let iq = "<iq xmlns='jabber:component:accept' from='juliet@example.org/balcony' \
+              to='upload.example.org' id='step_03' type='get'>\
+              <request xmlns='urn:xmpp:http:upload:0' filename='très cool.jpg' \
+              size='23456' content-type='image/jpeg'/></iq>";
+
+    c.bench_function("slot request: XML in, slot recorded, XML out", |b| {
+        b.iter(|| {
+            let stanza: Element = iq.parse().expect("IQ parses");
+            let payload = stanza.children().next().expect("one child");
+            let request = parse_request(payload).expect("valid request");
+            let slot = slots
+                .grant(&requester, request, satchel::slots::unix_now())
+                .expect("slot granted");
+            String::from(&Element::from(slot_result(&slot)))
+        })
+    });
+}
+
+fn chunk_crypto(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The key must live outside the store, which must exist for that check.
+    std::fs::create_dir(dir.path().join("store")).expect("store dir");
+    let master = MasterKey::load_or_create(&dir.path().join("key"), &dir.path().join("store"))
+        .expect("master key");
+    let key = derive_file_key(&master, &FileId([7; 16]));
+    let prefix = [1u8; 7];
+    let plain = vec![0x5au8; CHUNK];
+    let mut sealed = plain.clone();
+    seal_chunk(&key, &prefix, 3, false, &mut sealed).expect("seals");
+
+    let mut group = c.benchmark_group("64 KiB chunk");
+    group.throughput(Throughput::Bytes(CHUNK as u64));
+    group.bench_function("seal", |b| {
+        b.iter_batched_ref(
+            || plain.clone(),
+            |buf| seal_chunk(&key, &prefix, 3, false, buf).expect("seals"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("open", |b| {
+        b.iter_batched_ref(
+            || sealed.clone(),
+            |buf| open_chunk(&key, &prefix, 3, false, buf).expect("opens"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn file_reads(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_store(dir.path());
+    let size = 16 * MIB;
+    let slot = SlotRecord {
+        id: FileId::random(),
+        token_hash: [0; 32],
+        uploader: "juliet@example.org".into(),
+        filename: "movie.mp4".into(),
+        size: size as u64,
+        content_type: Some("video/mp4".into()),
+        purpose: Purpose::Message,
+        created: 0,
+        expires: u64::MAX,
+    };
+    let mut writer = store
+        .begin_upload(&slot, "video/mp4".into(), u64::MAX)
+        .expect("upload starts");
+    let payload: Vec<bytes::Bytes> = (0..size / MIB)
+        .map(|i| bytes::Bytes::from(vec![i as u8; MIB]))
+        .collect();
+    writer.write_pieces(&payload).expect("written");
+    let file = writer.finish(0).expect("finished");
+
+    let mut group = c.benchmark_group("read 16 MiB file");
+    group.throughput(Throughput::Bytes(size as u64));
+    group.sample_size(20);
+    group.bench_function("whole, decrypted", |b| {
+        b.iter(|| {
+            store
+                .read_range(&file, 0..file.size)
+                .expect("reader")
+                .map(|piece| piece.expect("authentic").len())
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+fn range_headers(c: &mut Criterion) {
+    let size = 128 * MIB as u64;
+    c.bench_function("Range header: 4 forms", |b| {
+        b.iter(|| {
+            [
+                "bytes=0-1023",
+                "bytes=1048576-",
+                "bytes=-500",
+                "bytes=99999999999-",
+            ]
+            .map(|header| parse_range(Some(std::hint::black_box(header)), size))
+        })
+    });
+}
+
+fn thumbnails(c: &mut Criterion) {
+    let photo = photo_like(4000, 3000);
+    let mut jpeg = Vec::new();
+    JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&photo)
+        .expect("JPEG encodes");
+    let mut png = Vec::new();
+    DynamicImage::ImageRgb8(photo_like(2000, 1500))
+        .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+        .expect("PNG encodes");
+    let limits = ThumbnailLimits::default();
+
+    let mut group = c.benchmark_group("thumbnail");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function("4000x3000 JPEG q90 (12 MP)", |b| {
+        b.iter(|| make_thumbnail(&jpeg, "image/jpeg", &limits).expect("thumbnail"))
+    });
+    group.bench_function("2000x1500 PNG (3 MP)", |b| {
+        b.iter(|| make_thumbnail(&png, "image/png", &limits).expect("thumbnail"))
+    });
+    group.finish();
+}
+
+fn open_store(dir: &std::path::Path) -> Store {
+    Store::open(StoreOptions {
+        path: dir.join("store"),
+        key_file: dir.join("master.key"),
+        previous_key_files: Vec::new(),
+        cache_capacity: 16 * MIB as u64,
+        chunk_size: CHUNK as u32,
+    })
+    .expect("store opens")
+}
+
+/// A smooth gradient with per-pixel grain: about as hard to decode as a
+/// camera photo (a plain gradient decodes unrealistically fast, noise
+/// unrealistically slowly).
+fn photo_like(width: u32, height: u32) -> RgbImage {
+    let mut state: u32 = 0x2545_F491;
+    RgbImage::from_fn(width, height, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let grain = (state % 48) as i32 - 24;
+        let channel = |base: u32| (base as i32 + grain).clamp(0, 255) as u8;
+        Rgb([
+            channel(x * 255 / width),
+            channel(y * 255 / height),
+            channel((x + y) * 255 / (width + height)),
+        ])
+    })
+}
+
+criterion_group!(
+    hot_paths,
+    slot_requests,
+    chunk_crypto,
+    file_reads,
+    range_headers,
+    thumbnails
+);
+criterion_main!(hot_paths);
