@@ -111,9 +111,10 @@ struct Open {
     /// Connections waiting for a request (just opened, or idle after a
     /// response), longest-waiting first, keyed by when they began to wait.
     waiting: BTreeMap<u64, Weak<OpenConnection>>,
-    /// When the cap was last reported, so that a flood is logged once a
-    /// minute, not once per connection.
-    reported_full: Option<Instant>,
+    /// When shedding and refusing were last reported, so that a flood is
+    /// logged once a minute, not once per connection.
+    reported_shedding: Option<Instant>,
+    reported_refusal: Option<Instant>,
 }
 
 impl Open {
@@ -155,6 +156,15 @@ impl Open {
 const NOT_WAITING: u64 = u64::MAX;
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
+/// Whether a report last made at `last` may be made again; if so, it is now.
+fn report_due(last: &mut Option<Instant>) -> bool {
+    let due = last.is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
 impl ConnectionLimit {
     pub fn new(max: usize) -> Arc<ConnectionLimit> {
         Arc::new(ConnectionLimit {
@@ -163,7 +173,8 @@ impl ConnectionLimit {
                 count: 0,
                 next_turn: 0,
                 waiting: BTreeMap::new(),
-                reported_full: None,
+                reported_shedding: None,
+                reported_refusal: None,
             }),
             lingering_refusals: Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS)),
         })
@@ -174,20 +185,22 @@ impl ConnectionLimit {
     pub fn admit(self: &Arc<Self>) -> Option<Arc<OpenConnection>> {
         let mut open = self.lock();
         if open.count >= self.max {
-            let shed = open.shed_longest_waiting();
-            if open
-                .reported_full
-                .is_none_or(|at| at.elapsed() >= REPORT_EVERY)
-            {
-                open.reported_full = Some(Instant::now());
+            if !open.shed_longest_waiting() {
+                if report_due(&mut open.reported_refusal) {
+                    warn!(
+                        max_connections = self.max,
+                        "connection cap reached and every connection is busy; newcomers \
+                         get 503 (logged once a minute)"
+                    );
+                }
+                return None;
+            }
+            if report_due(&mut open.reported_shedding) {
                 warn!(
                     max_connections = self.max,
                     "connection cap reached; newcomers replace the connections that have \
-                     waited longest for a request, or get 503 when every connection is busy"
+                     waited longest for a request (logged once a minute)"
                 );
-            }
-            if !shed {
-                return None;
             }
         }
         open.count += 1;

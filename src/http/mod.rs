@@ -215,7 +215,7 @@ pub async fn serve(
                 });
             }
             None => {
-                warn!(%peer, "connection cap reached and every connection is busy; refused with 503");
+                debug!(%peer, "every connection is busy; refused with 503");
                 connections.refuse(socket);
             }
         }
