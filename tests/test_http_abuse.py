@@ -240,7 +240,7 @@ class Abuse:
                             fresh=True)
 def test_an_upload_during_abuse_succeeds_at_speed(satchel, alice, tmp_path):
     data = tmp_path / "data.bin"
-    data.write_bytes(os.urandom(4 << 20))
+    data.write_bytes(os.urandom(1 << 20))
     put_alone, get_alone = curl_round_trip(alice, data, "alone.bin")
     stalled = alice.request_slot("stalled.bin", STALLED_SIZE, "application/octet-stream")
     with Abuse(satchel, stalled) as abuse:
