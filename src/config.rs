@@ -163,7 +163,8 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     pub body_idle_timeout: Duration,
     pub max_concurrent_uploads: usize,
-    pub max_connections: usize,
+    /// None: as many as the open-file limit allows (`http::connections`).
+    pub max_connections: Option<usize>,
     pub cache_max_age: Duration,
 }
 
@@ -376,11 +377,12 @@ impl Config {
                     raw.http.max_concurrent_uploads.map(|n| n as u64),
                     64,
                 )? as usize,
-                max_connections: positive(
-                    "http.max_connections",
-                    raw.http.max_connections.map(|n| n as u64),
-                    4096,
-                )? as usize,
+                max_connections: match raw.http.max_connections {
+                    Some(0) => {
+                        return Err(invalid("http.max_connections", "must be greater than 0"))
+                    }
+                    configured => configured,
+                },
                 cache_max_age: Duration::from_secs(positive(
                     "http.cache_max_age_secs",
                     raw.http.cache_max_age_secs,
@@ -518,7 +520,9 @@ pub const KEYS_HELP: &str = r#"CONFIGURATION (TOML; keys marked * are required)
     header_timeout_secs       time allowed to send request headers (10)
     body_idle_timeout_secs    longest silence inside an upload body (30)
     max_concurrent_uploads    uploads in flight at once; more get 503 (64)
-    max_connections           open HTTP connections at once (4096)
+    max_connections           open HTTP connections at once; at the cap a newcomer replaces
+                              the oldest connection that has sent no request, or gets 503 if
+                              all are busy ((open-file limit - 256) / 2, at most 16384)
     cache_max_age_secs        Cache-Control max-age of downloads (31536000)
   [storage]
     path *                    directory of the sled database

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -37,6 +36,8 @@ pub enum StartError {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    OpenFiles(String),
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
     #[error(transparent)]
@@ -48,12 +49,14 @@ pub enum StartError {
 pub async fn run(config: Config) -> Result<(), StartError> {
     crate::logging::show_jids(config.show_jids);
     // The port first: it has no side effects, the store may create a key.
-    let listener = TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: config.http.listen,
-            source,
-        })?;
+    let listener = http::listen(config.http.listen).map_err(|source| StartError::Listen {
+        address: config.http.listen,
+        source,
+    })?;
+    let open_file_limit = http::connections::raise_open_file_limit();
+    let max_connections =
+        http::connections::connection_cap(config.http.max_connections, open_file_limit)
+            .map_err(StartError::OpenFiles)?;
     let options = StoreOptions {
         path: config.storage.path.clone(),
         key_file: config.storage.key_file.clone(),
@@ -101,12 +104,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let app = http::router(&config, http_state.clone());
     let http_config = config.clone();
     let (stop_accepting, accepting) = tokio::sync::watch::channel(true);
-    let server =
-        tokio::spawn(async move { http::serve(listener, app, &http_config, accepting).await });
+    let connections = http::connections::ConnectionLimit::new(max_connections);
+    let server = tokio::spawn(async move {
+        http::serve(listener, app, &http_config, connections, accepting).await
+    });
 
     info!(
         jid = %config.component.jid,
         http = %config.http.listen,
+        max_connections,
         public_url = %config.http.public_url,
         "Satchel started"
     );

@@ -2,26 +2,32 @@
 //!
 //! The server is assembled here from hyper's HTTP/1 connection handling (for
 //! its header read timeout, which `axum::serve` does not expose), a cap on
-//! open connections, and an axum router whose layers add the headers every
+//! open connections that sheds idle ones rather than lock out newcomers
+//! (`connections`), and an axum router whose layers add the headers every
 //! response needs: CORS for web clients and the policies that keep uploads
 //! inert in a browser.
 
+pub mod connections;
 mod download;
 mod error;
 pub mod headers;
 pub mod range;
 mod upload;
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::routing::{get, put};
 use axum::Router;
 use http::{HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::{debug, warn};
@@ -29,6 +35,7 @@ use tracing::{debug, warn};
 use crate::config::{Config, Retention};
 use crate::relay::downloads::DownloadTracker;
 use crate::storage::{Purpose, StorageError, Store};
+use connections::{ConnectionLimit, OpenConnection};
 pub use error::HttpError;
 
 /// Read buffer of a connection; bounds the memory a stranger's request takes.
@@ -36,6 +43,8 @@ const MAX_BUFFER_BYTES: usize = 64 * 1024;
 /// Request line and headers together; no client of ours sends more than a few hundred bytes.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
+/// Even a busy connection ends after this long.
+const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -150,22 +159,35 @@ pub fn router(config: &Config, state: HttpState) -> Router {
     app
 }
 
-/// Accepts connections, at most `max_connections` at a time, until
-/// `accepting` turns false; connections already open carry on.
+/// Connections the kernel holds for us to accept (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default): a burst of newcomers waits there a
+/// moment instead of having its SYNs dropped, which costs a client a second
+/// per retry. tokio's default is 1024.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The listening socket for `address`.
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Accepts connections until `accepting` turns false; connections already
+/// open carry on. `connections` decides who may stay when there are too many.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: &Config,
+    connections: Arc<ConnectionLimit>,
     mut accepting: tokio::sync::watch::Receiver<bool>,
 ) {
-    let connections = Arc::new(Semaphore::new(config.http.max_connections));
     let header_timeout = config.http.header_timeout;
     loop {
-        let permit = connections
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = accepting.wait_for(|open| !open) => return,
@@ -179,23 +201,106 @@ pub async fn serve(
                 continue;
             }
         };
-        // Small responses must not wait for Nagle's algorithm.
-        let _ = socket.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_BUFFER_BYTES)
-                .max_header_size(MAX_HEADER_BYTES)
-                .max_headers(MAX_HEADERS)
-                .serve_connection(TokioIo::new(socket), service);
-            match tokio::time::timeout(Duration::from_secs(24 * 3600), connection).await {
-                Ok(Err(error)) => debug!(%peer, %error, "connection ended with an error"),
-                Err(_) => debug!(%peer, "connection open for a day; closed"),
-                Ok(Ok(())) => {}
+        match connections.admit() {
+            Some(connection) => {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let served = serve_connection(socket, peer, app, header_timeout, connection);
+                    if tokio::time::timeout(MAX_CONNECTION_LIFETIME, served)
+                        .await
+                        .is_err()
+                    {
+                        debug!(%peer, "connection open for a day; closed");
+                    }
+                });
             }
-            drop(permit);
-        });
+            None => {
+                debug!(%peer, "every connection is busy; refused with 503");
+                connections.refuse(socket);
+            }
+        }
+    }
+}
+
+/// Runs one connection until it ends, is shed to make room, or fails to
+/// send its first request head within `header_timeout` of connecting.
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    header_timeout: Duration,
+    connection: Arc<OpenConnection>,
+) {
+    const SHED: &str = "no request yet and the connection cap is reached: shed to make room";
+    const NO_REQUEST: &str = "no complete request within the header timeout; closed";
+    let first_request_deadline = tokio::time::Instant::now() + header_timeout;
+    // Small responses must not wait for Nagle's algorithm.
+    let _ = socket.set_nodelay(true);
+    // hyper allocates its buffers (16 KiB) when it starts: a connection that
+    // never sends a byte does not get them. (`readable` may wake without
+    // data; `peek` waits for a byte or the end of the stream.)
+    let mut first_byte = [0];
+    tokio::select! {
+        read = socket.peek(&mut first_byte) => {
+            if !matches!(read, Ok(bytes) if bytes > 0) {
+                return;
+            }
+        }
+        () = connection.shed_requested() => return debug!(%peer, "{SHED}"),
+        () = tokio::time::sleep_until(first_request_deadline) => {
+            return debug!(%peer, "{NO_REQUEST}");
+        }
+    }
+    let service = {
+        let connection = connection.clone();
+        hyper::service::service_fn(move |request| {
+            let in_flight = connection.request_started();
+            let response = app.clone().oneshot(request);
+            async move {
+                // The connection is busy until hyper is done with the body.
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _ = &in_flight;
+                        frame
+                    }))
+                }))
+            }
+        })
+    };
+    let http = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Between requests; the first one has `first_request_deadline`.
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_BUFFER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(socket), service);
+    tokio::pin!(http);
+    let outcome = loop {
+        tokio::select! {
+            outcome = http.as_mut() => break outcome,
+            () = connection.shed_requested() => {
+                if !connection.has_sent_a_request() {
+                    return debug!(%peer, "{SHED}");
+                }
+                // Idle between requests: hyper closes it at once, or after
+                // the response it has just begun.
+                debug!(%peer, "idle after a response and the connection cap is reached: shed to make room");
+                http.as_mut().graceful_shutdown();
+                break http.await;
+            }
+            () = tokio::time::sleep_until(first_request_deadline),
+                if !connection.has_sent_a_request() =>
+            {
+                // The request may have arrived since the loop began.
+                if !connection.has_sent_a_request() {
+                    return debug!(%peer, "{NO_REQUEST}");
+                }
+            }
+        }
+    };
+    if let Err(error) = outcome {
+        debug!(%peer, %error, "connection ended with an error");
     }
 }
