@@ -141,7 +141,7 @@ impl Relay {
     pub async fn handle_message(&self, message: Element) -> Option<Element> {
         let from: Jid = message.attr("from")?.parse().ok()?;
         if message.attr("type") == Some("error") {
-            self.bounced(&message);
+            self.bounced(&message, from);
             return None;
         }
         if from.node().is_none() && from.to_bare() == self.server {
@@ -335,8 +335,9 @@ impl Relay {
         facts
     }
 
-    fn bounced(&self, message: &Element) {
+    fn bounced(&self, message: &Element, from: Jid) {
         let Some(message_id) = message.attr("id") else {
+            debug!(from = %LoggedJid(from.as_str()), "error message without an id; ignored");
             return;
         };
         let condition = message
@@ -350,6 +351,7 @@ impl Relay {
             .unwrap_or_else(|| "undefined-condition".to_owned());
         let event = DeliveryEvent::Bounce {
             message_id: message_id.to_owned(),
+            from,
             condition,
         };
         if self.events.try_send(event).is_err() {
@@ -381,6 +383,12 @@ impl Relay {
         let (Some(_), Some(resource)) = (from.node(), from.resource()) else {
             return;
         };
+        // Only users of the served domains can be recipients: nobody else's
+        // comings and goings are worth memory.
+        if !self.is_allowed_domain(from.domain().as_str()) {
+            debug!(from = %LoggedJid(from.as_str()), "presence from another domain; ignored");
+            return;
+        }
         let available = match presence.attr("type") {
             None => true,
             Some("unavailable") => false,
@@ -398,13 +406,23 @@ impl Relay {
     }
 
     /// An IQ result or error addressed to the component; true if it was ours.
+    ///
+    /// The ids of Satchel's queries are no secret (the server's is a counter),
+    /// so who answers counts: a user answering the server's disco#info query
+    /// could make Satchel believe the server keeps offline messages.
     pub fn handle_iq_response(&self, iq: &Element) -> bool {
         let Some(id) = iq.attr("id") else {
             return false;
         };
+        let from = iq.attr("from").and_then(|from| from.parse::<Jid>().ok());
         if id.starts_with(delivery::PROBE_ID_PREFIX) {
+            let Some(from) = from else {
+                debug!(id, "probe answer without a usable 'from'; ignored");
+                return true;
+            };
             let event = DeliveryEvent::ProbeAnswer {
                 query_id: id.to_owned(),
+                from,
                 reachable: iq.attr("type") == Some("result"),
             };
             if self.events.try_send(event).is_err() {
@@ -414,6 +432,10 @@ impl Relay {
         }
         if !id.starts_with(SERVER_INFO_ID) {
             return false;
+        }
+        if from.as_ref() != Some(&Jid::from(self.server.clone())) {
+            warn!(id, from = %LoggedJid(iq.attr("from").unwrap_or_default()), "answer to the server's disco#info query from someone else; ignored");
+            return true;
         }
         let stores_offline = iq.get_child("query", ns::DISCO_INFO).is_some_and(|query| {
             query
@@ -482,4 +504,63 @@ pub fn server_domain(component: &BareJid) -> BareJid {
         .split_once('.')
         .and_then(|(_, parent)| parent.parse().ok())
         .unwrap_or_else(|| component.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StoreOptions;
+
+    fn relay(dir: &std::path::Path) -> Arc<Relay> {
+        let config = Config::parse(&format!(
+            r#"
+            [component]
+            jid = "upload.example.org"
+            server = "127.0.0.1:5347"
+            secret = "s"
+            [http]
+            listen = "127.0.0.1:0"
+            public_url = "https://upload.example.org"
+            [storage]
+            path = "{}"
+            [limits]
+            max_file_size = 1000
+            "#,
+            dir.join("store").display()
+        ))
+        .unwrap();
+        let store = Store::open(StoreOptions {
+            path: config.storage.path.clone(),
+            key_file: dir.join("master.key"),
+            previous_key_files: Vec::new(),
+            cache_capacity: 1 << 20,
+            chunk_size: 1024,
+        })
+        .unwrap();
+        let (outgoing, _) = mpsc::channel(16);
+        Relay::start(&config, store, outgoing, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_server_answers_the_query_about_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay(dir.path());
+        let query = relay.link_up().remove(0);
+        let id = query.attr("id").unwrap();
+        let answer = |from: &str| -> Element {
+            format!(
+                "<iq xmlns='jabber:component:accept' type='result' id='{id}' from='{from}' to='upload.example.org'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info'><feature var='msgoffline'/></query></iq>"
+            )
+            .parse()
+            .unwrap()
+        };
+        let stores_offline = || relay.server_state.lock().unwrap().stores_offline;
+        for spoofer in ["mallory@example.org/x", "example.org/x", "evil.example"] {
+            assert!(relay.handle_iq_response(&answer(spoofer)), "{spoofer}");
+            assert_eq!(stores_offline(), None, "believed {spoofer}");
+        }
+        assert!(relay.handle_iq_response(&answer("example.org")));
+        assert_eq!(stores_offline(), Some(true));
+    }
 }
