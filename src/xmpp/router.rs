@@ -61,7 +61,7 @@ impl Router {
             "iq" => self.handle_iq(stanza).await,
             "message" => self.relay.handle_message(stanza).await,
             "presence" => {
-                self.relay.handle_presence(&stanza);
+                self.relay.handle_presence(&stanza).await;
                 None
             }
             other => {
@@ -98,7 +98,7 @@ impl Router {
         let id = iq.attr("id").unwrap_or_default().to_owned();
         let kind = iq.attr("type").unwrap_or_default().to_owned();
         if matches!(kind.as_str(), "result" | "error") {
-            if !self.relay.handle_iq_response(&iq) {
+            if !self.relay.handle_iq_response(&iq).await {
                 debug!(%id, "ignoring an answer to nothing we asked");
             }
             return None;
