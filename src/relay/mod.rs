@@ -604,7 +604,7 @@ mod tests {
                 .collect(),
         };
         // Room for one message: the delivery task blocks on the second.
-        let (relay, mut sent) = relay(dir.path(), &[stored.clone()], 1);
+        let (relay, mut sent) = relay(dir.path(), std::slice::from_ref(&stored), 1);
         let query = relay.link_up().remove(0);
         relay
             .handle_iq_response(&answer_from(
