@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jid::Jid;
 use minidom::Element;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -34,9 +35,11 @@ use crate::xmpp::privilege::PrivilegeVersion;
 pub enum DeliveryEvent {
     /// A relay was stored and acknowledged: deliver it.
     Accepted(RelayRecord),
-    /// The server returned one of our messages with an error.
+    /// The server returned one of our messages with an error; `from` is
+    /// who says so.
     Bounce {
         message_id: String,
+        from: Jid,
         condition: String,
     },
     /// The component link is up (again).
@@ -45,8 +48,13 @@ pub enum DeliveryEvent {
     LinkDown,
     /// What the server lets Satchel do and what it does itself.
     ServerCapabilities(Capabilities),
-    /// The answer to a probe of a recipient's resource: whether it answered.
-    ProbeAnswer { query_id: String, reachable: bool },
+    /// The answer to a probe of a recipient's resource, from `from`:
+    /// whether the resource answered.
+    ProbeAnswer {
+        query_id: String,
+        from: Jid,
+        reachable: bool,
+    },
     /// A recipient's resource came online or went away (needs presence permission).
     Presence {
         jid: String,
@@ -87,6 +95,9 @@ pub trait Composer: Send + Sync + 'static {
 pub const PROBE_ID_PREFIX: &str = "satchel-probe-";
 /// A probe not answered within this counts as unanswered.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resources remembered per user: a server has a few per user; a remote
+/// one could claim any number.
+const MAX_RESOURCES_PER_JID: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -97,6 +108,21 @@ pub struct DeliverySettings {
     /// After (re)connecting, how long to wait for the server's privilege
     /// announcement and disco answer before sending anyway.
     pub settle_time: Duration,
+}
+
+/// Whether an answer about `recipient` (a bare JID) from `from` can be
+/// believed: it must come from the recipient (any resource) or from its
+/// server (its domain), which is where RFC 6120 says a bounce comes from.
+/// Anyone else who learned a message id (another recipient of the same
+/// relay sees its stem) could otherwise fail a delivery, or claim that an
+/// offline recipient is online so that its message vanishes.
+fn speaks_for(from: &Jid, recipient: &str) -> bool {
+    match from.node() {
+        Some(_) => from.to_bare().as_str() == recipient,
+        None => recipient
+            .split_once('@')
+            .is_some_and(|(_, domain)| domain == from.domain().as_str()),
+    }
 }
 
 /// Error conditions after which retrying cannot help.
@@ -267,28 +293,58 @@ impl<C: Composer> DeliveryTask<C> {
                 jid,
                 resource,
                 available,
-            } => {
-                let resources = self.online.entry(jid.clone()).or_default();
-                if available {
-                    resources.insert(resource);
-                    self.known_offline.remove(&jid);
-                    self.release_held(|recipient| recipient == jid, now);
-                } else {
-                    resources.remove(&resource);
-                    if resources.is_empty() {
-                        self.known_offline.insert(jid);
-                    }
-                }
-            }
+            } => self.presence(jid, resource, available, now),
             DeliveryEvent::Bounce {
                 message_id,
+                from,
                 condition,
-            } => self.bounced(&message_id, &condition, now),
+            } => self.bounced(&message_id, &from, &condition, now),
             DeliveryEvent::ProbeAnswer {
                 query_id,
+                from,
                 reachable,
-            } => self.probe_answered(&query_id, reachable, now),
+            } => self.probe_answer(&query_id, &from, reachable, now),
         }
+    }
+
+    fn presence(&mut self, jid: String, resource: String, available: bool, now: Instant) {
+        if available {
+            let resources = self.online.entry(jid.clone()).or_default();
+            if resources.len() < MAX_RESOURCES_PER_JID {
+                resources.insert(resource);
+            } else if !resources.contains(&resource) {
+                debug!(jid = %LoggedJid(&jid), "too many resources; not remembering another");
+            }
+            self.known_offline.remove(&jid);
+            self.release_held(|recipient| recipient == jid, now);
+        } else {
+            // An entry goes once its last resource does: the map holds who is online.
+            let last_gone = self.online.get_mut(&jid).is_none_or(|resources| {
+                resources.remove(&resource);
+                resources.is_empty()
+            });
+            if last_gone {
+                self.online.remove(&jid);
+                self.known_offline.insert(jid);
+            }
+        }
+    }
+
+    /// A probe answer from the network: believed only from the recipient's side.
+    fn probe_answer(&mut self, query_id: &str, from: &Jid, reachable: bool, now: Instant) {
+        let Some(key) = self.jobs.iter().find_map(|(key, job)| match &job.state {
+            JobState::Probing { query_id: sent, .. } if sent == query_id => Some(*key),
+            _ => None,
+        }) else {
+            debug!(query_id, "answer to no probe in flight");
+            return;
+        };
+        let recipient = &self.relays[&key.0].recipients[key.1].jid;
+        if !speaks_for(from, recipient) {
+            warn!(relay = %key.0, query_id, from = %LoggedJid(from.as_str()), recipient = %LoggedJid(recipient), "probe answer from someone other than the recipient; ignored");
+            return;
+        }
+        self.probe_answered(query_id, reachable, now);
     }
 
     fn probe_answered(&mut self, query_id: &str, reachable: bool, now: Instant) {
@@ -326,7 +382,7 @@ impl<C: Composer> DeliveryTask<C> {
         }
     }
 
-    fn bounced(&mut self, message_id: &str, condition: &str, now: Instant) {
+    fn bounced(&mut self, message_id: &str, from: &Jid, condition: &str, now: Instant) {
         let Some(key) = self.jobs.iter().find_map(|(key, job)| match &job.state {
             JobState::Sent {
                 message_id: sent, ..
@@ -337,6 +393,10 @@ impl<C: Composer> DeliveryTask<C> {
             return;
         };
         let recipient = self.relays[&key.0].recipients[key.1].jid.clone();
+        if !speaks_for(from, &recipient) {
+            warn!(relay = %key.0, message_id, from = %LoggedJid(from.as_str()), recipient = %LoggedJid(&recipient), condition, "bounce from someone other than the recipient; ignored");
+            return;
+        }
         if is_permanent(condition) {
             warn!(relay = %key.0, recipient = %LoggedJid(&recipient), condition, "delivery failed for good");
             self.finish(key, DeliveryStatus::Failed(condition.to_owned()));
@@ -644,6 +704,26 @@ mod tests {
             .await;
         }
 
+        /// An error message for `message_id`, as `from` sends it.
+        async fn bounce(&self, message_id: &str, from: &str, condition: &str) {
+            self.event(DeliveryEvent::Bounce {
+                message_id: message_id.into(),
+                from: from.parse().unwrap(),
+                condition: condition.into(),
+            })
+            .await;
+        }
+
+        /// The probed resource's answer to `probe`.
+        async fn answer(&self, probe: &Element, reachable: bool) {
+            self.event(DeliveryEvent::ProbeAnswer {
+                query_id: probe.attr("id").unwrap().into(),
+                from: probe.attr("to").unwrap().parse().unwrap(),
+                reachable,
+            })
+            .await;
+        }
+
         async fn event(&self, event: DeliveryEvent) {
             self.events.send(event).await.unwrap();
         }
@@ -720,11 +800,8 @@ mod tests {
             gaps.push((Instant::now() - last).as_secs());
             last = Instant::now();
             let id = message.attr("id").unwrap().to_owned();
-            h.event(DeliveryEvent::Bounce {
-                message_id: id,
-                condition: "service-unavailable".into(),
-            })
-            .await;
+            h.bounce(&id, "bob@example.org", "service-unavailable")
+                .await;
         }
         assert_eq!(
             gaps,
@@ -742,11 +819,7 @@ mod tests {
         h.accept(&relay(&["nobody@example.org"])).await;
         let message = h.next(Duration::from_secs(1)).await.unwrap();
         let id = message.attr("id").unwrap().to_owned();
-        h.event(DeliveryEvent::Bounce {
-            message_id: id,
-            condition: "item-not-found".into(),
-        })
-        .await;
+        h.bounce(&id, "nobody@example.org", "item-not-found").await;
         let report = h.next(Duration::from_secs(1)).await.unwrap();
         assert_eq!(report.attr("to"), Some("alice@example.org/phone"));
         assert_eq!(report.attr("condition"), Some("item-not-found"));
@@ -755,6 +828,112 @@ mod tests {
             h.next(Duration::from_secs(120)).await.is_none(),
             "not retried"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_recipient_or_its_server_can_bounce_a_message() {
+        let mut h = start();
+        h.event(DeliveryEvent::LinkUp).await;
+        h.capabilities(false, false, true).await;
+        h.accept(&relay(&["bob@example.org", "carol@example.org"]))
+            .await;
+        let mut ids = HashMap::new();
+        for _ in 0..2 {
+            let message = h.next(Duration::from_secs(1)).await.unwrap();
+            ids.insert(
+                message.attr("to").unwrap().to_owned(),
+                message.attr("id").unwrap().to_owned(),
+            );
+        }
+        // carol saw the stem of the ids in her own message; she cannot fail bob's.
+        for spoofer in [
+            "carol@example.org/phone",
+            "evil.example",
+            "bob@evil.example",
+        ] {
+            h.bounce(&ids["bob@example.org"], spoofer, "item-not-found")
+                .await;
+        }
+        // carol's own server can.
+        h.bounce(&ids["carol@example.org"], "example.org", "item-not-found")
+            .await;
+        let report = h
+            .next(Duration::from_secs(1))
+            .await
+            .expect("carol's failure reported");
+        assert!(
+            report.attr("about") == Some("carol@example.org"),
+            "{report:?}"
+        );
+        assert!(
+            h.next(Duration::from_secs(1)).await.is_none(),
+            "bob's delivery unharmed"
+        );
+        tokio::time::sleep(WINDOW).await;
+        assert!(
+            h.outbox.all().unwrap().is_empty(),
+            "bob's message counts as delivered"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_answer_from_someone_else_does_not_make_a_recipient_online() {
+        let mut h = start();
+        tokio::task::yield_now().await;
+        h.event(DeliveryEvent::LinkUp).await;
+        h.capabilities(true, true, false).await;
+        h.presence("bob@example.org", "laptop", true).await;
+        h.accept(&relay(&["bob@example.org"])).await;
+        let probe = h.next(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(probe.name(), "probe");
+        h.event(DeliveryEvent::ProbeAnswer {
+            query_id: probe.attr("id").unwrap().into(),
+            from: "carol@example.org/phone".parse().unwrap(),
+            reachable: true,
+        })
+        .await;
+        let message = h
+            .next(Duration::from_secs(11))
+            .await
+            .expect("sent once the probe timed out");
+        assert_eq!(
+            message.attr("from"),
+            Some("upload.example.org"),
+            "a message that can bounce, not one that vanishes"
+        );
+    }
+
+    #[tokio::test]
+    async fn presence_memory_is_bounded_and_freed() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let (outgoing, _sent) = mpsc::channel(1);
+        let settings = DeliverySettings {
+            bounce_window: WINDOW,
+            first_retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(8),
+            settle_time: Duration::from_secs(2),
+        };
+        let mut task = DeliveryTask::new(
+            Outbox::new(db.open_tree("relays").unwrap()),
+            Arc::new(TestComposer),
+            outgoing,
+            settings,
+        );
+        let now = Instant::now();
+        let presence = |resource: usize, available| DeliveryEvent::Presence {
+            jid: "bob@example.org".into(),
+            resource: format!("r{resource}"),
+            available,
+        };
+        for resource in 0..10_000 {
+            task.handle(presence(resource, true), now);
+        }
+        assert_eq!(task.online["bob@example.org"].len(), MAX_RESOURCES_PER_JID);
+        for resource in 0..10_000 {
+            task.handle(presence(resource, false), now);
+        }
+        assert!(task.online.is_empty(), "nobody online, nothing kept");
+        assert!(task.known_offline.contains("bob@example.org"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -767,11 +946,8 @@ mod tests {
         let probe = h.next(Duration::from_secs(1)).await.unwrap();
         assert_eq!(probe.attr("from"), Some("upload.example.org"));
         let id = probe.attr("id").unwrap().to_owned();
-        h.event(DeliveryEvent::Bounce {
-            message_id: id,
-            condition: "service-unavailable".into(),
-        })
-        .await;
+        h.bounce(&id, "bob@example.org", "service-unavailable")
+            .await;
         assert!(
             h.next(Duration::from_secs(300)).await.is_none(),
             "held while bob is offline"
@@ -783,11 +959,7 @@ mod tests {
             .expect("bob's resource is probed");
         assert_eq!(probe.name(), "probe");
         assert_eq!(probe.attr("to"), Some("bob@example.org/laptop"));
-        h.event(DeliveryEvent::ProbeAnswer {
-            query_id: probe.attr("id").unwrap().to_owned(),
-            reachable: true,
-        })
-        .await;
+        h.answer(&probe, true).await;
         let message = h
             .next(Duration::from_secs(1))
             .await
@@ -824,11 +996,7 @@ mod tests {
         h.presence("bob@example.org", "tablet", true).await;
         h.accept(&relay(&["bob@example.org"])).await;
         let probe = h.next(Duration::from_secs(1)).await.unwrap();
-        h.event(DeliveryEvent::ProbeAnswer {
-            query_id: probe.attr("id").unwrap().to_owned(),
-            reachable: false,
-        })
-        .await;
+        h.answer(&probe, false).await;
         let message = h.next(Duration::from_secs(1)).await.unwrap();
         assert_eq!(message.attr("from"), Some("upload.example.org"));
     }

@@ -141,11 +141,11 @@ impl Relay {
     pub async fn handle_message(&self, message: Element) -> Option<Element> {
         let from: Jid = message.attr("from")?.parse().ok()?;
         if message.attr("type") == Some("error") {
-            self.bounced(&message);
+            self.bounced(&message, from).await;
             return None;
         }
         if from.node().is_none() && from.to_bare() == self.server {
-            self.privileges_announced(&message);
+            self.privileges_announced(&message).await;
             return None;
         }
         if !request::is_relay_request(&message) {
@@ -335,8 +335,9 @@ impl Relay {
         facts
     }
 
-    fn bounced(&self, message: &Element) {
+    async fn bounced(&self, message: &Element, from: Jid) {
         let Some(message_id) = message.attr("id") else {
+            debug!(from = %LoggedJid(from.as_str()), "error message without an id; ignored");
             return;
         };
         let condition = message
@@ -348,16 +349,27 @@ impl Relay {
                     .map(|c| c.name().to_owned())
             })
             .unwrap_or_else(|| "undefined-condition".to_owned());
-        let event = DeliveryEvent::Bounce {
+        self.tell(DeliveryEvent::Bounce {
             message_id: message_id.to_owned(),
+            from,
             condition,
-        };
-        if self.events.try_send(event).is_err() {
-            warn!("delivery task busy; a bounce was dropped and its message counts as sent");
+        })
+        .await;
+    }
+
+    /// Hands `event` to the delivery task, waiting while it is busy.
+    ///
+    /// What the network says about deliveries is never dropped: a bounce
+    /// lost here would make its message count as delivered. The wait holds up
+    /// only this stanza's handler; the link goes on sending meanwhile, which
+    /// is what the delivery task may be waiting for.
+    async fn tell(&self, event: DeliveryEvent) {
+        if self.events.send(event).await.is_err() {
+            warn!("the delivery task is gone; what the server said about a delivery is lost");
         }
     }
 
-    fn privileges_announced(&self, message: &Element) {
+    async fn privileges_announced(&self, message: &Element) {
         let Some(announcement) = message
             .children()
             .find(|c| c.name() == "privilege" && (c.ns() == NS_V1 || c.ns() == NS_V2))
@@ -367,53 +379,70 @@ impl Relay {
         match Privileges::try_from(announcement.clone()) {
             Ok(privileges) => {
                 info!(?privileges, "the server grants privileges");
-                self.update_server_state(|state| state.privileges = Some(privileges));
+                self.update_server_state(|state| state.privileges = Some(privileges))
+                    .await;
             }
             Err(error) => warn!(%error, "unreadable privilege announcement"),
         }
     }
 
     /// A presence forwarded by the server (XEP-0356 presence permission).
-    pub fn handle_presence(&self, presence: &Element) {
+    pub async fn handle_presence(&self, presence: &Element) {
         let Some(from) = presence.attr("from").and_then(|f| f.parse::<Jid>().ok()) else {
             return;
         };
         let (Some(_), Some(resource)) = (from.node(), from.resource()) else {
             return;
         };
+        // Only users of the served domains can be recipients: nobody else's
+        // comings and goings are worth memory.
+        if !self.is_allowed_domain(from.domain().as_str()) {
+            debug!(from = %LoggedJid(from.as_str()), "presence from another domain; ignored");
+            return;
+        }
         let available = match presence.attr("type") {
             None => true,
             Some("unavailable") => false,
             Some(_) => return,
         };
         debug!(from = %LoggedJid(from.as_str()), available, "presence");
-        let event = DeliveryEvent::Presence {
+        self.tell(DeliveryEvent::Presence {
             jid: from.to_bare().to_string(),
             resource: resource.to_string(),
             available,
-        };
-        if self.events.try_send(event).is_err() {
-            warn!("delivery task busy; a presence update was dropped");
-        }
+        })
+        .await;
     }
 
     /// An IQ result or error addressed to the component; true if it was ours.
-    pub fn handle_iq_response(&self, iq: &Element) -> bool {
+    ///
+    /// The ids of Satchel's queries are no secret (the server's is a counter),
+    /// so who answers counts: a user answering the server's disco#info query
+    /// could make Satchel believe the server keeps offline messages.
+    pub async fn handle_iq_response(&self, iq: &Element) -> bool {
         let Some(id) = iq.attr("id") else {
             return false;
         };
+        let from = iq.attr("from").and_then(|from| from.parse::<Jid>().ok());
         if id.starts_with(delivery::PROBE_ID_PREFIX) {
-            let event = DeliveryEvent::ProbeAnswer {
-                query_id: id.to_owned(),
-                reachable: iq.attr("type") == Some("result"),
+            let Some(from) = from else {
+                debug!(id, "probe answer without a usable 'from'; ignored");
+                return true;
             };
-            if self.events.try_send(event).is_err() {
-                warn!("delivery task busy; a probe answer was dropped");
-            }
+            self.tell(DeliveryEvent::ProbeAnswer {
+                query_id: id.to_owned(),
+                from,
+                reachable: iq.attr("type") == Some("result"),
+            })
+            .await;
             return true;
         }
         if !id.starts_with(SERVER_INFO_ID) {
             return false;
+        }
+        if from.as_ref() != Some(&Jid::from(self.server.clone())) {
+            warn!(id, from = %LoggedJid(iq.attr("from").unwrap_or_default()), "answer to the server's disco#info query from someone else; ignored");
+            return true;
         }
         let stores_offline = iq.get_child("query", ns::DISCO_INFO).is_some_and(|query| {
             query
@@ -421,7 +450,8 @@ impl Relay {
                 .any(|f| f.name() == "feature" && f.attr("var") == Some("msgoffline"))
         });
         info!(stores_offline, "server features known");
-        self.update_server_state(|state| state.stores_offline = Some(stores_offline));
+        self.update_server_state(|state| state.stores_offline = Some(stores_offline))
+            .await;
         true
     }
 
@@ -445,7 +475,7 @@ impl Relay {
         let _ = self.events.try_send(DeliveryEvent::LinkDown);
     }
 
-    fn update_server_state(&self, change: impl FnOnce(&mut ServerState)) {
+    async fn update_server_state(&self, change: impl FnOnce(&mut ServerState)) {
         let capabilities = {
             let mut state = self.server_state.lock().unwrap_or_else(|p| p.into_inner());
             change(&mut state);
@@ -464,13 +494,8 @@ impl Relay {
                 stores_offline,
             }
         };
-        if self
-            .events
-            .try_send(DeliveryEvent::ServerCapabilities(capabilities))
-            .is_err()
-        {
-            warn!("delivery task busy; server capabilities dropped");
-        }
+        self.tell(DeliveryEvent::ServerCapabilities(capabilities))
+            .await;
     }
 }
 
@@ -482,4 +507,155 @@ pub fn server_domain(component: &BareJid) -> BareJid {
         .split_once('.')
         .and_then(|(_, parent)| parent.parse().ok())
         .unwrap_or_else(|| component.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StoreOptions;
+
+    /// A relay for `upload.example.org` whose delivery task starts with
+    /// `stored` in its outbox and sends into a queue of `queue` stanzas.
+    fn relay(
+        dir: &std::path::Path,
+        stored: &[RelayRecord],
+        queue: usize,
+    ) -> (Arc<Relay>, mpsc::Receiver<Element>) {
+        let config = Config::parse(&format!(
+            r#"
+            [component]
+            jid = "upload.example.org"
+            server = "127.0.0.1:5347"
+            secret = "s"
+            [http]
+            listen = "127.0.0.1:0"
+            public_url = "https://upload.example.org"
+            [storage]
+            path = "{}"
+            [limits]
+            max_file_size = 1000
+            "#,
+            dir.join("store").display()
+        ))
+        .unwrap();
+        let store = Store::open(StoreOptions {
+            path: config.storage.path.clone(),
+            key_file: dir.join("master.key"),
+            previous_key_files: Vec::new(),
+            cache_capacity: 1 << 20,
+            chunk_size: 1024,
+        })
+        .unwrap();
+        let outbox = Outbox::new(store.open_tree("relays").unwrap());
+        for record in stored {
+            outbox.insert(record).unwrap();
+        }
+        let (outgoing, sent) = mpsc::channel(queue);
+        (Relay::start(&config, store, outgoing, None).unwrap(), sent)
+    }
+
+    fn answer_from(from: &str, id: &str, features: &str) -> Element {
+        format!(
+            "<iq xmlns='jabber:component:accept' type='result' id='{id}' from='{from}' to='upload.example.org'>\
+             <query xmlns='http://jabber.org/protocol/disco#info'>{features}</query></iq>"
+        )
+        .parse()
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_server_answers_the_query_about_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (relay, _sent) = relay(dir.path(), &[], 16);
+        let query = relay.link_up().remove(0);
+        let id = query.attr("id").unwrap();
+        let answer = |from: &str| answer_from(from, id, "<feature var='msgoffline'/>");
+        let stores_offline = || relay.server_state.lock().unwrap().stores_offline;
+        for spoofer in ["mallory@example.org/x", "example.org/x", "evil.example"] {
+            assert!(
+                relay.handle_iq_response(&answer(spoofer)).await,
+                "{spoofer}"
+            );
+            assert_eq!(stores_offline(), None, "believed {spoofer}");
+        }
+        assert!(relay.handle_iq_response(&answer("example.org")).await);
+        assert_eq!(stores_offline(), Some(true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bounce_waits_for_a_busy_delivery_task_rather_than_being_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = RelayRecord {
+            id: RelayId([7; 16]),
+            sender: "alice@example.org".into(),
+            sender_full: "alice@example.org/phone".into(),
+            request_id: "m1".into(),
+            file: crate::storage::FileId([7; 16]),
+            url: "https://upload.example.org/file/x/a.jpg".into(),
+            expires: u64::MAX,
+            payload: "<body xmlns='jabber:component:accept'>u</body>".into(),
+            recipients: ["bob@example.org", "carol@example.org"]
+                .iter()
+                .map(|jid| Recipient {
+                    jid: (*jid).into(),
+                    status: DeliveryStatus::Pending,
+                    download_token: None,
+                })
+                .collect(),
+        };
+        // Room for one message: the delivery task blocks on the second.
+        let (relay, mut sent) = relay(dir.path(), std::slice::from_ref(&stored), 1);
+        let query = relay.link_up().remove(0);
+        relay
+            .handle_iq_response(&answer_from(
+                "example.org",
+                query.attr("id").unwrap(),
+                "<feature var='msgoffline'/>",
+            ))
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // Bounces for nothing in flight, enough to fill the task's queue,
+        // then the real ones (whichever of the two messages went first).
+        let bounce = |id: &str, from: &str| -> Element {
+            format!(
+                "<message xmlns='jabber:component:accept' type='error' id='{id}' from='{from}' to='upload.example.org'>\
+                 <error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+            )
+            .parse()
+            .unwrap()
+        };
+        let flood = {
+            let relay = relay.clone();
+            let stem = stored.id.to_string();
+            tokio::spawn(async move {
+                for n in 0..2000 {
+                    relay
+                        .handle_message(bounce(&format!("junk-{n}"), "mallory@example.org"))
+                        .await;
+                }
+                for (index, recipient) in
+                    ["bob@example.org", "carol@example.org"].iter().enumerate()
+                {
+                    relay
+                        .handle_message(bounce(&format!("{stem}-{index}-1"), recipient))
+                        .await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!flood.is_finished(), "the handlers wait for the busy task");
+
+        // Once the link drains, the real bounce is seen: its message comes again.
+        let mut ids = Vec::new();
+        while let Ok(Some(stanza)) = tokio::time::timeout(Duration::from_secs(5), sent.recv()).await
+        {
+            ids.push(stanza.attr("id").unwrap_or_default().to_owned());
+        }
+        assert!(flood.is_finished());
+        assert!(
+            ids.iter().any(|id| id.ends_with("-2")),
+            "a bounced message is retried: {ids:?}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use minidom::Element;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 use xmpp_parsers::component::Handshake;
 use xmpp_parsers::iq::Iq;
@@ -190,13 +190,20 @@ async fn serve(
     outgoing_rx: &mut mpsc::Receiver<Element>,
 ) -> Result<(), LinkError> {
     let in_flight = Arc::new(Semaphore::new(MAX_STANZAS_IN_FLIGHT));
+    // A stanza is read only with a handler slot in hand. Waiting for the slot
+    // is a branch of its own, so the queue of answers keeps draining
+    // meanwhile: handlers waiting to queue their answer free no slot.
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     let mut pings_sent = 0u64;
     let mut awaiting_pong = false;
     let quiet = tokio::time::sleep(config.keepalive);
     tokio::pin!(quiet);
     loop {
         tokio::select! {
-            incoming = link.reader.next() => {
+            permit = in_flight.clone().acquire_owned(), if slot.is_none() => {
+                slot = Some(permit.expect("semaphore never closed"));
+            }
+            incoming = link.reader.next(), if slot.is_some() => {
                 quiet.as_mut().reset(tokio::time::Instant::now() + config.keepalive);
                 awaiting_pong = false;
                 let stanza = match incoming? {
@@ -213,7 +220,7 @@ async fn serve(
                 if stanza.ns() == ns::STREAM {
                     return Err(LinkError::Refused(describe_stream_error(&stanza)));
                 }
-                let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closed");
+                let permit = slot.take();
                 let router = router.clone();
                 let replies = outgoing.clone();
                 tokio::spawn(async move {
@@ -254,6 +261,87 @@ fn server_domain(config: &ComponentConfig) -> jid::BareJid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpSocket;
+
+    /// Reads from `stream` until `needle` has been seen.
+    async fn read_past(stream: &mut TcpStream, needle: &[u8]) {
+        let mut seen = Vec::new();
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            let mut buf = [0; 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {:?}", String::from_utf8_lossy(needle));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// A server that sends requests faster than it reads the answers (its
+    /// own output backs up, as Prosody's does when a client floods it) must
+    /// get every answer once it reads again. The link used to stall for
+    /// good: with the outgoing queue full, every handler waited to queue its
+    /// reply, and the loop that drains the queue waited for a handler slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_answered_slower_than_it_arrives_does_not_stall_the_link() {
+        const REQUESTS: usize = 20_000;
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let fixture = crate::xmpp::router::tests::fixture();
+        let config = ComponentConfig {
+            jid: "upload.example.org".parse().unwrap(),
+            server: listener.local_addr().unwrap().to_string(),
+            secret: "s".into(),
+            keepalive: Duration::from_secs(600),
+            reconnect_max_delay: Duration::from_secs(1),
+        };
+        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let satchel = tokio::spawn(run(config, Arc::new(fixture.router), outgoing, outgoing_rx));
+
+        let (mut server, _) = listener.accept().await.unwrap();
+        read_past(&mut server, b">").await;
+        server
+            .write_all(b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='flood'>")
+            .await
+            .unwrap();
+        read_past(&mut server, b"</handshake>").await;
+        server.write_all(b"<handshake/>").await.unwrap();
+        let (mut from_satchel, mut to_satchel) = server.into_split();
+        let flood = tokio::spawn(async move {
+            for i in 0..REQUESTS {
+                let ping = format!("<iq type='get' id='flood-{i}' from='alice@example.org/x' to='upload.example.org'><ping xmlns='urn:xmpp:ping'/></iq>");
+                to_satchel.write_all(ping.as_bytes()).await.unwrap();
+            }
+            to_satchel
+        });
+        // Not reading for a while: Satchel's answers back up.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let needle = b"type='result'";
+        let mut answers = Vec::new();
+        let (mut results, mut scanned) = (0, 0);
+        let all_answered = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buf = vec![0; 64 * 1024];
+            while results < REQUESTS {
+                let n = from_satchel.read(&mut buf).await.unwrap();
+                assert!(n > 0, "Satchel closed the link");
+                answers.extend_from_slice(&buf[..n]);
+                while let Some(at) = answers[scanned..]
+                    .windows(needle.len())
+                    .position(|w| w == needle)
+                {
+                    results += 1;
+                    scanned += at + needle.len();
+                }
+            }
+        })
+        .await;
+        assert!(
+            all_answered.is_ok(),
+            "the link stalled after {results} answers"
+        );
+        flood.await.unwrap();
+        satchel.abort();
+    }
 
     #[test]
     fn stream_errors_are_described_by_condition_and_text() {
