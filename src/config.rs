@@ -211,6 +211,8 @@ pub struct RelayConfig {
 }
 
 const DAY_SECS: u64 = 24 * 3600;
+/// Longest duration any `*_secs` key accepts.
+const MAX_DURATION_SECS: u64 = 100 * 365 * DAY_SECS;
 
 impl Config {
     /// Reads and checks the file at `path`.
@@ -288,6 +290,13 @@ impl Config {
             let value = value.unwrap_or(default);
             if value == 0 {
                 Err(invalid(key, "must be greater than 0"))
+            } else if key.ends_with("_secs") && value > MAX_DURATION_SECS {
+                // Deadlines are computed as now + duration: keep them far
+                // from where clock arithmetic overflows.
+                Err(invalid(
+                    key,
+                    format!("must be at most {MAX_DURATION_SECS} (100 years)"),
+                ))
             } else {
                 Ok(value)
             }
@@ -634,6 +643,17 @@ mod tests {
         assert!(error.contains("limits.max_file_size"), "{error}");
         let error = error_of(&format!("{MINIMAL}\n[retention]\ngc_interval_secs = 0"));
         assert!(error.contains("retention.gc_interval_secs"), "{error}");
+        for (table, key) in [
+            ("relay", "bounce_window_secs"),
+            ("relay", "retry_max_delay_secs"),
+            ("retention", "message_secs"),
+        ] {
+            let error = error_of(&format!(
+                "{MINIMAL}\n[{table}]\n{key} = 9223372036854775807"
+            ));
+            assert!(error.contains(&format!("{table}.{key}")), "{error}");
+            assert!(error.contains("100 years"), "{error}");
+        }
     }
 
     #[test]
