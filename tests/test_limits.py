@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from harness.client import NS_UPLOAD, XmppError
+from harness.rawhttp import closed_within
 
 TIMEOUT = 15
 PURPOSE_NS = "urn:xmpp:http:upload:purpose:0"
@@ -35,19 +36,6 @@ def put_head(slot, length):
     parts = urlsplit(slot.put_url)
     return (f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n").encode()
-
-
-def closed_within(sock, seconds):
-    """Whether the server closes `sock` (or answers and closes) within `seconds`."""
-    sock.settimeout(seconds)
-    try:
-        while sock.recv(4096):
-            pass
-        return True
-    except socket.timeout:
-        return False
-    except ConnectionResetError:
-        return True
 
 
 def parse_stamp(stamp):
