@@ -230,6 +230,30 @@ impl Config {
         })
     }
 
+    /// The configuration unit tests share: component `upload.example.org`
+    /// serving `example.org`, files up to 1000 bytes, the store in
+    /// `dir/store`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(dir: &Path) -> Config {
+        Config::parse(&format!(
+            r#"
+            [component]
+            jid = "upload.example.org"
+            server = "127.0.0.1:5347"
+            secret = "s"
+            [http]
+            listen = "127.0.0.1:0"
+            public_url = "https://upload.example.org"
+            [storage]
+            path = "{}"
+            [limits]
+            max_file_size = 1000
+            "#,
+            dir.join("store").display()
+        ))
+        .expect("the test configuration is valid")
+    }
+
     /// Parses and checks configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {

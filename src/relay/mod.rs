@@ -521,23 +521,7 @@ mod tests {
         stored: &[RelayRecord],
         queue: usize,
     ) -> (Arc<Relay>, mpsc::Receiver<Element>) {
-        let config = Config::parse(&format!(
-            r#"
-            [component]
-            jid = "upload.example.org"
-            server = "127.0.0.1:5347"
-            secret = "s"
-            [http]
-            listen = "127.0.0.1:0"
-            public_url = "https://upload.example.org"
-            [storage]
-            path = "{}"
-            [limits]
-            max_file_size = 1000
-            "#,
-            dir.join("store").display()
-        ))
-        .unwrap();
+        let config = Config::for_tests(dir);
         let store = Store::open(StoreOptions {
             path: config.storage.path.clone(),
             key_file: dir.join("master.key"),

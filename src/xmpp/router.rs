@@ -247,23 +247,7 @@ pub(crate) mod tests {
     /// A router for `upload.example.org`, serving `example.org`, files up to 1000 bytes.
     pub(crate) fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::parse(&format!(
-            r#"
-            [component]
-            jid = "upload.example.org"
-            server = "127.0.0.1:5347"
-            secret = "s"
-            [http]
-            listen = "127.0.0.1:0"
-            public_url = "https://upload.example.org"
-            [storage]
-            path = "{}"
-            [limits]
-            max_file_size = 1000
-            "#,
-            dir.path().join("store").display()
-        ))
-        .unwrap();
+        let config = Config::for_tests(dir.path());
         let store = Store::open(StoreOptions {
             path: config.storage.path.clone(),
             key_file: dir.path().join("master.key"),
