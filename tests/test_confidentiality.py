@@ -37,11 +37,13 @@ def test_known_plaintext_is_nowhere_in_the_store(satchel, alice):
 
 def test_tokens_and_contents_never_reach_the_log(satchel, alice):
     slot = upload(alice, MARKER * 10)
-    token = urlsplit(slot.put_url).path.split("/")[3]
-    assert len(token) == 43
-    requests.put(slot.put_url.replace(token, "A" * 43), data=b"x", timeout=TIMEOUT)
+    ticket = urlsplit(slot.put_url).path.split("/")[3]
+    assert len(ticket) > 43, ticket
+    # The slot's terms are sealed: the URL does not say who uploads.
+    assert "alice" not in slot.put_url
+    requests.put(slot.put_url.replace(ticket, "A" * len(ticket)), data=b"x", timeout=TIMEOUT)
     log = satchel.log_path.read_bytes()
-    assert token.encode() not in log
+    assert ticket.encode() not in log
     assert MARKER not in log
     assert satchel.key_file.read_bytes() not in log
     # JIDs are pseudonyms unless logging.show_jids asks for them (even at debug level).

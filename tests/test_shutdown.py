@@ -38,3 +38,18 @@ def test_sigterm_finishes_the_upload_in_flight_and_exits_cleanly(satchel, satche
         assert r.status_code == 200 and r.content == b"a" * 1000
     finally:
         satchel_manager.invalidate()
+
+
+@pytest.mark.satchel_config(fresh=True)
+def test_a_slot_granted_before_a_restart_still_works(satchel, satchel_manager, alice):
+    """Slots are sealed into their URLs, not kept by Satchel: a restart (or a
+    crash) between the slot request and the PUT costs the client nothing."""
+    slot = alice.request_slot("across-restart.txt", 5, "text/plain")
+    try:
+        satchel.restart()
+        r = requests.put(slot.put_url, data=b"hello", timeout=TIMEOUT,
+                         headers={"Content-Type": "text/plain"})
+        assert r.status_code == 201, r.text
+        assert requests.get(slot.get_url, timeout=TIMEOUT).content == b"hello"
+    finally:
+        satchel_manager.invalidate()

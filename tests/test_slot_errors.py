@@ -103,6 +103,26 @@ def test_daily_quota(satchel, alice, bob):
     assert bob.request_slot("b.bin", 3000, "application/octet-stream").put_url
 
 
+@pytest.mark.satchel_config(limits={"max_file_size": 3000, "daily_upload_bytes": 4000,
+                                    "user_storage_bytes": 5000}, fresh=True)
+def test_quotas_hold_for_slots_granted_before_any_upload(satchel, alice):
+    """Slots cost nothing until used, so every slot below is granted; the quota
+    is enforced again when each PUT starts."""
+    headers = {"Content-Type": "application/octet-stream"}
+    slots = [alice.request_slot(f"early{i}.bin", 2000, "application/octet-stream")
+             for i in range(3)]
+    for slot in slots[:2]:
+        r = requests.put(slot.put_url, data=b"e" * 2000, headers=headers, timeout=TIMEOUT)
+        assert r.status_code == 201, r.text
+    r = requests.put(slots[2].put_url, data=b"e" * 2000, headers=headers, timeout=TIMEOUT)
+    assert r.status_code == 403, r.text
+    assert "Daily upload quota" in r.text
+    assert requests.get(slots[2].get_url, timeout=TIMEOUT).status_code == 404
+    # The files uploaded within the quota are intact.
+    for slot in slots[:2]:
+        assert requests.get(slot.get_url, timeout=TIMEOUT).content == b"e" * 2000
+
+
 @pytest.mark.satchel_config(limits={"allowed_domains": ["example.org"]}, fresh=True)
 def test_user_from_other_domain_not_allowed(satchel, alice):
     with pytest.raises(XmppError) as e:

@@ -34,6 +34,9 @@ use tracing::{debug, warn};
 
 use crate::config::{Config, Retention};
 use crate::relay::downloads::DownloadTracker;
+use crate::slots;
+use crate::slots::quota::QuotaLimits;
+use crate::slots::ticket::TicketKeys;
 use crate::storage::{Purpose, StorageError, Store};
 use connections::{ConnectionLimit, OpenConnection};
 pub use error::HttpError;
@@ -57,6 +60,9 @@ pub struct HttpState {
     cache_control: HeaderValue,
     /// Counts recipients' downloads when relayed files go once downloaded.
     downloads: Option<DownloadTracker>,
+    /// Open the slots sealed in PUT URLs.
+    tickets: Arc<TicketKeys>,
+    quota: QuotaLimits,
 }
 
 impl HttpState {
@@ -66,6 +72,8 @@ impl HttpState {
             config.http.cache_max_age.as_secs()
         );
         HttpState {
+            tickets: Arc::new(slots::ticket_keys(&store)),
+            quota: QuotaLimits::from_config(config),
             store,
             retention: config.retention.clone(),
             upload_permits: Arc::new(Semaphore::new(config.http.max_concurrent_uploads)),

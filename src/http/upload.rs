@@ -1,6 +1,7 @@
 //! PUT: receiving an upload into a slot.
 //!
-//! The URL alone authorises the upload. The body streams through a bounded
+//! The URL alone authorises the upload: it carries the slot, sealed (see
+//! `slots::ticket`). The body streams through a bounded
 //! channel into a blocking task that encrypts, hashes and writes chunk by
 //! chunk, so memory stays flat whatever the file size and the async workers
 //! never wait on the disk. Nothing is visible until the storage commits the
@@ -19,7 +20,7 @@ use tracing::{info, warn, Instrument};
 use super::error::HttpError;
 use super::headers::media_type_essence;
 use super::HttpState;
-use crate::slots::token::token_matches;
+use crate::slots::quota;
 use crate::slots::unix_now;
 use crate::storage::{FileId, FileRecord, SlotRecord, StorageError};
 
@@ -38,7 +39,7 @@ enum BodyPiece {
 
 pub async fn put(
     State(state): State<HttpState>,
-    Path((id, token, _filename)): Path<(String, String, String)>,
+    Path((id, ticket, _filename)): Path<(String, String, String)>,
     request: Request,
 ) -> Result<Response, HttpError> {
     let id: FileId = id
@@ -53,27 +54,34 @@ pub async fn put(
                 "too many uploads in progress, retry later",
             ));
         };
-        let slot = state.blocking(move |store| store.slot(&id)).await?;
-        let Some(slot) = slot else {
-            return Err(HttpError::new(StatusCode::NOT_FOUND, "no such upload slot"));
-        };
-        if !token_matches(&token, &slot.token_hash) {
-            warn!("PUT with a wrong token");
+        let Some(slot) = state.tickets.open(&id, &ticket) else {
+            warn!("PUT with an invalid ticket");
             return Err(HttpError::new(
                 StatusCode::FORBIDDEN,
                 "invalid upload token",
             ));
-        }
+        };
         let content_type = check_headers(&slot, request.headers())?;
-        if unix_now() > slot.expires {
+        let now = unix_now();
+        if now > slot.expires {
             // Checked after the headers: a retry of an expired slot learns the real reason.
             return Err(HttpError::new(StatusCode::FORBIDDEN, "upload slot expired"));
         }
-        let expires = unix_now().saturating_add(state.retention_for(slot.purpose).as_secs());
-        let writer_slot = slot.clone();
+        let expires = now.saturating_add(state.retention_for(slot.purpose).as_secs());
+        let limits = state.quota;
         let writer = state
-            .blocking(move |store| store.begin_upload(&writer_slot, content_type, expires))
-            .await?;
+            .blocking(move |store| {
+                // After `begin_upload`, so that a retry of a completed
+                // upload hears that it is complete.
+                let writer = store.begin_upload(&slot, content_type, expires)?;
+                let usage = store.usage(&slot.uploader, now)?;
+                Ok(quota::exceeded(limits, usage, slot.size).map_or(Ok(writer), Err))
+            })
+            .await?
+            .map_err(|over| {
+                info!(quota = over.reason(), "upload refused: over quota");
+                HttpError::new(StatusCode::FORBIDDEN, over.reason())
+            })?;
 
         let (pieces_tx, mut pieces_rx) = mpsc::channel::<BodyPiece>(BODY_QUEUE);
         let storage_task = tokio::task::spawn_blocking(move || {
@@ -218,7 +226,6 @@ mod tests {
     fn slot(content_type: Option<&str>) -> SlotRecord {
         SlotRecord {
             id: FileId([1; 16]),
-            token_hash: [0; 32],
             uploader: "alice@example.org".into(),
             filename: "a.png".into(),
             size: 10,

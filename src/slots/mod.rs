@@ -3,11 +3,12 @@
 //! This is the policy half of XEP-0363, kept apart from the XML so that it can
 //! be tested, benchmarked and reasoned about on its own: who may upload
 //! (`allowed_domains`), what (`filename`, size), how much (`quota`), and the
-//! unguessable PUT URL that carries the permission (`token`).
+//! PUT URL that carries the permission, the slot sealed in it (`ticket`).
+//! A grant writes nothing: the ticket is the only record of a slot.
 
 pub mod filename;
 pub mod quota;
-pub mod token;
+pub mod ticket;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,10 +18,10 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::Config;
 use crate::rate_limit::RateLimiter;
-use crate::storage::{FileId, Purpose, SlotRecord, StorageError, Store};
+use crate::storage::{DiskSpace, FileId, Purpose, SlotRecord, StorageError, Store};
 use filename::{check_filename, FilenameError};
 use quota::{check_user_quota, time_when_freed, QuotaLimits};
-use token::UploadToken;
+use ticket::TicketKeys;
 
 /// What a client asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,18 +88,15 @@ pub struct SlotService {
     allowed_domains: Vec<String>,
     public_url: String,
     limiter: Arc<RateLimiter>,
+    tickets: Arc<TicketKeys>,
 }
 
 impl SlotService {
     pub fn new(config: &Config, store: Store) -> SlotService {
         SlotService {
-            store,
             max_file_size: config.limits.max_file_size,
             slot_lifetime_secs: config.limits.slot_lifetime.as_secs(),
-            quota: QuotaLimits {
-                daily_upload_bytes: config.limits.daily_upload_bytes,
-                user_storage_bytes: config.limits.user_storage_bytes,
-            },
+            quota: QuotaLimits::from_config(config),
             min_free_disk_percent: config.limits.min_free_disk_percent,
             allowed_domains: config.limits.allowed_domains.clone(),
             public_url: config.http.public_url.clone(),
@@ -106,6 +104,8 @@ impl SlotService {
                 config.limits.slot_requests_per_minute,
                 Duration::from_secs(60),
             )),
+            tickets: Arc::new(ticket_keys(&store)),
+            store,
         }
     }
 
@@ -113,7 +113,8 @@ impl SlotService {
         self.max_file_size
     }
 
-    /// Checks `request` from `requester` and, if it may go ahead, records the slot.
+    /// Checks `request` from `requester` and, if it may go ahead, seals the
+    /// slot into its PUT URL.
     pub fn grant(
         &self,
         requester: &BareJid,
@@ -164,10 +165,8 @@ impl SlotService {
         })?;
         self.check_disk(request.size, now)?;
 
-        let token = UploadToken::generate();
-        let record = SlotRecord {
+        let slot = SlotRecord {
             id: FileId::random(),
-            token_hash: token.hash,
             uploader,
             filename: request.filename,
             size: request.size,
@@ -176,22 +175,18 @@ impl SlotService {
             created: now,
             expires: now + self.slot_lifetime_secs,
         };
-        self.store.insert_slot(&record, now)?;
-        let name = encode_filename(&record.filename);
+        let ticket = self.tickets.seal(&slot);
+        let name = encode_filename(&slot.filename);
         Ok(Slot {
-            id: record.id,
-            put_url: format!(
-                "{}/upload/{}/{}/{}",
-                self.public_url, record.id, token.text, name
-            ),
-            get_url: format!("{}/file/{}/{}", self.public_url, record.id, name),
+            id: slot.id,
+            put_url: format!("{}/upload/{}/{}/{}", self.public_url, slot.id, ticket, name),
+            get_url: format!("{}/file/{}/{}", self.public_url, slot.id, name),
         })
     }
 
     /// Refuses a slot that would leave less than the configured share of the disk free.
     fn check_disk(&self, size: u64, now: u64) -> Result<(), SlotError> {
-        let total = self.store.disk_total()?;
-        let available = self.store.disk_available()?;
+        let DiskSpace { total, available } = self.store.disk_space()?;
         let reserve = total / 100 * u64::from(self.min_free_disk_percent);
         if available >= size.saturating_add(reserve) {
             return Ok(());
@@ -203,4 +198,10 @@ impl SlotService {
             retry_at: time_when_freed(&soonest, needed, now),
         })
     }
+}
+
+/// The keys of the store's master keys for slot tickets.
+pub fn ticket_keys(store: &Store) -> TicketKeys {
+    let (current, previous) = store.master_keys();
+    TicketKeys::derive(current, previous)
 }

@@ -5,6 +5,7 @@
 //! UTC midnight for the daily allowance, the expiry of enough of the user's
 //! files for stored bytes, the next expiry for the disk.
 
+use crate::config::Config;
 use crate::storage::UserUsage;
 
 const DAY_SECS: u64 = 86_400;
@@ -16,12 +17,51 @@ pub struct QuotaLimits {
     pub user_storage_bytes: u64,
 }
 
+impl QuotaLimits {
+    pub fn from_config(config: &Config) -> QuotaLimits {
+        QuotaLimits {
+            daily_upload_bytes: config.limits.daily_upload_bytes,
+            user_storage_bytes: config.limits.user_storage_bytes,
+        }
+    }
+}
+
 /// A request that does not fit, and when it will.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverQuota {
     /// Unix seconds.
     pub retry_at: u64,
     pub reason: &'static str,
+}
+
+/// The quota `size` more bytes would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exceeded {
+    Daily,
+    Storage,
+}
+
+impl Exceeded {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Exceeded::Daily => "Daily upload quota reached",
+            Exceeded::Storage => "Storage quota reached",
+        }
+    }
+}
+
+/// Which quota, if any, a user with `usage` would exceed by `size` more bytes.
+///
+/// Asked twice per upload: when the slot is requested, and again when its
+/// PUT starts, since a user may hold many slots granted under the same usage.
+pub fn exceeded(limits: QuotaLimits, usage: UserUsage, size: u64) -> Option<Exceeded> {
+    if usage.day_bytes.saturating_add(size) > limits.daily_upload_bytes {
+        Some(Exceeded::Daily)
+    } else if usage.stored_bytes.saturating_add(size) > limits.user_storage_bytes {
+        Some(Exceeded::Storage)
+    } else {
+        None
+    }
 }
 
 /// Checks a user's request for `size` more bytes.
@@ -35,20 +75,20 @@ pub fn check_user_quota(
     size: u64,
     now: u64,
 ) -> Result<(), OverQuota> {
-    if usage.day_bytes.saturating_add(size) > limits.daily_upload_bytes {
-        return Err(OverQuota {
-            retry_at: (now / DAY_SECS + 1) * DAY_SECS,
-            reason: "Daily upload quota reached",
-        });
-    }
-    if usage.stored_bytes.saturating_add(size) > limits.user_storage_bytes {
-        let excess = usage.stored_bytes.saturating_add(size) - limits.user_storage_bytes;
-        return Err(OverQuota {
-            retry_at: time_when_freed(files_by_expiry, excess, now),
-            reason: "Storage quota reached",
-        });
-    }
-    Ok(())
+    let Some(over) = exceeded(limits, usage, size) else {
+        return Ok(());
+    };
+    let retry_at = match over {
+        Exceeded::Daily => (now / DAY_SECS + 1) * DAY_SECS,
+        Exceeded::Storage => {
+            let excess = usage.stored_bytes.saturating_add(size) - limits.user_storage_bytes;
+            time_when_freed(files_by_expiry, excess, now)
+        }
+    };
+    Err(OverQuota {
+        retry_at,
+        reason: over.reason(),
+    })
 }
 
 /// The earliest expiry after which at least `needed` bytes are freed.
@@ -107,6 +147,20 @@ mod tests {
         let refusal = check_user_quota(LIMITS, usage(1900, 0), &files, 500, NOW).unwrap_err();
         assert_eq!(refusal.retry_at, NOW + 20);
         assert_eq!(refusal.reason, "Storage quota reached");
+    }
+
+    #[test]
+    fn the_daily_quota_is_checked_before_the_storage_quota() {
+        assert_eq!(exceeded(LIMITS, usage(1000, 500), 500), None);
+        assert_eq!(
+            exceeded(LIMITS, usage(1999, 1000), 1),
+            Some(Exceeded::Daily)
+        );
+        assert_eq!(exceeded(LIMITS, usage(1999, 0), 2), Some(Exceeded::Storage));
+        assert_eq!(
+            exceeded(LIMITS, usage(0, 0), u64::MAX),
+            Some(Exceeded::Daily)
+        );
     }
 
     #[test]

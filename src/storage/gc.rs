@@ -1,4 +1,4 @@
-//! Garbage collection: expired files, expired slots, abandoned uploads,
+//! Garbage collection: expired files, abandoned uploads,
 //! orphan blobs.
 //!
 //! Deleting a file is two steps that cannot share a transaction (sled does
@@ -32,24 +32,23 @@ use super::records::{FileId, FileRecord};
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
 use super::store::{by_user_key, decode, expiry_key, parse_expiry_key, update_usage, Store};
-use super::{SlotRecord, StorageError};
+use super::StorageError;
 
 /// What one [`Store::collect_garbage`] run removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GcReport {
     pub files_deleted: u64,
     pub bytes_freed: u64,
-    pub slots_deleted: u64,
     pub abandoned_uploads: u64,
     /// Blobs no sled entry knew of (left by a crash), deleted.
     pub orphan_blobs: u64,
 }
 
 impl Store {
-    /// Deletes expired files (record, indexes, blob; lowers the owner's stored_bytes), expired slot records,
+    /// Deletes expired files (record, indexes, blob; lowers the owner's stored_bytes)
     /// and blobs of uploads started before `now - abandoned_after_secs` that never completed and are not in progress.
     ///
-    /// A file or slot is expired once `now` is past its `expires`. Ids busy
+    /// A file is expired once `now` is past its `expires`. Ids busy
     /// with an upload are skipped and left for the next run. Now and then
     /// (see the module documentation) it also deletes blobs that neither a
     /// `FileRecord` nor an `uploads` entry accounts for and that were last
@@ -61,7 +60,6 @@ impl Store {
     ) -> Result<GcReport, StorageError> {
         let mut report = GcReport::default();
         self.delete_expired_files(now, &mut report)?;
-        self.delete_expired_slots(now, &mut report)?;
         let cutoff = now.saturating_sub(abandoned_after_secs);
         self.reclaim_abandoned_uploads(cutoff, &mut report)?;
         if self.blob_walk_due(now, abandoned_after_secs) {
@@ -161,23 +159,6 @@ impl Store {
                 Ok(Some(record.size))
             })?;
         Ok(size)
-    }
-
-    fn delete_expired_slots(&self, now: u64, report: &mut GcReport) -> Result<(), StorageError> {
-        let slots = &self.inner.trees.slots;
-        for entry in slots.iter() {
-            let (key, bytes) = entry?;
-            let slot: SlotRecord = decode(&bytes, "slot record")?;
-            // Only if unchanged since read, so a concurrent re-insert survives.
-            if slot.expires < now
-                && slots
-                    .compare_and_swap(&key, Some(bytes), None::<&[u8]>)?
-                    .is_ok()
-            {
-                report.slots_deleted += 1;
-            }
-        }
-        Ok(())
     }
 
     fn reclaim_abandoned_uploads(
@@ -330,21 +311,6 @@ mod tests {
             0
         );
         assert!(!t.store.delete_file(&file.id).unwrap(), "already gone");
-    }
-
-    #[test]
-    fn deletes_expired_slots() {
-        let t = test_store();
-        let mut old = slot_for("juliet@example.org", 5);
-        old.expires = NOW + 5;
-        let fresh = slot_for("juliet@example.org", 5);
-        t.store.insert_slot(&old, NOW).unwrap();
-        t.store.insert_slot(&fresh, NOW).unwrap();
-
-        let report = t.store.collect_garbage(NOW + 6, 3600).unwrap();
-        assert_eq!(report.slots_deleted, 1);
-        assert_eq!(t.store.slot(&old.id).unwrap(), None);
-        assert!(t.store.slot(&fresh.id).unwrap().is_some());
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //!
 //! # Layout
 //!
-//! * `<store>/` is an embedded sled database holding metadata only: slots,
-//!   file records, per-user usage, the expiry and per-user indexes, and the
-//!   uploads in progress (see `store` for the trees).
+//! * `<store>/` is an embedded sled database holding metadata only: file
+//!   records, per-user usage, the expiry and per-user indexes, and the
+//!   uploads in progress (see `store` for the trees). Slots are not stored:
+//!   each PUT URL carries its own, sealed (`slots::ticket`).
 //! * `<store>/content/ab/<id>` holds the sealed chunks of file `<id>`, back
 //!   to back, and `<store>/content/ab/<id>.part` an upload being written (see
 //!   `blob`); `ab` is the first byte of the id in hex. (The `blobs/`
@@ -58,7 +59,7 @@ use sled::transaction::TransactionError;
 pub use gc::GcReport;
 pub use read::{RangeReader, WINDOW_CHUNKS};
 pub use records::{FileId, FileRecord, Purpose, SlotRecord, UserUsage};
-pub use store::{Store, StoreOptions};
+pub use store::{DiskSpace, Store, StoreOptions, DISK_SPACE_MAX_AGE};
 pub use upload::UploadWriter;
 
 /// Everything that can go wrong in the store.

@@ -58,12 +58,13 @@ pub enum Purpose {
     Permanent,
 }
 
-/// A slot handed out over XMPP and not yet uploaded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A slot handed out over XMPP: what its upload may be.
+///
+/// Not kept in the store: the PUT URL carries it, sealed (see
+/// `slots::ticket`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotRecord {
     pub id: FileId,
-    /// BLAKE3 of the secret token in the PUT URL; the token itself is never stored.
-    pub token_hash: [u8; 32],
     /// Bare JID of the requester.
     pub uploader: String,
     pub filename: String,
@@ -108,6 +109,18 @@ pub struct UserUsage {
     pub stored_bytes: u64,
     /// UTC day number (unix seconds / 86400) that `day_bytes` counts.
     pub day: u64,
-    /// Bytes of slots granted on `day`.
+    /// Bytes of the uploads completed on `day`.
     pub day_bytes: u64,
+}
+
+impl UserUsage {
+    /// Counts an upload of `size` bytes completed on UTC day `today`.
+    pub fn add_upload(&mut self, today: u64, size: u64) {
+        if self.day != today {
+            self.day = today;
+            self.day_bytes = 0;
+        }
+        self.day_bytes = self.day_bytes.saturating_add(size);
+        self.stored_bytes = self.stored_bytes.saturating_add(size);
+    }
 }

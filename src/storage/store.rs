@@ -5,7 +5,6 @@
 //!
 //! | tree      | key                                          | value               |
 //! |-----------|----------------------------------------------|---------------------|
-//! | `slots`   | file id                                      | `SlotRecord`        |
 //! | `files`   | file id                                      | `FileRecord`        |
 //! | `uploads` | file id                                      | start time (u64 BE) |
 //! | `usage`   | bare JID                                     | `UserUsage`         |
@@ -18,6 +17,9 @@
 //! being deleted): garbage collection looks there first, and walks the blob
 //! directory only now and then, for what a crash kept sled from recording.
 //!
+//! Slots are not here: a granted slot travels in its PUT URL, sealed (see
+//! `slots::ticket`), so granting one writes nothing.
+//!
 //! sled and file calls block; callers run the store on `spawn_blocking`
 //! threads.
 
@@ -29,7 +31,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -42,7 +44,7 @@ use super::records::{FileId, FileRecord, SlotRecord, UserUsage};
 use super::upload::UploadWriter;
 use super::StorageError;
 
-const SECONDS_PER_DAY: u64 = 86_400;
+pub(super) const SECONDS_PER_DAY: u64 = 86_400;
 
 /// Upper bound for `StoreOptions::chunk_size`: every upload and download in
 /// flight holds one whole chunk in memory.
@@ -87,10 +89,22 @@ pub(super) struct Inner {
     busy: Mutex<HashSet<FileId>>,
     /// `now` of the last walk of the blob directory, see `gc`.
     pub(super) last_blob_walk: Mutex<Option<u64>>,
+    /// The last measurement of the disk, see `disk_space`.
+    disk_space: Mutex<Option<(Instant, DiskSpace)>>,
+}
+
+/// How stale [`Store::disk_space`] may be.
+pub const DISK_SPACE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The filesystem holding the store, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub total: u64,
+    /// What unprivileged writers may still use.
+    pub available: u64,
 }
 
 pub(super) struct Trees {
-    pub(super) slots: sled::Tree,
     pub(super) files: sled::Tree,
     pub(super) uploads: sled::Tree,
     pub(super) usage: sled::Tree,
@@ -121,7 +135,6 @@ impl Store {
             .cache_capacity(opts.cache_capacity)
             .open()?;
         let trees = Trees {
-            slots: db.open_tree("slots")?,
             files: db.open_tree("files")?,
             uploads: db.open_tree("uploads")?,
             usage: db.open_tree("usage")?,
@@ -179,6 +192,7 @@ impl Store {
                 stored_bytes: AtomicU64::new(stored_bytes),
                 busy: Mutex::new(HashSet::new()),
                 last_blob_walk: Mutex::new(None),
+                disk_space: Mutex::new(None),
             }),
         })
     }
@@ -190,49 +204,6 @@ impl Store {
     /// does together (a profile put it at 70% of the grant's instructions).
     /// The day's counter goes first, so a crash in between leaves it a slot's
     /// size too high, on the safe side, and never a slot that was not counted.
-    pub fn insert_slot(&self, slot: &SlotRecord, now: u64) -> Result<(), StorageError> {
-        let trees = &self.inner.trees;
-        let today = now / SECONDS_PER_DAY;
-        let mut undecodable = None;
-        trees
-            .usage
-            .fetch_and_update(slot.uploader.as_bytes(), |stored| {
-                // Called again if another writer changed the value meanwhile.
-                undecodable = None;
-                let mut current: UserUsage = match stored
-                    .map(|bytes| decode(bytes, format_args!("usage of {}", slot.uploader)))
-                {
-                    Some(Ok(current)) => current,
-                    Some(Err(err)) => {
-                        // Left as it is; the error is returned below.
-                        undecodable = Some(err);
-                        return stored.map(<[u8]>::to_vec);
-                    }
-                    None => UserUsage::default(),
-                };
-                if current.day != today {
-                    current.day = today;
-                    current.day_bytes = 0;
-                }
-                current.day_bytes = current.day_bytes.saturating_add(slot.size);
-                Some(encode(&current))
-            })?;
-        if let Some(err) = undecodable {
-            return Err(err);
-        }
-        trees.slots.insert(slot.id.0, encode(slot))?;
-        Ok(())
-    }
-
-    pub fn slot(&self, id: &FileId) -> Result<Option<SlotRecord>, StorageError> {
-        self.inner
-            .trees
-            .slots
-            .get(id.0)?
-            .map(|bytes| decode(&bytes, format_args!("slot record {id}")))
-            .transpose()
-    }
-
     pub fn file(&self, id: &FileId) -> Result<Option<FileRecord>, StorageError> {
         self.inner
             .trees
@@ -295,19 +266,36 @@ impl Store {
         self.inner.stored_bytes.load(Ordering::Relaxed)
     }
 
-    /// Bytes available on the filesystem holding the store (fs4::available_space).
-    pub fn disk_available(&self) -> Result<u64, StorageError> {
-        fs4::available_space(&self.inner.path).map_err(|source| StorageError::Io {
+    /// Size and free space of the filesystem holding the store, measured at
+    /// most [`DISK_SPACE_MAX_AGE`] ago: a `statvfs` per slot request would
+    /// cost more than granting the slot.
+    pub fn disk_space(&self) -> Result<DiskSpace, StorageError> {
+        let mut cached = self
+            .inner
+            .disk_space
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((measured, space)) = *cached {
+            if measured.elapsed() < DISK_SPACE_MAX_AGE {
+                return Ok(space);
+            }
+        }
+        let stats = fs4::statvfs(&self.inner.path).map_err(|source| StorageError::Io {
             context: format!("measuring free space of {}", self.inner.path.display()),
             source,
-        })
+        })?;
+        let space = DiskSpace {
+            total: stats.total_space(),
+            available: stats.available_space(),
+        };
+        *cached = Some((Instant::now(), space));
+        Ok(space)
     }
 
-    pub fn disk_total(&self) -> Result<u64, StorageError> {
-        fs4::total_space(&self.inner.path).map_err(|source| StorageError::Io {
-            context: format!("measuring the size of {}", self.inner.path.display()),
-            source,
-        })
+    /// The master key and the earlier ones, for keys derived from them
+    /// outside the store (slot tickets).
+    pub(crate) fn master_keys(&self) -> (&MasterKey, &[MasterKey]) {
+        (&self.inner.master_key, &self.inner.previous_keys)
     }
 
     /// Starts, or restarts after a failed attempt, the upload for `slot` (emptying the `.part` blob of the earlier attempt).
@@ -587,7 +575,6 @@ pub(super) mod test_support {
     pub fn slot_for(user: &str, size: u64) -> SlotRecord {
         SlotRecord {
             id: FileId::random(),
-            token_hash: [0; 32],
             uploader: user.into(),
             filename: "notes.txt".into(),
             size,
@@ -677,37 +664,41 @@ mod tests {
     }
 
     #[test]
-    fn slots_round_trip_and_count_towards_the_day() {
+    fn completed_uploads_count_towards_the_day_and_the_storage() {
         let t = test_store();
-        let first = slot_for("juliet@example.org", 100);
-        let second = slot_for("juliet@example.org", 50);
-        t.store.insert_slot(&first, NOW).unwrap();
-        t.store.insert_slot(&second, NOW + 10).unwrap();
+        let upload_at = |size: usize, now: u64| {
+            let mut writer = t
+                .store
+                .begin_upload(
+                    &slot_for("juliet@example.org", size as u64),
+                    "text/plain".into(),
+                    now + 1000,
+                )
+                .unwrap();
+            writer.write(&data(size)).unwrap();
+            writer.finish(now).unwrap();
+        };
+        upload_at(100, NOW);
+        upload_at(50, NOW + 10);
+        // A slot granted but never used counts for nothing.
+        let unused = slot_for("juliet@example.org", 1000);
+        drop(
+            t.store
+                .begin_upload(&unused, "text/plain".into(), NOW + 1000)
+                .unwrap(),
+        );
 
-        assert_eq!(t.store.slot(&first.id).unwrap(), Some(first.clone()));
-        assert_eq!(t.store.slot(&FileId::random()).unwrap(), None);
         let usage = t.store.usage("juliet@example.org", NOW + 20).unwrap();
         assert_eq!(usage.day_bytes, 150);
+        assert_eq!(usage.stored_bytes, 150);
         assert_eq!(usage.day, NOW / SECONDS_PER_DAY);
 
         let tomorrow = NOW + SECONDS_PER_DAY;
-        assert_eq!(
-            t.store
-                .usage("juliet@example.org", tomorrow)
-                .unwrap()
-                .day_bytes,
-            0
-        );
-        t.store
-            .insert_slot(&slot_for("juliet@example.org", 7), tomorrow)
-            .unwrap();
-        assert_eq!(
-            t.store
-                .usage("juliet@example.org", tomorrow)
-                .unwrap()
-                .day_bytes,
-            7
-        );
+        let next_day = t.store.usage("juliet@example.org", tomorrow).unwrap();
+        assert_eq!((next_day.day_bytes, next_day.stored_bytes), (0, 150));
+        upload_at(7, tomorrow);
+        let next_day = t.store.usage("juliet@example.org", tomorrow).unwrap();
+        assert_eq!((next_day.day_bytes, next_day.stored_bytes), (7, 157));
         assert_eq!(
             t.store.usage("romeo@example.org", NOW).unwrap(),
             UserUsage {
@@ -795,8 +786,8 @@ mod tests {
     #[test]
     fn reports_disk_space() {
         let t = test_store();
-        let total = t.store.disk_total().unwrap();
-        assert!(total > 0);
-        assert!(t.store.disk_available().unwrap() <= total);
+        let space = t.store.disk_space().unwrap();
+        assert!(space.total > 0);
+        assert!(space.available <= space.total);
     }
 }

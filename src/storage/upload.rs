@@ -22,7 +22,7 @@ use sled::transaction::Transactional;
 
 use super::crypto::{derive_file_key, seal_chunk, FileKey, TAG_LEN};
 use super::records::{FileRecord, SlotRecord};
-use super::store::{by_user_key, encode, expiry_key, update_usage, Claim, Store};
+use super::store::{by_user_key, encode, expiry_key, update_usage, Claim, Store, SECONDS_PER_DAY};
 use super::{io_error, StorageError};
 
 /// An upload in progress; see [`Store::begin_upload`].
@@ -281,7 +281,7 @@ impl UploadWriter {
                     &size,
                 )?;
                 update_usage(usage, &record.uploader, |current| {
-                    current.stored_bytes = current.stored_bytes.saturating_add(record.size);
+                    current.add_upload(now / SECONDS_PER_DAY, record.size);
                 })
             })?;
         // Committed: from here on the blob belongs to the file, and dropping
