@@ -239,9 +239,13 @@ def http_phase(systems, table, payloads, runs_for, verify_dir, client=None):
             table.add(f"GET {size_name(size)}, MiB/s ({tool}, {n} runs)", "higher", gets)
 
 
-def slot_phase(systems, table, runs, seconds, in_flight):
+def slot_phase(systems, satchel_via_ejabberd, table, runs, seconds, in_flight):
+    """Slot rates, each compared through the same XMPP server: Satchel plugged
+    into Prosody against Prosody's module, and a second Satchel plugged into
+    ejabberd against ejabberd's."""
     progress(f"slot requests: sequential and {in_flight} in flight, {runs} x {seconds} s "
              "per system and mode")
+    systems = systems + [satchel_via_ejabberd]
 
     async def run_all():
         by_server = {}
@@ -269,10 +273,14 @@ def slot_phase(systems, table, runs, seconds, in_flight):
         return seq, par, client_cpu
 
     seq, par, client_cpu = asyncio.run(run_all())
-    table.add(f"Slot requests/s through the XMPP server, sequential ({runs} x {seconds} s)",
-              "higher", seq, 0)
-    table.add(f"Slot requests/s, {in_flight} in flight on {in_flight} connections "
-              f"({runs} x {seconds} s)", "higher", par, 0)
+    via_ej = satchel_via_ejabberd.key
+    for mode, rates in (("sequential", seq),
+                        (f"{in_flight} in flight on {in_flight} connections", par)):
+        table.add(f"Slot requests/s through Prosody, {mode} ({runs} x {seconds} s)",
+                  "higher", {"satchel": rates["satchel"], "prosody": rates["prosody"]}, 0)
+        table.add(f"Slot requests/s through ejabberd, {mode}; Satchel plugged into ejabberd",
+                  "higher", {"satchel": rates[via_ej], "ejabberd": rates["ejabberd"]}, 0)
+    client_cpu["satchel"] = client_cpu.pop("satchel") + client_cpu.pop(via_ej)
     table.add(f"  load generator's CPU during the {in_flight}-in-flight runs, % of a core",
               "info", client_cpu, 0)
 
@@ -423,7 +431,7 @@ def main():
 
     prosody = servers.make_prosody(max_file_size, args.prosody_read_size)
     ejabberd = servers.make_ejabberd(max_file_size)
-    satchel = None
+    satchel = satchel_ej = None
     clients = []
     try:
         progress("starting Prosody, ejabberd and Satchel")
@@ -432,6 +440,10 @@ def main():
         satchel = servers.make_satchel(prosody, binary, max_file_size, args.concurrent)
         satchel.start()
         wait_component(prosody, satchel=satchel)
+        # A second Satchel, plugged into ejabberd, for the slot rates through ejabberd.
+        satchel_ej = servers.make_satchel(ejabberd, binary, max_file_size, args.concurrent)
+        satchel_ej.start()
+        wait_component(ejabberd, satchel=satchel_ej)
         time.sleep(1.0)
         prosody_pid = procstat.main_pid(prosody.process.pid)
         ejabberd_pid = procstat.main_pid(ejabberd.process.pid, prefer="beam.smp")
@@ -457,7 +469,13 @@ def main():
 
         http_phase(systems, table, payloads, runs_for, work)
         http_phase(systems, table, payloads, runs_for, work, client=client)
-        slot_phase(systems, table, slot_runs, slot_seconds, args.in_flight)
+        slot_phase(systems,
+                   System("satchel-ej", "Satchel (via ejabberd)", ejabberd,
+                          servers.COMPONENT_JID,
+                          procstat.Watched("satchel-ej", satchel_ej.process.pid)),
+                   table, slot_runs, slot_seconds, args.in_flight)
+        satchel_ej.cleanup()
+        satchel_ej = None
         concurrent_phase(systems, table, args.concurrent, concurrent_path, concurrent_size,
                          args.concurrent_runs)
 
@@ -521,7 +539,9 @@ def main():
             "about 3 MiB/s; its archive item limit (10 000 slots) is lifted. ejabberd has no "
             "shaper. Prosody and ejabberd log at info level, Satchel at warn.")
         out("- Slot requests go client -> server -> module for Prosody and ejabberd, and "
-            "client -> Prosody -> Satchel -> Prosody -> client for Satchel. The load "
+            "client -> server -> Satchel -> server -> client for Satchel, which is plugged "
+            "into Prosody for every other figure and, for the slot rates through ejabberd, "
+            "a second Satchel is plugged into ejabberd. The load "
             "generator (Python, raw XMPP over asyncio) shares the 2 cores with the "
             "servers: at ~100% of a core it is the limit, not the server.")
         out(f"- Fewer runs for the big figures: {runs_for(max(sizes))} for "
@@ -547,8 +567,9 @@ def main():
     finally:
         for c in clients:
             c.close()
-        if satchel is not None:
-            satchel.stop() if args.keep else satchel.cleanup()
+        for instance in (satchel, satchel_ej):
+            if instance is not None:
+                instance.stop() if args.keep else instance.cleanup()
         for server in (prosody, ejabberd):
             server.stop() if args.keep else server.cleanup()
         if args.keep:

@@ -57,10 +57,20 @@ pub(super) struct FoundBlob {
 }
 
 impl Blobs {
-    /// Creates `<store_dir>/content` if needed.
+    /// Creates `<store_dir>/content` and its 256 shard directories if needed.
+    ///
+    /// All at once, so that an upload neither checks for its shard nor waits
+    /// for the `fsync` that makes a new one durable.
     pub fn open(store_dir: &Path) -> Result<Blobs, StorageError> {
         let dir = store_dir.join("content");
         create_dir(&dir, store_dir)?;
+        let mut created = false;
+        for shard in 0..=u8::MAX {
+            created |= create_dir_unsynced(&dir.join(hex::encode([shard])))?;
+        }
+        if created {
+            sync_dir(&dir)?;
+        }
         Ok(Blobs { dir })
     }
 
@@ -79,15 +89,24 @@ impl Blobs {
     /// Creates the `.part` file of `id` for writing, emptying any left by an
     /// earlier attempt.
     pub fn create_part(&self, id: &FileId) -> Result<File, StorageError> {
-        create_dir(&self.shard_dir(id), &self.dir)?;
         let path = self.part_path(id);
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|err| io_error(format!("creating {}", path.display()), err))
+        let create = || {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+        };
+        match create() {
+            // The shard was removed behind our back since `open`.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                create_dir(&self.shard_dir(id), &self.dir)?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(|err| io_error(format!("creating {}", path.display()), err))
     }
 
     /// Makes the fully written `.part` file of `id` durable and gives it its
@@ -198,9 +217,17 @@ fn is_hex(name: &str, len: usize) -> bool {
 /// Creates directory `dir` (mode 0700) in `parent` if it is missing, and
 /// syncs `parent` so that the new entry survives a crash.
 fn create_dir(dir: &Path, parent: &Path) -> Result<(), StorageError> {
+    if create_dir_unsynced(dir)? {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` (mode 0700) unless it exists; true if it was created.
+fn create_dir_unsynced(dir: &Path) -> Result<bool, StorageError> {
     match DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => sync_dir(parent),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
         Err(err) => Err(io_error(format!("creating {}", dir.display()), err)),
     }
 }
@@ -210,4 +237,25 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|dir| dir.sync_all())
         .map_err(|err| io_error(format!("syncing directory {}", dir.display()), err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shard_exists_after_open_and_a_lost_one_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path()).unwrap();
+        let shards = fs::read_dir(dir.path().join("content")).unwrap().count();
+        assert_eq!(shards, 256);
+        // Opening again finds them all and changes nothing.
+        let blobs_again = Blobs::open(dir.path()).unwrap();
+        assert_eq!(blobs_again.dir, blobs.dir);
+
+        let id = FileId([0xab; 16]);
+        fs::remove_dir(blobs.shard_dir(&id)).unwrap();
+        drop(blobs.create_part(&id).unwrap());
+        assert!(blobs.part_path(&id).is_file());
+    }
 }
