@@ -345,7 +345,8 @@ def storage_phase(prosody, binary, max_file_size, payload, size, live_files, chu
     progress(f"storage: {live_files} x {size_name(size)} live, then {churn_factor} x that "
              "uploaded and expired")
     satchel = servers.make_satchel(prosody, binary, max_file_size, 20,
-                                   retention={"message_secs": 2, "gc_interval_secs": 1})
+                                   retention={"message_secs": 2, "permanent_secs": 365 * 86400,
+                                              "gc_interval_secs": 1})
     client = None
     try:
         satchel.start()
@@ -357,10 +358,10 @@ def storage_phase(prosody, binary, max_file_size, payload, size, live_files, chu
         def upload(name, purpose):
             slot = client.request_slot(name, size, CONTENT_TYPE, purpose=purpose)
             finish(curl_put(slot, payload), 201, f"storage phase PUT {name}")
+            return slot
 
         written0 = watched.written()
-        for i in range(live_files):
-            upload(f"live-{i}.bin", "permanent")
+        live_slots = [upload(f"live-{i}.bin", "permanent") for i in range(live_files)]
         with_live = disk_usage(satchel.store_path)
         for round_ in range(churn_factor):
             for i in range(live_files):
@@ -376,6 +377,9 @@ def storage_phase(prosody, binary, max_file_size, payload, size, live_files, chu
                 break
         written = watched.written() - written0
         uploaded = live * (1 + churn_factor)
+        # The figures are only worth something if the live data is still there.
+        for slot in live_slots:
+            finish(curl_get(slot.get_url), 200, "storage phase GET of a live file", size)
         return {"live": live, "with_live": with_live, "peak": peak, "after": after,
                 "written_per_byte": written / uploaded, "uploaded": uploaded}
     finally:
