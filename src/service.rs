@@ -14,7 +14,7 @@ use crate::http::{self, HttpState};
 use crate::relay::downloads::DownloadTracker;
 use crate::relay::{Relay, RelayStartError};
 use crate::slots::{unix_now, SlotService};
-use crate::storage::{StorageError, Store, StoreOptions};
+use crate::storage::{StorageError, Store, StoreOptions, INLINE_MAX_BYTES};
 use crate::xmpp::{connection, router::Router};
 
 /// How long uploads in flight may take to finish after SIGTERM.
@@ -63,6 +63,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         previous_key_files: config.storage.previous_key_files.clone(),
         cache_capacity: config.storage.cache_capacity_bytes,
         chunk_size: CHUNK_SIZE,
+        inline_max_bytes: Some(INLINE_MAX_BYTES),
     };
     let store_path = config.storage.path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(options))

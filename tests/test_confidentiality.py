@@ -29,8 +29,12 @@ def test_known_plaintext_is_nowhere_in_the_store(satchel, alice):
     data = (MARKER + b" ") * 5000
     slot = upload(alice, data)
     assert requests.get(slot.get_url, timeout=TIMEOUT).content == data
+    # A file this small is kept in sled with its record, sealed all the same.
+    small = upload(alice, MARKER, "small.bin")
+    assert requests.get(small.get_url, timeout=TIMEOUT).content == MARKER
     files = [p for p in satchel.store_path.rglob("*") if p.is_file()]
     assert blob_of(satchel, slot) in files
+    assert blob_of(satchel, small) not in files
     for path in files + [satchel.key_file]:
         assert MARKER not in path.read_bytes(), f"plaintext found in {path}"
 

@@ -205,6 +205,7 @@ fn open_store(dir: &std::path::Path) -> Store {
         previous_key_files: Vec::new(),
         cache_capacity: 16 * MIB as u64,
         chunk_size: CHUNK as u32,
+        inline_max_bytes: Some(satchel::storage::INLINE_MAX_BYTES),
     })
     .expect("store opens")
 }

@@ -528,6 +528,7 @@ mod tests {
             previous_key_files: Vec::new(),
             cache_capacity: 1 << 20,
             chunk_size: 1024,
+            inline_max_bytes: Some(crate::storage::INLINE_MAX_BYTES),
         })
         .unwrap();
         let outbox = Outbox::new(store.open_tree("relays").unwrap());

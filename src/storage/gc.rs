@@ -143,12 +143,14 @@ impl Store {
             &trees.usage,
             &trees.expiry,
             &trees.by_user,
+            &trees.inline,
         )
-            .transaction(|(files, uploads, usage, expiry, by_user)| {
+            .transaction(|(files, uploads, usage, expiry, by_user, inline)| {
                 expiry.remove(&expiry_key(expires, id))?;
                 let Some(bytes) = files.remove(&id.0)? else {
                     return Ok(None);
                 };
+                inline.remove(&id.0)?;
                 let record: FileRecord = decode(&bytes, format_args!("file record {id}"))
                     .map_err(ConflictableTransactionError::Abort)?;
                 by_user.remove(by_user_key(&record.uploader, record.expires, id))?;

@@ -14,7 +14,8 @@
 //! own slice of it, so the bytes are never copied after the read.
 //!
 //! The open handle keeps the blob readable even if garbage collection
-//! unlinks it meanwhile.
+//! unlinks it meanwhile. A small file's blob is in sled (`inline`), read
+//! once when the reader starts.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -38,7 +39,7 @@ pub const WINDOW_CHUNKS: u32 = 4;
 ///
 /// After the first error it yields nothing more.
 pub struct RangeReader {
-    blob: File,
+    blob: Sealed,
     file: FileId,
     key: FileKey,
     nonce_prefix: [u8; 7],
@@ -82,17 +83,20 @@ impl RangeReader {
             u32::try_from(file.size.saturating_sub(1) / chunk_size).map_err(|_| undecodable())?;
         let first_index = u32::try_from(range.start / chunk_size).map_err(|_| undecodable())?;
         let end_index = u32::try_from((range.end - 1) / chunk_size).map_err(|_| undecodable())?;
-        let blob = store.inner.blobs.open_final(&file.id).map_err(|err| {
-            if err.kind() == io::ErrorKind::NotFound {
-                StorageError::Corrupt {
-                    file: file.id,
-                    chunk: first_index,
+        let blob = match store.inner.trees.inline.get(file.id.0)? {
+            Some(sealed) => Sealed::Inline(sealed),
+            None => Sealed::Blob(store.inner.blobs.open_final(&file.id).map_err(|err| {
+                if err.kind() == io::ErrorKind::NotFound {
+                    StorageError::Corrupt {
+                        file: file.id,
+                        chunk: first_index,
+                    }
+                } else {
+                    let path = store.inner.blobs.final_path(&file.id);
+                    io_error(format!("opening {}", path.display()), err)
                 }
-            } else {
-                let path = store.inner.blobs.final_path(&file.id);
-                io_error(format!("opening {}", path.display()), err)
-            }
-        })?;
+            })?),
+        };
         Ok(RangeReader {
             blob,
             file: file.id,
@@ -131,7 +135,7 @@ impl RangeReader {
         let window_len = (first..=last).map(sealed_len).sum::<usize>();
         let mut window = BytesMut::zeroed(window_len);
         let offset = chunk_offset(first, self.chunk_size);
-        let filled = match read_at_most(&self.blob, &mut window, offset) {
+        let filled = match self.blob.read_at_most(&mut window, offset) {
             Ok(filled) => filled,
             Err(err) => {
                 self.failed = Some(io_error(
@@ -193,19 +197,36 @@ impl RangeReader {
     }
 }
 
-/// Fills `buf` from `offset` until it is full or the file ends; returns how
-/// many bytes it holds.
-fn read_at_most(blob: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match blob.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+/// The sealed chunks of a file, back to back.
+enum Sealed {
+    Blob(File),
+    Inline(sled::IVec),
+}
+
+impl Sealed {
+    /// Fills `buf` from `offset` until it is full or the blob ends; returns
+    /// how many bytes it holds.
+    fn read_at_most(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let blob = match self {
+            Sealed::Blob(blob) => blob,
+            Sealed::Inline(sealed) => {
+                let start = usize::try_from(offset).map_or(sealed.len(), |o| o.min(sealed.len()));
+                let len = buf.len().min(sealed.len() - start);
+                buf[..len].copy_from_slice(&sealed[start..start + len]);
+                return Ok(len);
+            }
+        };
+        let mut filled = 0;
+        while filled < buf.len() {
+            match blob.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
         }
+        Ok(filled)
     }
-    Ok(filled)
 }
 
 impl Iterator for RangeReader {

@@ -7,9 +7,13 @@
 //! |-----------|----------------------------------------------|---------------------|
 //! | `files`   | file id                                      | `FileRecord`        |
 //! | `uploads` | file id                                      | start time (u64 BE) |
+//! | `inline`  | file id                                      | sealed chunks       |
 //! | `usage`   | bare JID                                     | `UserUsage`         |
 //! | `expiry`  | expires (u64 BE) ‖ file id                   | size (u64 BE)       |
 //! | `by_user` | JID length (u32 BE) ‖ JID ‖ expires ‖ file id | size (u64 BE)      |
+//!
+//! `inline` holds the blob of a small file (see [`INLINE_MAX_BYTES`]) in the
+//! layout of a blob file.
 //!
 //! Big-endian numbers make sled's byte order the numeric order, so "soonest
 //! expiry first" is a plain scan. `uploads` lists every id that may own a
@@ -41,7 +45,7 @@ use super::blob::Blobs;
 use super::master_key::MasterKey;
 use super::read::RangeReader;
 use super::records::{FileId, FileRecord, SlotRecord, UserUsage};
-use super::upload::UploadWriter;
+use super::upload::{Sink, UploadWriter};
 use super::StorageError;
 
 pub(super) const SECONDS_PER_DAY: u64 = 86_400;
@@ -66,7 +70,18 @@ pub struct StoreOptions {
     /// Plaintext bytes per chunk for new files (64 KiB is a good default).
     /// Existing files keep the chunk size they were written with.
     pub chunk_size: u32,
+    /// Files of at most this many bytes are kept in sled with their record
+    /// instead of in a blob file ([`INLINE_MAX_BYTES`] is a good default);
+    /// `None`: every file gets a blob file.
+    pub inline_max_bytes: Option<u64>,
 }
+
+/// Files this small go into sled, in the transaction that commits their
+/// record, instead of into a blob file of their own: an upload then waits
+/// for one sync (sled's log) instead of three (the blob, its directory, the
+/// log), which is most of a small PUT's time. Kept small because sled keeps
+/// the values it writes in memory.
+pub const INLINE_MAX_BYTES: u64 = 4096;
 
 /// A handle to the encrypted file store; clones share one database.
 #[derive(Clone)]
@@ -83,6 +98,7 @@ pub(super) struct Inner {
     pub(super) blobs: Blobs,
     path: PathBuf,
     pub(super) chunk_size: u32,
+    pub(super) inline_max_bytes: Option<u64>,
     /// Sum of the sizes of all completed files.
     pub(super) stored_bytes: AtomicU64,
     /// Ids whose blobs someone is writing or deleting right now.
@@ -110,6 +126,7 @@ pub(super) struct Trees {
     pub(super) usage: sled::Tree,
     pub(super) expiry: sled::Tree,
     pub(super) by_user: sled::Tree,
+    pub(super) inline: sled::Tree,
 }
 
 impl Store {
@@ -140,6 +157,7 @@ impl Store {
             usage: db.open_tree("usage")?,
             expiry: db.open_tree("expiry")?,
             by_user: db.open_tree("by_user")?,
+            inline: db.open_tree("inline")?,
         };
         // A fresh key could not decrypt a single existing file: a store with
         // data and no key file means the key was lost or misconfigured.
@@ -189,6 +207,7 @@ impl Store {
                 blobs,
                 path: opts.path,
                 chunk_size: opts.chunk_size,
+                inline_max_bytes: opts.inline_max_bytes,
                 stored_bytes: AtomicU64::new(stored_bytes),
                 busy: Mutex::new(HashSet::new()),
                 last_blob_walk: Mutex::new(None),
@@ -322,14 +341,24 @@ impl Store {
         if self.inner.trees.files.contains_key(slot.id.0)? {
             return Err(StorageError::AlreadyUploaded);
         }
-        // Recorded before the blob is created, so that garbage collection
-        // finds a blob left behind by a failure without walking the blobs.
-        self.inner
-            .trees
-            .uploads
-            .insert(slot.id.0, &unix_now().to_be_bytes())?;
-        let blob = self.inner.blobs.create_part(&slot.id)?;
-        UploadWriter::new(self.clone(), claim, slot, content_type, expires, blob)
+        let sink = if self
+            .inner
+            .inline_max_bytes
+            .is_some_and(|max| slot.size <= max)
+        {
+            // Nothing reaches the disk before the commit, so nothing is
+            // left for garbage collection after a failure.
+            Sink::Inline(Vec::new())
+        } else {
+            // Recorded before the blob is created, so that garbage collection
+            // finds a blob left behind by a failure without walking the blobs.
+            self.inner
+                .trees
+                .uploads
+                .insert(slot.id.0, &unix_now().to_be_bytes())?;
+            Sink::Blob(self.inner.blobs.create_part(&slot.id)?)
+        };
+        UploadWriter::new(self.clone(), claim, slot, content_type, expires, sink)
     }
 
     /// Plaintext of `range` (must be within the file, non-empty), decrypting only the chunks it covers.
@@ -554,6 +583,8 @@ pub(super) mod test_support {
             previous_key_files: Vec::new(),
             cache_capacity: 1 << 20,
             chunk_size: CHUNK,
+            // Blob files for every size; `inline_test_store` for the other way.
+            inline_max_bytes: None,
         }
     }
 
@@ -571,6 +602,20 @@ pub(super) mod test_support {
         .unwrap();
         TestStore { store, dir }
     }
+
+    /// Keeps files of up to `INLINE_TEST_MAX` bytes in sled (several
+    /// chunks of [`CHUNK`] bytes each).
+    pub fn inline_test_store() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            inline_max_bytes: Some(INLINE_TEST_MAX),
+            ..options_in(dir.path())
+        })
+        .unwrap();
+        TestStore { store, dir }
+    }
+
+    pub const INLINE_TEST_MAX: u64 = 100;
 
     pub fn slot_for(user: &str, size: u64) -> SlotRecord {
         SlotRecord {

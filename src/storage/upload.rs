@@ -42,14 +42,12 @@ pub struct UploadWriter {
     _claim: Claim,
 }
 
-/// Cuts plaintext into chunks, seals them and appends them to the blob.
+/// Cuts plaintext into chunks, seals them and appends them to the sink.
 struct ChunkSealer {
     key: FileKey,
     nonce_prefix: [u8; 7],
     chunk_size: usize,
-    /// The `.part` blob; chunk `i` goes at `chunk_offset(i)`, which is where
-    /// appending puts it.
-    blob: File,
+    sink: Sink,
     /// Plaintext of the chunk being filled; sealed in place.
     pending: Vec<u8>,
     next_index: u32,
@@ -57,6 +55,16 @@ struct ChunkSealer {
     /// was already asked to write back.
     written: u64,
     written_back: u64,
+}
+
+/// Where the sealed chunks of an upload go; chunk `i` goes at
+/// `chunk_offset(i)`, which is where appending puts it.
+pub(super) enum Sink {
+    /// The `.part` blob.
+    Blob(File),
+    /// The sealed bytes of a small file, committed in the same transaction as
+    /// its record (see `Store::begin_upload`).
+    Inline(Vec<u8>),
 }
 
 /// Every this many bytes, the kernel is asked to start writing the blob to
@@ -160,7 +168,7 @@ impl UploadWriter {
         slot: &SlotRecord,
         content_type: String,
         expires: u64,
-        blob: File,
+        sink: Sink,
     ) -> Result<UploadWriter, StorageError> {
         let key = derive_file_key(&store.inner.master_key, &slot.id);
         let chunk_size = store.inner.chunk_size as usize;
@@ -174,7 +182,7 @@ impl UploadWriter {
                 key,
                 nonce_prefix: rand::random(),
                 chunk_size,
-                blob,
+                sink,
                 pending: Vec::with_capacity(chunk_size + TAG_LEN),
                 next_index: 0,
                 written: 0,
@@ -235,12 +243,15 @@ impl UploadWriter {
             });
         }
         self.sealer.seal_pending(true, &self.store, &self.slot)?;
-        // Should the commit below fail, dropping `self` deletes the blob
-        // under its final name too.
-        self.store
-            .inner
-            .blobs
-            .publish(&self.slot.id, &self.sealer.blob)?;
+        let inline = match &mut self.sealer.sink {
+            // Should the commit below fail, dropping `self` deletes the blob
+            // under its final name too.
+            Sink::Blob(blob) => {
+                self.store.inner.blobs.publish(&self.slot.id, blob)?;
+                None
+            }
+            Sink::Inline(sealed) => Some(std::mem::take(sealed)),
+        };
 
         let hashes = self
             .hashing
@@ -271,10 +282,18 @@ impl UploadWriter {
             &trees.usage,
             &trees.expiry,
             &trees.by_user,
+            &trees.inline,
         )
-            .transaction(|(files, uploads, usage, expiry, by_user)| {
+            .transaction(|(files, uploads, usage, expiry, by_user, inline_blobs)| {
                 files.insert(&record.id.0, encoded.as_slice())?;
-                uploads.remove(&record.id.0)?;
+                match &inline {
+                    Some(sealed) => {
+                        inline_blobs.insert(&record.id.0, sealed.as_slice())?;
+                    }
+                    None => {
+                        uploads.remove(&record.id.0)?;
+                    }
+                }
                 expiry.insert(&expiry_key(record.expires, &record.id), &size)?;
                 by_user.insert(
                     by_user_key(&record.uploader, record.expires, &record.id),
@@ -332,10 +351,13 @@ impl ChunkSealer {
             last,
             &mut self.pending,
         )?;
-        self.blob.write_all(&self.pending).map_err(|err| {
-            let path = store.inner.blobs.part_path(&slot.id);
-            io_error(format!("writing {}", path.display()), err)
-        })?;
+        match &mut self.sink {
+            Sink::Blob(blob) => blob.write_all(&self.pending).map_err(|err| {
+                let path = store.inner.blobs.part_path(&slot.id);
+                io_error(format!("writing {}", path.display()), err)
+            })?,
+            Sink::Inline(sealed) => sealed.extend_from_slice(&self.pending),
+        }
         self.written += self.pending.len() as u64;
         self.pending.clear();
         // `begin_upload` refused sizes needing more than u32::MAX chunks.
@@ -351,6 +373,9 @@ impl ChunkSealer {
     /// blob, so a failure here is ignored.
     fn start_writeback(&mut self) {
         use std::os::fd::AsRawFd;
+        let Sink::Blob(blob) = &self.sink else {
+            return;
+        };
         let (Ok(offset), Ok(len)) = (
             libc::off64_t::try_from(self.written_back),
             libc::off64_t::try_from(self.written - self.written_back),
@@ -360,12 +385,7 @@ impl ChunkSealer {
         // SAFETY: the descriptor is the blob's, open for as long as `self`;
         // the call takes no pointers.
         let _ = unsafe {
-            libc::sync_file_range(
-                self.blob.as_raw_fd(),
-                offset,
-                len,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
+            libc::sync_file_range(blob.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
         };
         self.written_back = self.written;
     }
@@ -373,7 +393,8 @@ impl ChunkSealer {
 
 impl Drop for UploadWriter {
     fn drop(&mut self) {
-        if self.finished {
+        // An inline upload left nothing outside this writer.
+        if self.finished || matches!(self.sealer.sink, Sink::Inline(_)) {
             return;
         }
         if let Err(err) = self.store.discard_upload(&self.slot.id) {
@@ -710,5 +731,104 @@ mod tests {
         let contains = |needle: &[u8]| disk.windows(needle.len()).any(|w| w == needle);
         assert!(contains(slot.filename.as_bytes()));
         assert!(!contains(marker));
+    }
+
+    #[test]
+    fn small_files_live_in_sled_and_read_back_like_the_others() {
+        let t = inline_test_store();
+        // 0, 1 and 100 bytes go to sled (up to 7 chunks of 16), 101 to a blob file.
+        for size in [0, 1, 16, 17, 100, 101] {
+            let slot = slot_for("juliet@example.org", size);
+            let bytes = data(size as usize);
+            let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+            let inline = size <= INLINE_TEST_MAX;
+            // An inline upload touches the disk only when it commits.
+            assert_eq!(t.has_part(&slot.id), !inline, "size {size}");
+            writer.write(&bytes).unwrap();
+            let file = writer.finish(NOW).unwrap();
+            assert_eq!(t.blob_len(&file.id).is_some(), !inline, "size {size}");
+            assert_eq!(
+                t.store.inner.trees.inline.contains_key(file.id.0).unwrap(),
+                inline
+            );
+            if size > 0 {
+                assert_eq!(read(&t.store, &file, 0..size).unwrap(), bytes);
+                assert_eq!(
+                    read(&t.store, &file, size / 2..size).unwrap(),
+                    &bytes[size as usize / 2..]
+                );
+            }
+            assert_eq!(file.sha256, sha256(&bytes));
+        }
+    }
+
+    #[test]
+    fn an_unfinished_small_upload_leaves_nothing_and_can_restart() {
+        let t = inline_test_store();
+        let slot = slot_for("juliet@example.org", 50);
+        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        writer.write(&data(20)).unwrap();
+        drop(writer);
+        assert!(t.store.file(&slot.id).unwrap().is_none());
+        assert!(t.store.inner.trees.inline.is_empty());
+        assert!(t.store.inner.trees.uploads.is_empty());
+        let file = upload(&t.store, &slot, &data(50), NOW + 60);
+        assert_eq!(read(&t.store, &file, 0..50).unwrap(), data(50));
+        assert!(matches!(
+            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            Err(StorageError::AlreadyUploaded)
+        ));
+    }
+
+    #[test]
+    fn an_altered_small_file_is_corrupt_not_served() {
+        let t = inline_test_store();
+        let slot = slot_for("juliet@example.org", 40);
+        let file = upload(&t.store, &slot, &data(40), NOW + 60);
+        let inline = &t.store.inner.trees.inline;
+        let mut sealed = inline.get(file.id.0).unwrap().unwrap().to_vec();
+        sealed[40] ^= 1; // in the second chunk (bytes 32..64)
+        inline.insert(file.id.0, sealed.clone()).unwrap();
+        let mut pieces = t.store.read_range(&file, 0..40).unwrap();
+        assert_eq!(pieces.next().unwrap().unwrap(), data(16));
+        assert!(matches!(
+            pieces.next(),
+            Some(Err(StorageError::Corrupt { chunk: 1, .. }))
+        ));
+        // Cut short: the chunk now at the end was not sealed as the last.
+        inline.insert(file.id.0, &sealed[..32]).unwrap();
+        assert!(read(&t.store, &file, 0..40).is_err());
+    }
+
+    #[test]
+    fn deleting_a_small_file_drops_its_sealed_bytes() {
+        let t = inline_test_store();
+        let kept = upload(
+            &t.store,
+            &slot_for("juliet@example.org", 30),
+            &data(30),
+            NOW + 1000,
+        );
+        let expiring = upload(
+            &t.store,
+            &slot_for("juliet@example.org", 30),
+            &data(30),
+            NOW + 10,
+        );
+        let deleted = upload(
+            &t.store,
+            &slot_for("juliet@example.org", 30),
+            &data(30),
+            NOW + 1000,
+        );
+        assert!(t.store.delete_file(&deleted.id).unwrap());
+        let report = t.store.collect_garbage(NOW + 20, 3600).unwrap();
+        assert_eq!(report.files_deleted, 1);
+        let inline = &t.store.inner.trees.inline;
+        assert!(!inline.contains_key(expiring.id.0).unwrap());
+        assert!(!inline.contains_key(deleted.id.0).unwrap());
+        assert_eq!(read(&t.store, &kept, 0..30).unwrap(), data(30));
+        assert_eq!(t.store.stored_bytes(), 30);
+        assert!(t.store.inner.trees.uploads.is_empty());
     }
 }

@@ -254,6 +254,7 @@ pub(crate) mod tests {
             previous_key_files: Vec::new(),
             cache_capacity: 1 << 20,
             chunk_size: 1024,
+            inline_max_bytes: Some(crate::storage::INLINE_MAX_BYTES),
         })
         .unwrap();
         let (outgoing, _) = tokio::sync::mpsc::channel(16);

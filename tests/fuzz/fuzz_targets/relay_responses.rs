@@ -73,6 +73,7 @@ fn fixture() -> &'static Fixture {
             previous_key_files: Vec::new(),
             cache_capacity: 1 << 20,
             chunk_size: 1024,
+            inline_max_bytes: Some(satchel::storage::INLINE_MAX_BYTES),
         })
         .unwrap();
         Fixture {
