@@ -89,11 +89,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         None
     };
     let relay = Relay::start(&config, store.clone(), outgoing.clone(), downloads.clone())?;
-    let router = Arc::new(Router::new(
-        config.component.jid.clone(),
-        SlotService::new(&config, store.clone()),
-        relay,
-    ));
+    let slots = SlotService::new(&config, store.clone());
+    let tickets = slots.tickets();
+    let router = Arc::new(Router::new(config.component.jid.clone(), slots, relay));
     tokio::spawn(connection::run(
         config.component.clone(),
         router,
@@ -101,7 +99,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         outgoing_rx,
     ));
     tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
-    let http_state = HttpState::new(&config, store.clone(), downloads);
+    let http_state = HttpState::new(&config, store.clone(), downloads, tickets);
     let app = http::router(&config, http_state.clone());
     let http_config = config.clone();
     let (stop_accepting, accepting) = tokio::sync::watch::channel(true);

@@ -34,7 +34,6 @@ use tracing::{debug, warn};
 
 use crate::config::{Config, Retention};
 use crate::relay::downloads::DownloadTracker;
-use crate::slots;
 use crate::slots::quota::QuotaLimits;
 use crate::slots::ticket::TicketKeys;
 use crate::storage::{Purpose, StorageError, Store};
@@ -66,13 +65,20 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    pub fn new(config: &Config, store: Store, downloads: Option<DownloadTracker>) -> HttpState {
+    /// `tickets` opens the slots sealed in PUT URLs: those of the service
+    /// that grants them (`SlotService::tickets`).
+    pub fn new(
+        config: &Config,
+        store: Store,
+        downloads: Option<DownloadTracker>,
+        tickets: Arc<TicketKeys>,
+    ) -> HttpState {
         let cache_control = format!(
             "public, max-age={}, immutable",
             config.http.cache_max_age.as_secs()
         );
         HttpState {
-            tickets: Arc::new(slots::ticket_keys(&store)),
+            tickets,
             quota: QuotaLimits::from_config(config),
             store,
             retention: config.retention.clone(),

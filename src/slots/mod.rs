@@ -104,9 +104,17 @@ impl SlotService {
                 config.limits.slot_requests_per_minute,
                 Duration::from_secs(60),
             )),
-            tickets: Arc::new(ticket_keys(&store)),
+            tickets: {
+                let (current, previous) = store.master_keys();
+                Arc::new(TicketKeys::derive(current, previous))
+            },
             store,
         }
+    }
+
+    /// The keys this service seals tickets with, for the PUT side to open them.
+    pub fn tickets(&self) -> Arc<TicketKeys> {
+        self.tickets.clone()
     }
 
     pub fn max_file_size(&self) -> u64 {
@@ -198,10 +206,4 @@ impl SlotService {
             retry_at: time_when_freed(&soonest, needed, now),
         })
     }
-}
-
-/// The keys of the store's master keys for slot tickets.
-pub fn ticket_keys(store: &Store) -> TicketKeys {
-    let (current, previous) = store.master_keys();
-    TicketKeys::derive(current, previous)
 }

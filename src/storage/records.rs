@@ -114,12 +114,17 @@ pub struct UserUsage {
 }
 
 impl UserUsage {
-    /// Counts an upload of `size` bytes completed on UTC day `today`.
-    pub fn add_upload(&mut self, today: u64, size: u64) {
+    /// Starts counting UTC day `today` afresh, unless `day` is already it.
+    pub fn roll_to(&mut self, today: u64) {
         if self.day != today {
             self.day = today;
             self.day_bytes = 0;
         }
+    }
+
+    /// Counts an upload of `size` bytes completed on UTC day `today`.
+    pub fn add_upload(&mut self, today: u64, size: u64) {
+        self.roll_to(today);
         self.day_bytes = self.day_bytes.saturating_add(size);
         self.stored_bytes = self.stored_bytes.saturating_add(size);
     }

@@ -238,11 +238,7 @@ impl Store {
             Some(bytes) => decode(&bytes, format_args!("usage of {user}"))?,
             None => UserUsage::default(),
         };
-        let today = now / SECONDS_PER_DAY;
-        if usage.day != today {
-            usage.day = today;
-            usage.day_bytes = 0;
-        }
+        usage.roll_to(now / SECONDS_PER_DAY);
         Ok(usage)
     }
 

@@ -803,24 +803,17 @@ mod tests {
     #[test]
     fn deleting_a_small_file_drops_its_sealed_bytes() {
         let t = inline_test_store();
-        let kept = upload(
-            &t.store,
-            &slot_for("juliet@example.org", 30),
-            &data(30),
-            NOW + 1000,
-        );
-        let expiring = upload(
-            &t.store,
-            &slot_for("juliet@example.org", 30),
-            &data(30),
-            NOW + 10,
-        );
-        let deleted = upload(
-            &t.store,
-            &slot_for("juliet@example.org", 30),
-            &data(30),
-            NOW + 1000,
-        );
+        let upload_expiring_at = |expires| {
+            upload(
+                &t.store,
+                &slot_for("juliet@example.org", 30),
+                &data(30),
+                expires,
+            )
+        };
+        let kept = upload_expiring_at(NOW + 1000);
+        let expiring = upload_expiring_at(NOW + 10);
+        let deleted = upload_expiring_at(NOW + 1000);
         assert!(t.store.delete_file(&deleted.id).unwrap());
         let report = t.store.collect_garbage(NOW + 20, 3600).unwrap();
         assert_eq!(report.files_deleted, 1);
