@@ -12,6 +12,9 @@ use std::time::Duration;
 use jid::BareJid;
 use serde::Deserialize;
 
+use crate::clock::SECONDS_PER_DAY;
+use crate::domains::parent_domain;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -210,9 +213,8 @@ pub struct RelayConfig {
     pub delete_after_download: bool,
 }
 
-const DAY_SECS: u64 = 24 * 3600;
 /// Longest duration any `*_secs` key accepts.
-const MAX_DURATION_SECS: u64 = 100 * 365 * DAY_SECS;
+const MAX_DURATION_SECS: u64 = 100 * 365 * SECONDS_PER_DAY;
 
 impl Config {
     /// Reads and checks the file at `path`.
@@ -373,7 +375,7 @@ impl Config {
         let message = positive(
             "retention.message_secs",
             raw.retention.message_secs,
-            30 * DAY_SECS,
+            30 * SECONDS_PER_DAY,
         )?;
         Ok(Config {
             component: ComponentConfig {
@@ -419,7 +421,7 @@ impl Config {
                 cache_max_age: Duration::from_secs(positive(
                     "http.cache_max_age_secs",
                     raw.http.cache_max_age_secs,
-                    365 * DAY_SECS,
+                    365 * SECONDS_PER_DAY,
                 )?),
             },
             storage: StorageConfig {
@@ -462,7 +464,7 @@ impl Config {
                 ephemeral: Duration::from_secs(positive(
                     "retention.ephemeral_secs",
                     raw.retention.ephemeral_secs,
-                    DAY_SECS.min(message),
+                    SECONDS_PER_DAY.min(message),
                 )?),
                 permanent: Duration::from_secs(positive(
                     "retention.permanent_secs",
@@ -528,14 +530,6 @@ fn line_at(text: &str, offset: usize) -> (usize, &str) {
     let line: String = text[start..end].chars().take(80).collect();
     let shown = &text[start..start + line.len()];
     (text[..start].matches('\n').count() + 1, shown.trim())
-}
-
-/// `upload.example.org` sits under `example.org`; a single label stands for itself.
-fn parent_domain(domain: &str) -> &str {
-    match domain.split_once('.') {
-        Some((_, parent)) if !parent.is_empty() => parent,
-        _ => domain,
-    }
 }
 
 /// The text `satchel --help` prints after the options: every key, with its default.
@@ -617,7 +611,10 @@ mod tests {
         assert_eq!(config.limits.daily_upload_bytes, 10 * 104857600);
         assert_eq!(config.limits.user_storage_bytes, 20 * 104857600);
         assert_eq!(config.limits.slot_lifetime, Duration::from_secs(300));
-        assert_eq!(config.retention.message, Duration::from_secs(30 * DAY_SECS));
+        assert_eq!(
+            config.retention.message,
+            Duration::from_secs(30 * SECONDS_PER_DAY)
+        );
         assert_eq!(config.http.cors_allow_origin, "*");
         assert_eq!(
             config.storage.key_file,
@@ -699,11 +696,5 @@ mod tests {
         let error = error_of(&MINIMAL.replace("104857600", "\"é big\""));
         assert!(error.contains("(`max_file_size = \"é big\"`)"), "{error}");
         assert_eq!(line_at("a\nbé\nc", 4), (2, "bé"));
-    }
-
-    #[test]
-    fn parent_domain_of_single_label_is_itself() {
-        assert_eq!(parent_domain("upload.localhost"), "localhost");
-        assert_eq!(parent_domain("localhost"), "localhost");
     }
 }

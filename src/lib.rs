@@ -9,9 +9,12 @@
 //! policy that joins the first two: who may upload what, and the URL that
 //! carries that permission.
 
+pub mod clock;
 pub mod config;
+pub mod domains;
 pub mod http;
 pub mod logging;
+pub mod media;
 pub mod rate_limit;
 pub mod relay;
 pub mod slots;

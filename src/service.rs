@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::relay::downloads::DownloadTracker;
 use crate::relay::{Relay, RelayStartError};
-use crate::slots::{unix_now, SlotService};
+use crate::slots::SlotService;
 use crate::storage::{StorageError, Store, StoreOptions, INLINE_MAX_BYTES};
 use crate::xmpp::{connection, router::Router};
 

@@ -67,7 +67,7 @@ fn slot_requests(c: &mut Criterion) {
             let payload = stanza.children().next().expect("one child");
             let request = parse_request(payload).expect("valid request");
             let slot = slots
-                .grant(&requester, request, satchel::slots::unix_now())
+                .grant(&requester, request, satchel::clock::unix_now())
                 .expect("slot granted");
             String::from(&Element::from(slot_result(&slot)))
         })
@@ -82,7 +82,7 @@ fn slot_requests(c: &mut Criterion) {
             b.iter(|| {
                 let request = parse_request(payload).expect("valid request");
                 let slot = slots
-                    .grant(&requester, request, satchel::slots::unix_now())
+                    .grant(&requester, request, satchel::clock::unix_now())
                     .expect("slot granted");
                 Element::from(slot_result(&slot))
             })

@@ -21,7 +21,7 @@ use super::error::HttpError;
 use super::headers::content_disposition;
 use super::range::{parse_range, RangeRequest};
 use super::HttpState;
-use crate::slots::unix_now;
+use crate::clock::unix_now;
 use crate::storage::{FileId, FileRecord};
 
 /// Decrypted chunks buffered ahead of the connection.

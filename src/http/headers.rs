@@ -9,6 +9,8 @@
 use http::header::{HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use crate::media::is_inline_safe;
+
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 /// Headers set on every response.
@@ -31,36 +33,6 @@ pub fn security_headers() -> [(HeaderName, HeaderValue); 4] {
             HeaderValue::from_static("no-referrer"),
         ),
     ]
-}
-
-/// Raster image types browsers display without running anything.
-const INLINE_IMAGES: [&str; 7] = [
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "image/avif",
-    "image/bmp",
-    "image/apng",
-];
-
-/// Whether a file of `content_type` may be shown inline.
-pub fn is_inline_safe(content_type: &str) -> bool {
-    let essence = media_type_essence(content_type);
-    INLINE_IMAGES.contains(&essence.as_str())
-        || essence == "text/plain"
-        || (essence.starts_with("audio/") && essence.len() > "audio/".len())
-        || (essence.starts_with("video/") && essence.len() > "video/".len())
-}
-
-/// `Text/HTML; charset=x` as `text/html`.
-pub fn media_type_essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
 }
 
 /// RFC 5987 `attr-char`: what may stay unencoded in `filename*`.
@@ -102,34 +74,6 @@ pub fn content_disposition(content_type: &str, filename: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_inert_media_is_inline() {
-        for inline in [
-            "image/png",
-            "IMAGE/JPEG",
-            "image/webp; q=1",
-            "audio/ogg",
-            "video/mp4",
-            "text/plain; charset=utf-8",
-        ] {
-            assert!(is_inline_safe(inline), "{inline}");
-        }
-        for attachment in [
-            "image/svg+xml",
-            "text/html",
-            "application/xhtml+xml",
-            "text/xml",
-            "application/javascript",
-            "application/pdf",
-            "application/octet-stream",
-            "",
-            "audio/",
-            "text/plain2",
-        ] {
-            assert!(!is_inline_safe(attachment), "{attachment}");
-        }
-    }
 
     #[test]
     fn disposition_carries_both_filename_forms() {

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
 use super::error::HttpError;
-use super::headers::media_type_essence;
 use super::HttpState;
+use crate::clock::unix_now;
+use crate::media::media_type_essence;
 use crate::slots::quota;
-use crate::slots::unix_now;
 use crate::storage::{FileId, FileRecord, SlotRecord, StorageError};
 
 /// Batches buffered between the connection and the storage task.

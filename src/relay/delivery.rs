@@ -26,8 +26,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::outbox::{DeliveryStatus, Outbox, RelayId, RelayRecord};
+use crate::clock::unix_now;
 use crate::logging::LoggedJid;
-use crate::slots::unix_now;
 use crate::xmpp::privilege::PrivilegeVersion;
 
 /// What the delivery task learns from the rest of Satchel.

@@ -24,7 +24,7 @@ use super::downloads::personal_url;
 use super::outbox::RelayRecord;
 use super::request::{Refusal, RelayRequest};
 use super::thumbnail::Thumbnail;
-use crate::http::headers::is_inline_safe;
+use crate::media::is_inline_safe;
 use crate::xmpp::addresses::Addresses;
 use crate::xmpp::bob::Data as BobData;
 use crate::xmpp::file_metadata::File;

@@ -29,10 +29,10 @@ use xmpp_parsers::disco::DiscoInfoQuery;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::logging::LoggedJid;
 use crate::rate_limit::RateLimiter;
-use crate::slots::unix_now;
 use crate::storage::{FileRecord, Store};
 use crate::xmpp::privilege::{PresencePermission, Privileges, NS_V1, NS_V2};
 use delivery::{Capabilities, DeliveryEvent, DeliverySettings, DeliveryTask};
@@ -94,7 +94,7 @@ impl Relay {
             .map_err(|e| RelayStartError::Outbox(e.to_string()))?;
         let outbox = Outbox::new(tree);
         let component = config.component.jid.clone();
-        let server = server_domain(&component);
+        let server = crate::domains::server_of(&component);
         let (events, events_rx) = mpsc::channel(1024);
         let composer = Arc::new(RelayComposer {
             component: component.clone(),
@@ -277,9 +277,7 @@ impl Relay {
     }
 
     fn is_allowed_domain(&self, domain: &str) -> bool {
-        self.allowed_domains
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(domain))
+        crate::domains::is_allowed(&self.allowed_domains, domain)
     }
 
     /// Metadata and thumbnail; what cannot be known is left out, never guessed.
@@ -497,16 +495,6 @@ impl Relay {
         self.tell(DeliveryEvent::ServerCapabilities(capabilities))
             .await;
     }
-}
-
-/// `upload.example.org` is served by `example.org`; a single label by itself.
-pub fn server_domain(component: &BareJid) -> BareJid {
-    component
-        .domain()
-        .as_str()
-        .split_once('.')
-        .and_then(|(_, parent)| parent.parse().ok())
-        .unwrap_or_else(|| component.clone())
 }
 
 #[cfg(test)]

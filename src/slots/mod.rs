@@ -11,7 +11,7 @@ pub mod quota;
 pub mod ticket;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -70,13 +70,6 @@ pub fn encode_filename(name: &str) -> String {
     utf8_percent_encode(name, PATH_SEGMENT).to_string()
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Grants slots. Cheap to clone; its methods block on the store.
 #[derive(Clone)]
 pub struct SlotService {
@@ -130,11 +123,7 @@ impl SlotService {
         now: u64,
     ) -> Result<Slot, SlotError> {
         let domain = requester.domain().as_str();
-        if requester.node().is_none()
-            || !self
-                .allowed_domains
-                .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(domain))
+        if requester.node().is_none() || !crate::domains::is_allowed(&self.allowed_domains, domain)
         {
             return Err(SlotError::NotAllowed);
         }

@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::storage::UserUsage;
 
-const DAY_SECS: u64 = 86_400;
+use crate::clock::SECONDS_PER_DAY;
 
 /// The limits, in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +79,7 @@ pub fn check_user_quota(
         return Ok(());
     };
     let retry_at = match over {
-        Exceeded::Daily => (now / DAY_SECS + 1) * DAY_SECS,
+        Exceeded::Daily => (now / SECONDS_PER_DAY + 1) * SECONDS_PER_DAY,
         Exceeded::Storage => {
             let excess = usage.stored_bytes.saturating_add(size) - limits.user_storage_bytes;
             time_when_freed(files_by_expiry, excess, now)
@@ -97,7 +97,7 @@ pub fn check_user_quota(
 /// best honest answer: the situation changes then.
 pub fn time_when_freed(files_by_expiry: &[(u64, u64)], needed: u64, now: u64) -> u64 {
     let mut freed = 0u64;
-    let mut last = now + DAY_SECS;
+    let mut last = now + SECONDS_PER_DAY;
     for &(expires, size) in files_by_expiry {
         freed = freed.saturating_add(size);
         last = expires.max(now);
@@ -116,12 +116,12 @@ mod tests {
         daily_upload_bytes: 1000,
         user_storage_bytes: 2000,
     };
-    const NOW: u64 = 20_000 * DAY_SECS + 3600;
+    const NOW: u64 = 20_000 * SECONDS_PER_DAY + 3600;
 
     fn usage(stored_bytes: u64, day_bytes: u64) -> UserUsage {
         UserUsage {
             stored_bytes,
-            day: NOW / DAY_SECS,
+            day: NOW / SECONDS_PER_DAY,
             day_bytes,
         }
     }
@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn daily_quota_retries_at_next_midnight() {
         let refusal = check_user_quota(LIMITS, usage(0, 900), &[], 101, NOW).unwrap_err();
-        assert_eq!(refusal.retry_at, 20_001 * DAY_SECS);
+        assert_eq!(refusal.retry_at, 20_001 * SECONDS_PER_DAY);
     }
 
     #[test]
@@ -166,6 +166,6 @@ mod tests {
     #[test]
     fn freed_time_never_lies_in_the_past() {
         assert_eq!(time_when_freed(&[(NOW - 5, 10)], 5, NOW), NOW);
-        assert_eq!(time_when_freed(&[], 5, NOW), NOW + DAY_SECS);
+        assert_eq!(time_when_freed(&[], 5, NOW), NOW + SECONDS_PER_DAY);
     }
 }

@@ -254,8 +254,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::{test_support::*, unix_now};
+    use super::super::store::test_support::*;
     use super::*;
+    use crate::clock::unix_now;
 
     #[test]
     fn deletes_expired_files_and_lowers_usage() {

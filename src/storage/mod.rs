@@ -140,8 +140,6 @@ fn io_error(context: String, source: io::Error) -> StorageError {
     }
 }
 
-/// ENOSPC, which is 28 on every Unix we run on.
 fn is_disk_full(err: &io::Error) -> bool {
-    const ENOSPC: i32 = 28;
-    err.kind() == io::ErrorKind::StorageFull || err.raw_os_error() == Some(ENOSPC)
+    err.kind() == io::ErrorKind::StorageFull || err.raw_os_error() == Some(libc::ENOSPC)
 }

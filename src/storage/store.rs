@@ -35,7 +35,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::clock::{unix_now, utc_day};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -47,8 +49,6 @@ use super::read::RangeReader;
 use super::records::{FileId, FileRecord, SlotRecord, UserUsage};
 use super::upload::{Sink, UploadWriter};
 use super::StorageError;
-
-pub(super) const SECONDS_PER_DAY: u64 = 86_400;
 
 /// Upper bound for `StoreOptions::chunk_size`: every upload and download in
 /// flight holds one whole chunk in memory.
@@ -238,7 +238,7 @@ impl Store {
             Some(bytes) => decode(&bytes, format_args!("usage of {user}"))?,
             None => UserUsage::default(),
         };
-        usage.roll_to(now / SECONDS_PER_DAY);
+        usage.roll_to(utc_day(now));
         Ok(usage)
     }
 
@@ -503,13 +503,6 @@ pub(super) fn by_user_key(user: &str, expires: u64, id: &FileId) -> Vec<u8> {
     key
 }
 
-/// Wall-clock unix seconds, for stamping upload starts.
-pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 #[cfg(test)]
 pub(super) mod test_support {
     //! A throwaway store and helpers shared by the storage tests.
@@ -732,9 +725,9 @@ mod tests {
         let usage = t.store.usage("juliet@example.org", NOW + 20).unwrap();
         assert_eq!(usage.day_bytes, 150);
         assert_eq!(usage.stored_bytes, 150);
-        assert_eq!(usage.day, NOW / SECONDS_PER_DAY);
+        assert_eq!(usage.day, utc_day(NOW));
 
-        let tomorrow = NOW + SECONDS_PER_DAY;
+        let tomorrow = NOW + crate::clock::SECONDS_PER_DAY;
         let next_day = t.store.usage("juliet@example.org", tomorrow).unwrap();
         assert_eq!((next_day.day_bytes, next_day.stored_bytes), (0, 150));
         upload_at(7, tomorrow);
@@ -743,7 +736,7 @@ mod tests {
         assert_eq!(
             t.store.usage("romeo@example.org", NOW).unwrap(),
             UserUsage {
-                day: NOW / SECONDS_PER_DAY,
+                day: utc_day(NOW),
                 ..UserUsage::default()
             }
         );

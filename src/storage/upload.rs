@@ -22,8 +22,9 @@ use sled::transaction::Transactional;
 
 use super::crypto::{derive_file_key, seal_chunk, FileKey, TAG_LEN};
 use super::records::{FileRecord, SlotRecord};
-use super::store::{by_user_key, encode, expiry_key, update_usage, Claim, Store, SECONDS_PER_DAY};
+use super::store::{by_user_key, encode, expiry_key, update_usage, Claim, Store};
 use super::{io_error, StorageError};
+use crate::clock::utc_day;
 
 /// An upload in progress; see [`Store::begin_upload`].
 ///
@@ -300,7 +301,7 @@ impl UploadWriter {
                     &size,
                 )?;
                 update_usage(usage, &record.uploader, |current| {
-                    current.add_upload(now / SECONDS_PER_DAY, record.size);
+                    current.add_upload(utc_day(now), record.size);
                 })
             })?;
         // Committed: from here on the blob belongs to the file, and dropping

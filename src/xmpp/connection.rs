@@ -241,21 +241,12 @@ async fn serve(
                 debug!("link idle, pinging the server");
                 let ping = Iq::from_get(format!("satchel-keepalive-{pings_sent}"), Ping)
                     .with_from(config.jid.clone().into())
-                    .with_to(server_domain(config).into());
+                    .with_to(crate::domains::server_of(&config.jid).into());
                 link.send(&Element::from(ping)).await?;
                 quiet.as_mut().reset(tokio::time::Instant::now() + config.keepalive);
             }
         }
     }
-}
-
-/// The domain of the server the component is attached to, for keepalive pings.
-fn server_domain(config: &ComponentConfig) -> jid::BareJid {
-    let domain = config.jid.domain().as_str();
-    domain
-        .split_once('.')
-        .and_then(|(_, parent)| parent.parse().ok())
-        .unwrap_or_else(|| config.jid.clone())
 }
 
 #[cfg(test)]

@@ -17,9 +17,10 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::{disco, upload};
+use crate::clock::unix_now;
 use crate::logging::LoggedJid;
 use crate::relay::Relay;
-use crate::slots::{unix_now, SlotError, SlotService};
+use crate::slots::{SlotError, SlotService};
 
 /// Answers stanzas addressed to the component.
 pub struct Router {

@@ -5,7 +5,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use satchel::http::headers::{content_disposition, is_inline_safe, media_type_essence};
+use satchel::http::headers::content_disposition;
+use satchel::media::{is_inline_safe, media_type_essence};
 use satchel::http::range::parse_range;
 use satchel::slots::filename::check_filename;
 use satchel::slots::ticket::TicketKeys;
