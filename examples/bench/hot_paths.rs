@@ -26,7 +26,7 @@ use satchel::relay::thumbnail::{make_thumbnail, ThumbnailLimits};
 use satchel::slots::SlotService;
 use satchel::storage::crypto::{derive_file_key, open_chunk, seal_chunk};
 use satchel::storage::master_key::MasterKey;
-use satchel::storage::{FileId, Purpose, SlotRecord, Store, StoreOptions};
+use satchel::storage::{FileId, NewUpload, Purpose, Store, StoreOptions};
 use satchel::xmpp::upload::{parse_request, slot_result};
 
 const CHUNK: usize = 64 * 1024;
@@ -125,15 +125,12 @@ fn file_reads(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_store(dir.path());
     let size = 16 * MIB;
-    let slot = SlotRecord {
+    let slot = NewUpload {
         id: FileId::random(),
         uploader: "juliet@example.org".into(),
         filename: "movie.mp4".into(),
         size: size as u64,
-        content_type: Some("video/mp4".into()),
         purpose: Purpose::Message,
-        created: 0,
-        expires: u64::MAX,
     };
     let mut writer = store
         .begin_upload(&slot, "video/mp4".into(), u64::MAX)

@@ -22,7 +22,8 @@ use super::HttpState;
 use crate::clock::unix_now;
 use crate::media::media_type_essence;
 use crate::slots::quota;
-use crate::storage::{FileId, FileRecord, SlotRecord, StorageError};
+use crate::slots::terms::SlotTerms;
+use crate::storage::{FileId, FileRecord, StorageError};
 
 /// Batches buffered between the connection and the storage task.
 const BODY_QUEUE: usize = 2;
@@ -77,7 +78,7 @@ pub async fn put(
             .blocking(move |store| {
                 // After `begin_upload`, so that a retry of a completed
                 // upload hears that it is complete.
-                let writer = store.begin_upload(&slot, content_type, expires)?;
+                let writer = store.begin_upload(&slot.new_upload(), content_type, expires)?;
                 let usage = store.usage(&slot.uploader, now)?;
                 Ok(quota::exceeded(limits, usage, slot.size).map_or(Ok(writer), Err))
             })
@@ -136,7 +137,7 @@ pub async fn put(
 }
 
 /// Checks Content-Length and Content-Type against the slot; returns the type to store.
-fn check_headers(slot: &SlotRecord, headers: &HeaderMap) -> Result<String, HttpError> {
+fn check_headers(slot: &SlotTerms, headers: &HeaderMap) -> Result<String, HttpError> {
     let length = headers.get(header::CONTENT_LENGTH).ok_or(HttpError::new(
         StatusCode::LENGTH_REQUIRED,
         "Content-Length is required",
@@ -227,8 +228,8 @@ mod tests {
     use super::*;
     use crate::storage::Purpose;
 
-    fn slot(content_type: Option<&str>) -> SlotRecord {
-        SlotRecord {
+    fn slot(content_type: Option<&str>) -> SlotTerms {
+        SlotTerms {
             id: FileId([1; 16]),
             uploader: "alice@example.org".into(),
             filename: "a.png".into(),

@@ -8,6 +8,7 @@
 
 pub mod filename;
 pub mod quota;
+pub mod terms;
 pub mod ticket;
 
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::Config;
 use crate::rate_limit::RateLimiter;
-use crate::storage::{DiskSpace, FileId, Purpose, SlotRecord, StorageError, Store};
+use crate::storage::{DiskSpace, FileId, Purpose, StorageError, Store};
 use filename::{check_filename, FilenameError};
 use quota::{check_user_quota, time_when_freed, QuotaLimits};
+use terms::SlotTerms;
 use ticket::TicketKeys;
 
 /// What a client asks for.
@@ -162,7 +164,7 @@ impl SlotService {
         })?;
         self.check_disk(request.size, now)?;
 
-        let slot = SlotRecord {
+        let slot = SlotTerms {
             id: FileId::random(),
             uploader,
             filename: request.filename,

@@ -23,8 +23,9 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
+use super::terms::SlotTerms;
 use crate::storage::master_key::MasterKey;
-use crate::storage::{FileId, Purpose, SlotRecord};
+use crate::storage::{FileId, Purpose};
 
 /// BLAKE3 `derive_key` context; changing it voids every outstanding ticket.
 const TICKET_KEY_CONTEXT: &str = "satchel 2026 slot ticket v1";
@@ -75,7 +76,7 @@ impl TicketKeys {
     }
 
     /// The URL-safe ticket for `slot`.
-    pub fn seal(&self, slot: &SlotRecord) -> String {
+    pub fn seal(&self, slot: &SlotTerms) -> String {
         let terms = postcard::to_stdvec(&Terms {
             version: TERMS_VERSION,
             uploader: slot.uploader.clone(),
@@ -98,7 +99,7 @@ impl TicketKeys {
     ///
     /// Expiry is not checked here: the caller tells an expired slot apart
     /// from a forged one.
-    pub fn open(&self, id: &FileId, ticket: &str) -> Option<SlotRecord> {
+    pub fn open(&self, id: &FileId, ticket: &str) -> Option<SlotTerms> {
         if ticket.len() > MAX_TICKET_LEN {
             return None;
         }
@@ -107,7 +108,7 @@ impl TicketKeys {
             .chain(&self.previous)
             .find_map(|key| key.decrypt(&nonce(id), payload(id, &sealed)).ok())?;
         let terms: Terms = postcard::from_bytes(&plain).ok()?;
-        (terms.version == TERMS_VERSION).then_some(SlotRecord {
+        (terms.version == TERMS_VERSION).then_some(SlotTerms {
             id: *id,
             uploader: terms.uploader,
             filename: terms.filename,
@@ -140,8 +141,8 @@ mod tests {
         MasterKey::from_bytes([byte; 32])
     }
 
-    fn slot() -> SlotRecord {
-        SlotRecord {
+    fn slot() -> SlotTerms {
+        SlotTerms {
             id: FileId::random(),
             uploader: "juliet@capulet.example".into(),
             filename: "très cool.jpg".into(),
@@ -159,7 +160,7 @@ mod tests {
         let slot = slot();
         let ticket = keys.seal(&slot);
         assert_eq!(keys.open(&slot.id, &ticket), Some(slot.clone()));
-        let bare = SlotRecord {
+        let bare = SlotTerms {
             content_type: None,
             ..slot
         };

@@ -65,7 +65,7 @@ use sled::transaction::TransactionError;
 
 pub use gc::GcReport;
 pub use read::{RangeReader, WINDOW_CHUNKS};
-pub use records::{FileId, FileRecord, Purpose, SlotRecord, UserUsage};
+pub use records::{FileId, FileRecord, NewUpload, Purpose, UserUsage};
 pub use store::{DiskSpace, Store, StoreOptions, DISK_SPACE_MAX_AGE, INLINE_MAX_BYTES};
 pub use upload::UploadWriter;
 

@@ -58,24 +58,16 @@ pub enum Purpose {
     Permanent,
 }
 
-/// A slot handed out over XMPP: what its upload may be.
-///
-/// Not kept in the store: the PUT URL carries it, sealed (see
-/// `slots::ticket`).
+/// What an upload will be, fixed before its first byte by the slot it
+/// redeems: all the store needs to write it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SlotRecord {
+pub struct NewUpload {
     pub id: FileId,
-    /// Bare JID of the requester.
+    /// Bare JID of the uploader.
     pub uploader: String,
     pub filename: String,
     pub size: u64,
-    /// The content type named in the slot request, if any (empty counts as none).
-    pub content_type: Option<String>,
     pub purpose: Purpose,
-    /// Unix seconds.
-    pub created: u64,
-    /// Unix seconds after which the PUT URL is refused.
-    pub expires: u64,
 }
 
 /// A completed, immutable upload.

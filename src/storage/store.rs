@@ -46,7 +46,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use super::blob::Blobs;
 use super::master_key::MasterKey;
 use super::read::RangeReader;
-use super::records::{FileId, FileRecord, SlotRecord, UserUsage};
+use super::records::{FileId, FileRecord, NewUpload, UserUsage};
 use super::upload::{Sink, UploadWriter};
 use super::StorageError;
 
@@ -321,7 +321,7 @@ impl Store {
     /// The start is stamped with the wall clock, for `collect_garbage`.
     pub fn begin_upload(
         &self,
-        slot: &SlotRecord,
+        slot: &NewUpload,
         content_type: String,
         expires: u64,
     ) -> Result<UploadWriter, StorageError> {
@@ -606,16 +606,13 @@ pub(super) mod test_support {
 
     pub const INLINE_TEST_MAX: u64 = 100;
 
-    pub fn slot_for(user: &str, size: u64) -> SlotRecord {
-        SlotRecord {
+    pub fn slot_for(user: &str, size: u64) -> NewUpload {
+        NewUpload {
             id: FileId::random(),
             uploader: user.into(),
             filename: "notes.txt".into(),
             size,
-            content_type: None,
             purpose: Purpose::Message,
-            created: NOW,
-            expires: NOW + 300,
         }
     }
 
@@ -624,7 +621,7 @@ pub(super) mod test_support {
         (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
     }
 
-    pub fn upload(store: &Store, slot: &SlotRecord, bytes: &[u8], expires: u64) -> FileRecord {
+    pub fn upload(store: &Store, slot: &NewUpload, bytes: &[u8], expires: u64) -> FileRecord {
         let mut writer = store
             .begin_upload(slot, "text/plain".into(), expires)
             .unwrap();

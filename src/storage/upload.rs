@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use sled::transaction::Transactional;
 
 use super::crypto::{derive_file_key, seal_chunk, FileKey, TAG_LEN};
-use super::records::{FileRecord, SlotRecord};
+use super::records::{FileRecord, NewUpload};
 use super::store::{by_user_key, encode, expiry_key, update_usage, Claim, Store};
 use super::{io_error, StorageError};
 use crate::clock::utc_day;
@@ -31,7 +31,7 @@ use crate::clock::utc_day;
 /// After any error the upload is lost: drop the writer.
 pub struct UploadWriter {
     store: Store,
-    slot: SlotRecord,
+    slot: NewUpload,
     content_type: String,
     expires: u64,
     sealer: ChunkSealer,
@@ -166,7 +166,7 @@ impl UploadWriter {
     pub(super) fn new(
         store: Store,
         claim: Claim,
-        slot: &SlotRecord,
+        slot: &NewUpload,
         content_type: String,
         expires: u64,
         sink: Sink,
@@ -318,12 +318,7 @@ impl UploadWriter {
 
 impl ChunkSealer {
     /// Appends `data` to the chunk being filled, sealing each chunk that fills up.
-    fn absorb(
-        &mut self,
-        data: &[u8],
-        store: &Store,
-        slot: &SlotRecord,
-    ) -> Result<(), StorageError> {
+    fn absorb(&mut self, data: &[u8], store: &Store, slot: &NewUpload) -> Result<(), StorageError> {
         let mut rest = data;
         while !rest.is_empty() {
             if self.pending.len() == self.chunk_size {
@@ -342,7 +337,7 @@ impl ChunkSealer {
         &mut self,
         last: bool,
         store: &Store,
-        slot: &SlotRecord,
+        slot: &NewUpload,
     ) -> Result<(), StorageError> {
         let index = self.next_index;
         seal_chunk(
