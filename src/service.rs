@@ -12,17 +12,14 @@ use tracing::{info, warn};
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::http::{self, HttpState};
-use crate::relay::downloads::DownloadTracker;
 use crate::relay::{Relay, RelayStartError};
 use crate::slots::SlotService;
-use crate::storage::{StorageError, Store, StoreOptions, INLINE_MAX_BYTES};
+use crate::storage::downloads::DownloadTracker;
+use crate::storage::{StorageError, Store, StoreOptions};
 use crate::xmpp::{connection, router::Router};
 
 /// How long uploads in flight may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Plaintext bytes per stored chunk.
-const CHUNK_SIZE: u32 = 64 * 1024;
 
 /// Why Satchel could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +56,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         http::connections::connection_cap(config.http.max_connections, open_file_limit)
             .map_err(StartError::OpenFiles)?;
     let options = StoreOptions {
-        path: config.storage.path.clone(),
-        key_file: config.storage.key_file.clone(),
         previous_key_files: config.storage.previous_key_files.clone(),
-        cache_capacity: config.storage.cache_capacity_bytes,
-        chunk_size: CHUNK_SIZE,
-        inline_max_bytes: Some(INLINE_MAX_BYTES),
+        ..StoreOptions::new(
+            config.storage.path.clone(),
+            config.storage.key_file.clone(),
+            config.storage.cache_capacity_bytes,
+        )
     };
     let store_path = config.storage.path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(options))
@@ -79,13 +76,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let (outgoing, outgoing_rx) = tokio::sync::mpsc::channel(connection::OUTGOING_QUEUE);
     let downloads = if config.relay.delete_after_download {
-        let awaited = store
-            .open_tree("awaited_downloads")
-            .map_err(|source| StartError::Store {
-                path: config.storage.path.clone(),
-                source,
-            })?;
-        Some(DownloadTracker::new(awaited, store.clone()))
+        let tracker = DownloadTracker::open(store.clone()).map_err(|source| StartError::Store {
+            path: config.storage.path.clone(),
+            source,
+        })?;
+        Some(tracker)
     } else {
         None
     };

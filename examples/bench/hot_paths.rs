@@ -24,7 +24,7 @@ use satchel::config::Config;
 use satchel::http::range::parse_range;
 use satchel::relay::thumbnail::{make_thumbnail, ThumbnailLimits};
 use satchel::slots::SlotService;
-use satchel::storage::crypto::{derive_file_key, open_chunk, seal_chunk};
+use satchel::storage::crypto::{open_chunk, seal_chunk};
 use satchel::storage::master_key::MasterKey;
 use satchel::storage::{FileId, NewUpload, Purpose, Store, StoreOptions};
 use satchel::xmpp::upload::{parse_request, slot_result};
@@ -96,7 +96,7 @@ fn chunk_crypto(c: &mut Criterion) {
     std::fs::create_dir(dir.path().join("store")).expect("store dir");
     let master = MasterKey::load_or_create(&dir.path().join("key"), &dir.path().join("store"))
         .expect("master key");
-    let key = derive_file_key(&master, &FileId([7; 16]));
+    let key = master.file_key(&FileId([7; 16]));
     let prefix = [1u8; 7];
     let plain = vec![0x5au8; CHUNK];
     let mut sealed = plain.clone();
@@ -130,11 +130,11 @@ fn file_reads(c: &mut Criterion) {
         uploader: "juliet@example.org".into(),
         filename: "movie.mp4".into(),
         size: size as u64,
+        content_type: "video/mp4".into(),
         purpose: Purpose::Message,
+        expires: u64::MAX,
     };
-    let mut writer = store
-        .begin_upload(&slot, "video/mp4".into(), u64::MAX)
-        .expect("upload starts");
+    let mut writer = store.begin_upload(&slot).expect("upload starts");
     let payload: Vec<bytes::Bytes> = (0..size / MIB)
         .map(|i| bytes::Bytes::from(vec![i as u8; MIB]))
         .collect();
@@ -196,14 +196,11 @@ fn thumbnails(c: &mut Criterion) {
 }
 
 fn open_store(dir: &std::path::Path) -> Store {
-    Store::open(StoreOptions {
-        path: dir.join("store"),
-        key_file: dir.join("master.key"),
-        previous_key_files: Vec::new(),
-        cache_capacity: 16 * MIB as u64,
-        chunk_size: CHUNK as u32,
-        inline_max_bytes: Some(satchel::storage::INLINE_MAX_BYTES),
-    })
+    Store::open(StoreOptions::new(
+        dir.join("store"),
+        dir.join("master.key"),
+        16 * MIB as u64,
+    ))
     .expect("store opens")
 }
 

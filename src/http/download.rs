@@ -30,7 +30,7 @@ const READ_AHEAD_CHUNKS: usize = 2 * crate::storage::WINDOW_CHUNKS as usize;
 /// The query a relayed recipient's URL carries.
 #[derive(Debug, Deserialize)]
 pub struct DownloadQuery {
-    /// The recipient's download token (see `relay::downloads`).
+    /// The recipient's download token (see [`crate::storage::downloads`]).
     r: Option<String>,
 }
 

@@ -33,9 +33,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::{debug, warn};
 
 use crate::config::{Config, Retention};
-use crate::relay::downloads::DownloadTracker;
 use crate::slots::quota::QuotaLimits;
 use crate::slots::ticket::TicketKeys;
+use crate::storage::downloads::DownloadTracker;
 use crate::storage::{Purpose, StorageError, Store};
 use connections::{ConnectionLimit, OpenConnection};
 pub use error::HttpError;

@@ -78,7 +78,7 @@ pub async fn put(
             .blocking(move |store| {
                 // After `begin_upload`, so that a retry of a completed
                 // upload hears that it is complete.
-                let writer = store.begin_upload(&slot.new_upload(), content_type, expires)?;
+                let writer = store.begin_upload(&slot.new_upload(content_type, expires))?;
                 let usage = store.usage(&slot.uploader, now)?;
                 Ok(quota::exceeded(limits, usage, slot.size).map_or(Ok(writer), Err))
             })

@@ -20,11 +20,11 @@ use xmpp_parsers::oob::Oob;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::delivery::{Capabilities, Composer};
-use super::downloads::personal_url;
 use super::outbox::RelayRecord;
 use super::request::{Refusal, RelayRequest};
 use super::thumbnail::Thumbnail;
 use crate::media::is_inline_safe;
+use crate::storage::downloads::personal_url;
 use crate::xmpp::addresses::Addresses;
 use crate::xmpp::bob::Data as BobData;
 use crate::xmpp::file_metadata::File;

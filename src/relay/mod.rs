@@ -12,7 +12,6 @@
 //! announces, whether it stores offline messages, who is online.
 
 pub mod delivery;
-pub mod downloads;
 pub mod message;
 pub mod outbox;
 pub mod request;
@@ -33,10 +32,10 @@ use crate::clock::unix_now;
 use crate::config::Config;
 use crate::logging::LoggedJid;
 use crate::rate_limit::RateLimiter;
-use crate::storage::{FileRecord, Store};
+use crate::storage::downloads::{new_token, DownloadTracker};
+use crate::storage::{FileRecord, Store, Tree};
 use crate::xmpp::privilege::{PresencePermission, Privileges, NS_V1, NS_V2};
 use delivery::{Capabilities, DeliveryEvent, DeliverySettings, DeliveryTask};
-use downloads::DownloadTracker;
 use message::{common_payload, payload_to_text, FileFacts, RelayComposer};
 use outbox::{DeliveryStatus, Outbox, Recipient, RelayId, RelayRecord};
 use request::{Refusal, RelayRequest};
@@ -90,7 +89,7 @@ impl Relay {
         downloads: Option<DownloadTracker>,
     ) -> Result<Arc<Relay>, RelayStartError> {
         let tree = store
-            .open_tree("relays")
+            .open_tree(Tree::Relays)
             .map_err(|e| RelayStartError::Outbox(e.to_string()))?;
         let outbox = Outbox::new(tree);
         let component = config.component.jid.clone();
@@ -224,7 +223,7 @@ impl Relay {
             .map(|jid| Recipient {
                 jid: jid.to_string(),
                 status: DeliveryStatus::Pending,
-                download_token: self.downloads.as_ref().map(|_| downloads::new_token()),
+                download_token: self.downloads.as_ref().map(|_| new_token()),
             })
             .collect();
         if let Some(tracker) = &self.downloads {
@@ -500,7 +499,7 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::StoreOptions;
+    use crate::storage::test_support::service_store_in;
 
     /// A relay for `upload.example.org` whose delivery task starts with
     /// `stored` in its outbox and sends into a queue of `queue` stanzas.
@@ -510,16 +509,8 @@ mod tests {
         queue: usize,
     ) -> (Arc<Relay>, mpsc::Receiver<Element>) {
         let config = Config::for_tests(dir);
-        let store = Store::open(StoreOptions {
-            path: config.storage.path.clone(),
-            key_file: dir.join("master.key"),
-            previous_key_files: Vec::new(),
-            cache_capacity: 1 << 20,
-            chunk_size: 1024,
-            inline_max_bytes: Some(crate::storage::INLINE_MAX_BYTES),
-        })
-        .unwrap();
-        let outbox = Outbox::new(store.open_tree("relays").unwrap());
+        let store = service_store_in(dir);
+        let outbox = Outbox::new(store.open_tree(Tree::Relays).unwrap());
         for record in stored {
             outbox.insert(record).unwrap();
         }

@@ -23,14 +23,17 @@ pub struct SlotTerms {
 }
 
 impl SlotTerms {
-    /// The upload these terms allow, as the store writes it.
-    pub fn new_upload(&self) -> NewUpload {
+    /// The upload these terms allow, as the store writes it: served as
+    /// `content_type`, deleted after `expires` (unix seconds).
+    pub fn new_upload(&self, content_type: String, expires: u64) -> NewUpload {
         NewUpload {
             id: self.id,
             uploader: self.uploader.clone(),
             filename: self.filename.clone(),
             size: self.size,
+            content_type,
             purpose: self.purpose,
+            expires,
         }
     }
 }

@@ -14,12 +14,17 @@
 //! Each file gets its own key, derived from the master key and the file id,
 //! and the file id is also the associated data, so a chunk copied from one
 //! file into another fails too. Nothing here touches the disk.
+//!
+//! The sealed chunks of a file lie back to back, wherever they are kept (a
+//! blob file, or the database for a small file): chunk `i` of a file sealed
+//! in chunks of `c` plaintext bytes starts at [`chunk_offset`]`(i, c)` =
+//! `i * (c + TAG_LEN)`, since every chunk but the last is exactly
+//! `c + TAG_LEN` bytes, so a reader finds any chunk without an index.
 
 use chacha20poly1305::aead::stream::{NewStream, StreamBE32, StreamPrimitive};
 use chacha20poly1305::aead::Buffer;
 use chacha20poly1305::ChaCha20Poly1305;
 
-use super::master_key::MasterKey;
 use super::records::FileId;
 
 /// Bytes the Poly1305 tag adds to every sealed chunk.
@@ -49,10 +54,11 @@ pub enum CryptoError {
 }
 
 /// The key for `file_id`: BLAKE3 in key derivation mode over the master key
-/// followed by the file id.
-pub fn derive_file_key(master: &MasterKey, file_id: &FileId) -> FileKey {
+/// followed by the file id. Callers go through
+/// [`MasterKey::file_key`](super::master_key::MasterKey::file_key).
+pub(super) fn derive_file_key(master_key: &[u8; 32], file_id: &FileId) -> FileKey {
     let mut material = [0u8; 48];
-    material[..32].copy_from_slice(master.bytes());
+    material[..32].copy_from_slice(master_key);
     material[32..].copy_from_slice(&file_id.0);
     FileKey {
         key: blake3::derive_key(FILE_KEY_CONTEXT, &material),
@@ -89,6 +95,13 @@ pub fn open_chunk(
         .map_err(|_| CryptoError::Open { index })
 }
 
+/// Byte offset of chunk `index` among the sealed chunks of a file sealed in
+/// chunks of `chunk_size` plaintext bytes (at most
+/// [`MAX_CHUNK_SIZE`](super::records::MAX_CHUNK_SIZE), so this cannot overflow).
+pub(super) fn chunk_offset(index: u32, chunk_size: u64) -> u64 {
+    u64::from(index) * (chunk_size + TAG_LEN as u64)
+}
+
 fn stream(key: &FileKey, nonce_prefix: &[u8; 7]) -> StreamBE32<ChaCha20Poly1305> {
     StreamBE32::new(&key.key.into(), nonce_prefix.into())
 }
@@ -100,8 +113,7 @@ mod tests {
     const PREFIX: [u8; 7] = [7, 6, 5, 4, 3, 2, 1];
 
     fn key_for(master_byte: u8, id_byte: u8) -> FileKey {
-        let master = MasterKey::from_bytes([master_byte; 32]);
-        derive_file_key(&master, &FileId([id_byte; 16]))
+        derive_file_key(&[master_byte; 32], &FileId([id_byte; 16]))
     }
 
     /// Seals `chunks` as one file, marking the final one as last.

@@ -5,6 +5,9 @@
 //! or leaking it is so costly, loading is strict: the file must be exactly 32
 //! bytes and readable by its owner only, and a key path inside the store is
 //! refused outright. A missing key file is created with fresh random bytes.
+//!
+//! After a rotation the store holds files sealed under earlier keys: those
+//! are loaded too, for reading only ([`MasterKeys`]).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -15,7 +18,9 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use super::StorageError;
+use super::crypto::{derive_file_key, FileKey};
+use super::error::StorageError;
+use super::records::FileId;
 
 const KEY_LEN: usize = 32;
 
@@ -59,6 +64,11 @@ impl MasterKey {
         self.id
     }
 
+    /// The key of file `file_id`, derived from this master key.
+    pub fn file_key(&self, file_id: &FileId) -> FileKey {
+        derive_file_key(&self.bytes, file_id)
+    }
+
     pub(crate) fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {
         let hash = blake3::hash(&bytes);
         let mut id = [0u8; 4];
@@ -71,6 +81,49 @@ impl MasterKey {
 
     pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes
+    }
+}
+
+/// The master key new files are sealed under, and the earlier generations
+/// still needed to read the files they sealed (see "Rotating the master key"
+/// in the README).
+pub struct MasterKeys {
+    current: MasterKey,
+    previous: Vec<MasterKey>,
+}
+
+impl MasterKeys {
+    /// Loads (or creates) the current key at `key_file` and loads the
+    /// earlier ones, which must exist. `store_dir` must exist; key paths
+    /// inside it are refused.
+    pub fn load(
+        key_file: &Path,
+        previous_key_files: &[PathBuf],
+        store_dir: &Path,
+    ) -> Result<MasterKeys, StorageError> {
+        let current = MasterKey::load_or_create(key_file, store_dir)?;
+        let previous = previous_key_files
+            .iter()
+            .map(|path| MasterKey::load_existing(path, store_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MasterKeys { current, previous })
+    }
+
+    /// The key new files are sealed under.
+    pub fn current(&self) -> &MasterKey {
+        &self.current
+    }
+
+    /// The earlier generations, for reading only.
+    pub fn previous(&self) -> &[MasterKey] {
+        &self.previous
+    }
+
+    /// The key, current or earlier, whose id is `key_id`.
+    pub fn by_id(&self, key_id: u32) -> Option<&MasterKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|key| key.id() == key_id)
     }
 }
 

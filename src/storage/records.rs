@@ -1,7 +1,11 @@
-//! The records Satchel keeps in sled, and their byte encoding.
+//! The records of the store: what a file is, what an upload will be, what a
+//! user has stored.
 //!
-//! Records are encoded with `postcard`: compact, versionable through the
-//! leading `version` byte, and cheap to decode on the download hot path.
+//! [`FileRecord`] and [`UserUsage`] are kept in the metadata database,
+//! encoded with `postcard` (see `metadata`): compact and cheap to decode on
+//! the download hot path. The encoding has no version byte: it is the
+//! fields in declaration order, so a field added, removed or reordered here
+//! makes existing stores undecodable; change them only with a migration.
 
 use std::fmt;
 use std::str::FromStr;
@@ -59,7 +63,7 @@ pub enum Purpose {
 }
 
 /// What an upload will be, fixed before its first byte by the slot it
-/// redeems: all the store needs to write it.
+/// redeems and the PUT request: all the store needs to write it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewUpload {
     pub id: FileId,
@@ -67,8 +71,17 @@ pub struct NewUpload {
     pub uploader: String,
     pub filename: String,
     pub size: u64,
+    /// The type the file will be served with; never empty.
+    pub content_type: String,
     pub purpose: Purpose,
+    /// Unix seconds after which the file is deleted.
+    pub expires: u64,
 }
+
+/// Upper bound for a file's chunk size (plaintext bytes): every upload and
+/// download in flight holds one whole chunk in memory. A record claiming
+/// more is undecodable.
+pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
 
 /// A completed, immutable upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +99,8 @@ pub struct FileRecord {
     pub expires: u64,
     pub blake3: [u8; 32],
     pub sha256: [u8; 32],
-    /// Plaintext bytes per encrypted chunk (the last one may be shorter).
+    /// Plaintext bytes per encrypted chunk (the last one may be shorter);
+    /// at most [`MAX_CHUNK_SIZE`].
     pub chunk_size: u32,
     /// STREAM nonce prefix of this file.
     pub nonce_prefix: [u8; 7],

@@ -238,7 +238,7 @@ fn cancel(condition: DefinedCondition, text: &str) -> StanzaError {
 pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::storage::{Store, StoreOptions};
+    use crate::storage::test_support::service_store_in;
 
     pub(crate) struct Fixture {
         pub(crate) router: Router,
@@ -249,15 +249,7 @@ pub(crate) mod tests {
     pub(crate) fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::for_tests(dir.path());
-        let store = Store::open(StoreOptions {
-            path: config.storage.path.clone(),
-            key_file: dir.path().join("master.key"),
-            previous_key_files: Vec::new(),
-            cache_capacity: 1 << 20,
-            chunk_size: 1024,
-            inline_max_bytes: Some(crate::storage::INLINE_MAX_BYTES),
-        })
-        .unwrap();
+        let store = service_store_in(dir.path());
         let (outgoing, _) = tokio::sync::mpsc::channel(16);
         let relay = Relay::start(&config, store.clone(), outgoing, None).unwrap();
         Fixture {

@@ -25,7 +25,7 @@ use satchel::config::Config;
 use satchel::relay::outbox::{DeliveryStatus, Outbox, Recipient, RelayId, RelayRecord};
 use satchel::relay::Relay;
 use satchel::slots::SlotService;
-use satchel::storage::{FileId, Store, StoreOptions};
+use satchel::storage::{FileId, Store, StoreOptions, Tree};
 use satchel::xmpp::router::Router;
 use satchel::xmpp::stream::{Incoming, StanzaReader};
 use tokio::sync::mpsc;
@@ -67,14 +67,11 @@ fn fixture() -> &'static Fixture {
             dir.path().join("store").display()
         ))
         .unwrap();
-        let store = Store::open(StoreOptions {
-            path: config.storage.path.clone(),
-            key_file: dir.path().join("master.key"),
-            previous_key_files: Vec::new(),
-            cache_capacity: 1 << 20,
-            chunk_size: 1024,
-            inline_max_bytes: Some(satchel::storage::INLINE_MAX_BYTES),
-        })
+        let store = Store::open(StoreOptions::new(
+            config.storage.path.clone(),
+            dir.path().join("master.key"),
+            1 << 20,
+        ))
         .unwrap();
         Fixture {
             _dir: dir,
@@ -155,7 +152,7 @@ async fn feed(router: &Router, text: &str) {
 }
 
 async fn run(fixture: &Fixture, script: &str) {
-    let tree = fixture.store.open_tree("relays").unwrap();
+    let tree = fixture.store.open_tree(Tree::Relays).unwrap();
     tree.clear().unwrap();
     let outbox = Outbox::new(tree);
     for record in [

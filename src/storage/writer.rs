@@ -1,39 +1,54 @@
 //! Writing one upload: plaintext in, sealed chunks out, record last.
 //!
 //! The writer seals each chunk as soon as it is full and appends it to the
-//! upload's `.part` blob, so memory stays at one chunk whatever the file
+//! upload's pending blob, so memory stays at one chunk whatever the file
 //! size, and hashes the plaintext on the way. A full chunk is held back until
 //! more bytes arrive, because only then is it known not to be the last one
 //! (the last chunk is sealed differently).
 //!
-//! Nothing is visible to readers until `finish` has synced the blob, renamed
-//! it to its final name, and committed the `FileRecord`. A writer dropped
+//! Nothing is visible to readers until [`UploadWriter::finish`] has
+//! published the blob and committed the `FileRecord`. A writer dropped
 //! before that deletes its blob on the spot; should that fail (or the
-//! process die), the `uploads` entry written by `begin_upload` lets garbage
-//! collection find it.
-
-use std::fs::File;
-use std::io::Write;
-use std::sync::atomic::Ordering;
+//! process die), the `uploads` entry written when the upload began lets
+//! garbage collection find it.
+//!
+//! A small file (see [`WriteSettings::small_file_max_bytes`]) gets no blob:
+//! its sealed chunks are collected in memory and stored by the commit, with
+//! the record, so nothing of it reaches the disk before the commit and
+//! nothing is left behind after a failure.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use sled::transaction::Transactional;
 
-use super::crypto::{derive_file_key, seal_chunk, FileKey, TAG_LEN};
+use super::blobs::{Blobs, PendingBlob};
+use super::claims::{Claim, Claims};
+use super::crypto::{seal_chunk, FileKey, TAG_LEN};
+use super::error::{io_error, StorageError};
+use super::master_key::MasterKey;
+use super::metadata::Metadata;
 use super::records::{FileRecord, NewUpload};
-use super::store::{by_user_key, encode, expiry_key, update_usage, Claim, Store};
-use super::{io_error, StorageError};
-use crate::clock::utc_day;
+use crate::clock::unix_now;
 
-/// An upload in progress; see [`Store::begin_upload`].
+/// How a store cuts new files, and which it keeps in the database.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WriteSettings {
+    /// Plaintext bytes per chunk.
+    pub chunk_size: u32,
+    /// Files of at most this many bytes are kept in the metadata database,
+    /// with their record, instead of in a blob; `None`: every file gets a
+    /// blob.
+    pub small_file_max_bytes: Option<u64>,
+}
+
+/// An upload in progress; see [`Store::begin_upload`](super::Store::begin_upload).
 ///
 /// After any error the upload is lost: drop the writer.
 pub struct UploadWriter {
-    store: Store,
-    slot: NewUpload,
-    content_type: String,
-    expires: u64,
+    upload: NewUpload,
+    blobs: Blobs,
+    metadata: Metadata,
+    /// Id of the master key the file key was derived from.
+    key_id: u32,
     sealer: ChunkSealer,
     /// `None` once `finish` took the digests.
     hashing: Option<Hashing>,
@@ -52,27 +67,16 @@ struct ChunkSealer {
     /// Plaintext of the chunk being filled; sealed in place.
     pending: Vec<u8>,
     next_index: u32,
-    /// Bytes written to the blob so far, and how many of them the kernel
-    /// was already asked to write back.
-    written: u64,
-    written_back: u64,
 }
 
-/// Where the sealed chunks of an upload go; chunk `i` goes at
-/// `chunk_offset(i)`, which is where appending puts it.
-pub(super) enum Sink {
-    /// The `.part` blob.
-    Blob(File),
-    /// The sealed bytes of a small file, committed in the same transaction as
-    /// its record (see `Store::begin_upload`).
-    Inline(Vec<u8>),
+/// Where the sealed chunks of an upload go, back to back.
+enum Sink {
+    /// A blob, pending until `finish` publishes it.
+    Blob(PendingBlob),
+    /// The sealed bytes of a small file, which `finish` commits with its
+    /// record.
+    Database(Vec<u8>),
 }
-
-/// Every this many bytes, the kernel is asked to start writing the blob to
-/// disk (`sync_file_range`), as RocksDB's `bytes_per_sync` does: the final
-/// `fsync` then waits for the last few MiB instead of the whole file, and the
-/// disk works while the upload is still arriving.
-const WRITEBACK_EVERY_BYTES: u64 = 4 << 20;
 
 /// The two digests of the plaintext.
 struct Hashes {
@@ -98,8 +102,8 @@ impl Hashes {
 /// on a thread of its own for large ones, so that hashing (about half the
 /// CPU of an upload) runs beside sealing instead of after it.
 enum Hashing {
-    Inline(Box<Hashes>),
-    Beside {
+    OnWriterThread(Box<Hashes>),
+    OnOwnThread {
         /// Batches not hashed yet; bounded, so a slow hasher slows the
         /// upload instead of queueing its bytes in memory.
         batches: std::sync::mpsc::SyncSender<Vec<Bytes>>,
@@ -116,7 +120,7 @@ const HASH_QUEUE_BATCHES: usize = 2;
 impl Hashing {
     fn for_size(size: u64) -> Result<Hashing, StorageError> {
         if size < HASH_THREAD_MIN_FILE_BYTES {
-            return Ok(Hashing::Inline(Box::new(Hashes::new())));
+            return Ok(Hashing::OnWriterThread(Box::new(Hashes::new())));
         }
         let (batches, queue) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE_BATCHES);
         let thread = std::thread::Builder::new()
@@ -129,14 +133,14 @@ impl Hashing {
                 hashes
             })
             .map_err(|err| io_error("starting a hashing thread".into(), err))?;
-        Ok(Hashing::Beside { batches, thread })
+        Ok(Hashing::OnOwnThread { batches, thread })
     }
 
     fn update(&mut self, batch: &[Bytes]) -> Result<(), StorageError> {
         match self {
-            Hashing::Inline(hashes) => batch.iter().for_each(|piece| hashes.update(piece)),
+            Hashing::OnWriterThread(hashes) => batch.iter().for_each(|piece| hashes.update(piece)),
             // Cloning a `Bytes` shares its buffer: nothing is copied.
-            Hashing::Beside { batches, .. } => batches
+            Hashing::OnOwnThread { batches, .. } => batches
                 .send(batch.to_vec())
                 .map_err(|_| hashing_thread_failed())?,
         }
@@ -146,8 +150,8 @@ impl Hashing {
     /// Waits for every batch to be hashed.
     fn finish(self) -> Result<Hashes, StorageError> {
         match self {
-            Hashing::Inline(hashes) => Ok(*hashes),
-            Hashing::Beside { batches, thread } => {
+            Hashing::OnWriterThread(hashes) => Ok(*hashes),
+            Hashing::OnOwnThread { batches, thread } => {
                 drop(batches);
                 thread.join().map_err(|_| hashing_thread_failed())
             }
@@ -163,31 +167,55 @@ fn hashing_thread_failed() -> StorageError {
 }
 
 impl UploadWriter {
-    pub(super) fn new(
-        store: Store,
-        claim: Claim,
-        slot: &NewUpload,
-        content_type: String,
-        expires: u64,
-        sink: Sink,
+    /// Starts, or restarts after a failed attempt, `upload`, sealed under
+    /// `master_key`; see [`Store::begin_upload`](super::Store::begin_upload).
+    pub(super) fn begin(
+        upload: &NewUpload,
+        blobs: &Blobs,
+        metadata: &Metadata,
+        claims: &Claims,
+        master_key: &MasterKey,
+        settings: WriteSettings,
     ) -> Result<UploadWriter, StorageError> {
-        let key = derive_file_key(&store.inner.master_key, &slot.id);
-        let chunk_size = store.inner.chunk_size as usize;
+        // Chunk indexes are u32, and STREAM nonces must never repeat.
+        let max = u64::from(u32::MAX) * u64::from(settings.chunk_size);
+        if upload.size > max {
+            return Err(StorageError::TooLarge {
+                size: upload.size,
+                max,
+            });
+        }
+        let claim = claims
+            .claim(upload.id)
+            .ok_or(StorageError::UploadInProgress)?;
+        if metadata.has_file(&upload.id)? {
+            return Err(StorageError::AlreadyUploaded);
+        }
+        let sink = if settings
+            .small_file_max_bytes
+            .is_some_and(|max| upload.size <= max)
+        {
+            Sink::Database(Vec::new())
+        } else {
+            // Recorded before the blob is created, so that garbage collection
+            // finds a blob left behind by a failure without walking the blobs.
+            metadata.record_upload(&upload.id, unix_now())?;
+            Sink::Blob(blobs.create_pending(&upload.id)?)
+        };
+        let chunk_size = settings.chunk_size as usize;
         Ok(UploadWriter {
-            hashing: Some(Hashing::for_size(slot.size)?),
-            store,
-            slot: slot.clone(),
-            content_type,
-            expires,
+            hashing: Some(Hashing::for_size(upload.size)?),
+            upload: upload.clone(),
+            blobs: blobs.clone(),
+            metadata: metadata.clone(),
+            key_id: master_key.id(),
             sealer: ChunkSealer {
-                key,
+                key: master_key.file_key(&upload.id),
                 nonce_prefix: rand::random(),
                 chunk_size,
                 sink,
                 pending: Vec::with_capacity(chunk_size + TAG_LEN),
                 next_index: 0,
-                written: 0,
-                written_back: 0,
             },
             received: 0,
             finished: false,
@@ -203,7 +231,7 @@ impl UploadWriter {
     /// Seals and writes each chunk that fills up, and hashes the plaintext
     /// with BLAKE3 and SHA-256 (for a large file on a second thread, while
     /// this one seals). Fails with `SizeMismatch` as soon as more than the
-    /// slot's size arrives.
+    /// upload's size arrives.
     pub fn write_pieces(&mut self, pieces: &[Bytes]) -> Result<(), StorageError> {
         let total: usize = pieces.iter().map(|piece| piece.len()).sum();
         self.count(total)?;
@@ -212,17 +240,17 @@ impl UploadWriter {
             .ok_or_else(hashing_thread_failed)?
             .update(pieces)?;
         for piece in pieces {
-            self.sealer.absorb(piece, &self.store, &self.slot)?;
+            self.sealer.absorb(piece)?;
         }
         Ok(())
     }
 
-    /// Counts `len` more bytes, refusing any beyond the slot's size.
+    /// Counts `len` more bytes, refusing any beyond the upload's size.
     fn count(&mut self, len: usize) -> Result<(), StorageError> {
         let received = self.received.saturating_add(len as u64);
-        if received > self.slot.size {
+        if received > self.upload.size {
             return Err(StorageError::SizeMismatch {
-                expected: self.slot.size,
+                expected: self.upload.size,
                 received,
             });
         }
@@ -230,100 +258,73 @@ impl UploadWriter {
         Ok(())
     }
 
-    /// Seals the last chunk, checks the byte count, syncs the blob and gives it its final name, then commits
-    /// FileRecord + indexes + owner's stored_bytes atomically (sled transaction); only then is the file visible
-    /// to `file()`.
+    /// Seals the last chunk, checks the byte count, publishes the blob, then
+    /// commits the `FileRecord` with its indexes and the uploader's usage in
+    /// one transaction; only then is the file visible to
+    /// [`Store::file`](super::Store::file).
     ///
     /// The database is flushed before returning, so a success can be
     /// reported to the uploader as durable.
     pub fn finish(mut self, now: u64) -> Result<FileRecord, StorageError> {
-        if self.received != self.slot.size {
+        if self.received != self.upload.size {
             return Err(StorageError::SizeMismatch {
-                expected: self.slot.size,
+                expected: self.upload.size,
                 received: self.received,
             });
         }
-        self.sealer.seal_pending(true, &self.store, &self.slot)?;
-        let inline = match &mut self.sealer.sink {
+        self.sealer.seal_pending(true)?;
+        let small_file = match &mut self.sealer.sink {
             // Should the commit below fail, dropping `self` deletes the blob
             // under its final name too.
             Sink::Blob(blob) => {
-                self.store.inner.blobs.publish(&self.slot.id, blob)?;
+                blob.publish()?;
                 None
             }
-            Sink::Inline(sealed) => Some(std::mem::take(sealed)),
+            Sink::Database(sealed) => Some(std::mem::take(sealed)),
         };
-
         let hashes = self
             .hashing
             .take()
             .ok_or_else(hashing_thread_failed)?
             .finish()?;
-        let record = FileRecord {
-            id: self.slot.id,
-            uploader: self.slot.uploader.clone(),
-            filename: self.slot.filename.clone(),
-            size: self.slot.size,
-            content_type: std::mem::take(&mut self.content_type),
-            purpose: self.slot.purpose,
+        let record = self.record(now, hashes);
+        self.metadata.commit_file(&record, small_file.as_deref())?;
+        // Committed: from here on the blob belongs to the file, and dropping
+        // `self` must not delete it, even if the flush below fails.
+        self.finished = true;
+        self.metadata.flush()?;
+        Ok(record)
+    }
+
+    /// The record of the file, completed at `now`.
+    fn record(&self, now: u64, hashes: Hashes) -> FileRecord {
+        let upload = &self.upload;
+        FileRecord {
+            id: upload.id,
+            uploader: upload.uploader.clone(),
+            filename: upload.filename.clone(),
+            size: upload.size,
+            content_type: upload.content_type.clone(),
+            purpose: upload.purpose,
             created: now,
-            expires: self.expires,
+            expires: upload.expires,
             blake3: *hashes.blake3.finalize().as_bytes(),
             sha256: hashes.sha256.finalize().into(),
             chunk_size: self.sealer.chunk_size as u32,
             nonce_prefix: self.sealer.nonce_prefix,
-            key_id: self.store.inner.master_key.id(),
-        };
-        let encoded = encode(&record);
-        let size = record.size.to_be_bytes();
-        let trees = &self.store.inner.trees;
-        (
-            &trees.files,
-            &trees.uploads,
-            &trees.usage,
-            &trees.expiry,
-            &trees.by_user,
-            &trees.inline,
-        )
-            .transaction(|(files, uploads, usage, expiry, by_user, inline_blobs)| {
-                files.insert(&record.id.0, encoded.as_slice())?;
-                match &inline {
-                    Some(sealed) => {
-                        inline_blobs.insert(&record.id.0, sealed.as_slice())?;
-                    }
-                    None => {
-                        uploads.remove(&record.id.0)?;
-                    }
-                }
-                expiry.insert(&expiry_key(record.expires, &record.id), &size)?;
-                by_user.insert(
-                    by_user_key(&record.uploader, record.expires, &record.id),
-                    &size,
-                )?;
-                update_usage(usage, &record.uploader, |current| {
-                    current.add_upload(utc_day(now), record.size);
-                })
-            })?;
-        // Committed: from here on the blob belongs to the file, and dropping
-        // `self` must not delete them, even if the flush below fails.
-        self.finished = true;
-        self.store
-            .inner
-            .stored_bytes
-            .fetch_add(record.size, Ordering::Relaxed);
-        self.store.flush()?;
-        Ok(record)
+            key_id: self.key_id,
+        }
     }
 }
 
 impl ChunkSealer {
     /// Appends `data` to the chunk being filled, sealing each chunk that fills up.
-    fn absorb(&mut self, data: &[u8], store: &Store, slot: &NewUpload) -> Result<(), StorageError> {
+    fn absorb(&mut self, data: &[u8]) -> Result<(), StorageError> {
         let mut rest = data;
         while !rest.is_empty() {
             if self.pending.len() == self.chunk_size {
                 // More bytes follow, so this full chunk is not the last.
-                self.seal_pending(false, store, slot)?;
+                self.seal_pending(false)?;
             }
             let take = rest.len().min(self.chunk_size - self.pending.len());
             let (now, later) = rest.split_at(take);
@@ -333,12 +334,7 @@ impl ChunkSealer {
         Ok(())
     }
 
-    fn seal_pending(
-        &mut self,
-        last: bool,
-        store: &Store,
-        slot: &NewUpload,
-    ) -> Result<(), StorageError> {
+    fn seal_pending(&mut self, last: bool) -> Result<(), StorageError> {
         let index = self.next_index;
         seal_chunk(
             &self.key,
@@ -348,54 +344,30 @@ impl ChunkSealer {
             &mut self.pending,
         )?;
         match &mut self.sink {
-            Sink::Blob(blob) => blob.write_all(&self.pending).map_err(|err| {
-                let path = store.inner.blobs.part_path(&slot.id);
-                io_error(format!("writing {}", path.display()), err)
-            })?,
-            Sink::Inline(sealed) => sealed.extend_from_slice(&self.pending),
+            Sink::Blob(blob) => blob.append(&self.pending)?,
+            Sink::Database(sealed) => sealed.extend_from_slice(&self.pending),
         }
-        self.written += self.pending.len() as u64;
         self.pending.clear();
-        // `begin_upload` refused sizes needing more than u32::MAX chunks.
+        // `begin` refused sizes needing more than u32::MAX chunks.
         self.next_index = index.wrapping_add(1);
-        if self.written - self.written_back >= WRITEBACK_EVERY_BYTES {
-            self.start_writeback();
-        }
         Ok(())
-    }
-
-    /// Starts (without waiting for it) the write-back of what was written
-    /// since the last call. Only an optimisation: `publish` syncs the whole
-    /// blob, so a failure here is ignored.
-    fn start_writeback(&mut self) {
-        use std::os::fd::AsRawFd;
-        let Sink::Blob(blob) = &self.sink else {
-            return;
-        };
-        let (Ok(offset), Ok(len)) = (
-            libc::off64_t::try_from(self.written_back),
-            libc::off64_t::try_from(self.written - self.written_back),
-        ) else {
-            return;
-        };
-        // SAFETY: the descriptor is the blob's, open for as long as `self`;
-        // the call takes no pointers.
-        let _ = unsafe {
-            libc::sync_file_range(blob.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        self.written_back = self.written;
     }
 }
 
 impl Drop for UploadWriter {
     fn drop(&mut self) {
-        // An inline upload left nothing outside this writer.
-        if self.finished || matches!(self.sealer.sink, Sink::Inline(_)) {
+        // A small file's upload left nothing outside this writer.
+        if self.finished || matches!(self.sealer.sink, Sink::Database(_)) {
             return;
         }
-        if let Err(err) = self.store.discard_upload(&self.slot.id) {
+        let id = &self.upload.id;
+        let discarded = self
+            .blobs
+            .delete(id)
+            .and_then(|()| self.metadata.forget_upload(id));
+        if let Err(err) = discarded {
             tracing::warn!(
-                file = %self.slot.id,
+                file = %id,
                 error = %err,
                 "could not delete the blob of an unfinished upload; garbage collection will"
             );
@@ -405,7 +377,8 @@ impl Drop for UploadWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::test_support::*;
+    use super::super::blobs::BlobState;
+    use super::super::test_support::*;
     use super::*;
 
     fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -454,7 +427,7 @@ mod tests {
         let t = test_store();
         let bytes = data(4 * CHUNK as usize + 3);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         let mut rest = bytes.as_slice();
         for piece_len in [1, 7, 0, 16, 17, 1].into_iter().cycle() {
             let (piece, later) = rest.split_at(piece_len.min(rest.len()));
@@ -477,7 +450,7 @@ mod tests {
         // Big enough for the two-thread path, in uneven pieces.
         let bytes = data(3 * HASH_THREAD_MIN_FILE_BYTES as usize + 5);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         let pieces: Vec<bytes::Bytes> = bytes
             .chunks(10_007)
             .map(bytes::Bytes::copy_from_slice)
@@ -496,7 +469,7 @@ mod tests {
     fn a_batch_beyond_the_slot_size_is_refused() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 10);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         let pieces = [
             bytes::Bytes::from_static(b"0123456"),
             bytes::Bytes::from_static(b"789X"),
@@ -528,10 +501,10 @@ mod tests {
         let t = test_store();
         let bytes = data(3 * CHUNK as usize);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         writer.write(&bytes).unwrap();
         // Two chunks are out; the third waits to learn whether it is last.
-        let part = std::fs::metadata(t.store.inner.blobs.part_path(&slot.id)).unwrap();
+        let part = std::fs::metadata(t.blob_path(&slot.id, BlobState::Pending)).unwrap();
         assert_eq!(part.len(), 2 * (u64::from(CHUNK) + TAG_LEN as u64));
         assert_eq!(t.blob_len(&slot.id), None);
         assert_eq!(t.store.file(&slot.id).unwrap(), None);
@@ -549,13 +522,13 @@ mod tests {
         let bytes = data(3 * CHUNK as usize + 5);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
 
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         writer.write(&data(2 * CHUNK as usize + 1)).unwrap();
         drop(writer);
         assert!(!t.has_part(&slot.id));
         assert_eq!(t.blob_len(&slot.id), None);
         assert_eq!(t.store.file(&slot.id).unwrap(), None);
-        assert!(t.store.inner.trees.uploads.is_empty());
+        assert!(t.store.metadata().uploads().unwrap().is_empty());
 
         let file = upload(&t.store, &slot, &bytes, NOW + 60);
         assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
@@ -568,9 +541,9 @@ mod tests {
         // The blob of an attempt whose process died, longer than what a
         // new attempt of this size writes, and one that died between the
         // rename and the commit.
-        drop(t.store.inner.blobs.create_part(&slot.id).unwrap());
-        std::fs::write(t.store.inner.blobs.part_path(&slot.id), [0u8; 160]).unwrap();
-        std::fs::write(t.store.inner.blobs.final_path(&slot.id), [1u8; 160]).unwrap();
+        drop(t.store.blobs().create_pending(&slot.id).unwrap());
+        std::fs::write(t.blob_path(&slot.id, BlobState::Pending), [0u8; 160]).unwrap();
+        std::fs::write(t.blob_path(&slot.id, BlobState::Published), [1u8; 160]).unwrap();
         let file = upload(&t.store, &slot, &data(10), NOW + 60);
         assert_eq!(t.blob_len(&file.id), sealed_len(10, 1));
         assert!(!t.has_part(&file.id));
@@ -582,8 +555,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let t = test_store();
         let slot = slot_for("juliet@example.org", 10);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
-        let part = t.store.inner.blobs.part_path(&slot.id);
+        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let part = t.blob_path(&slot.id, BlobState::Pending);
         let mode =
             |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&part), 0o600);
@@ -591,7 +564,7 @@ mod tests {
         assert_eq!(mode(part.parent().unwrap().parent().unwrap()), 0o700);
         writer.write(&data(10)).unwrap();
         writer.finish(NOW).unwrap();
-        let blob = t.store.inner.blobs.final_path(&slot.id);
+        let blob = t.blob_path(&slot.id, BlobState::Published);
         assert_eq!(mode(&blob), 0o600);
         // content/<first byte of the id in hex>/<id>
         assert_eq!(
@@ -610,7 +583,7 @@ mod tests {
         let slot = slot_for("juliet@example.org", 5);
         upload(&t.store, &slot, &data(5), NOW + 60);
         assert!(matches!(
-            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            t.store.begin_upload(&slot),
             Err(StorageError::AlreadyUploaded)
         ));
     }
@@ -619,10 +592,10 @@ mod tests {
     fn concurrent_begin_is_upload_in_progress() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 5);
-        let mut first = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut first = t.store.begin_upload(&slot).unwrap();
         first.write(b"hel").unwrap();
         assert!(matches!(
-            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            t.store.begin_upload(&slot),
             Err(StorageError::UploadInProgress)
         ));
         // The refused attempt must not have disturbed the running one.
@@ -635,7 +608,7 @@ mod tests {
     fn in_progress_is_released_when_the_writer_goes() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 5);
-        drop(t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap());
+        drop(t.store.begin_upload(&slot).unwrap());
         upload(&t.store, &slot, &data(5), NOW + 60);
     }
 
@@ -643,7 +616,7 @@ mod tests {
     fn too_many_bytes_fail_at_once() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 20);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         writer.write(&data(15)).unwrap();
         assert!(matches!(
             writer.write(&data(6)),
@@ -658,7 +631,7 @@ mod tests {
     fn too_few_bytes_fail_at_finish() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 20);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         writer.write(&data(19)).unwrap();
         assert!(matches!(
             writer.finish(NOW),
@@ -680,7 +653,7 @@ mod tests {
             u64::from(u32::MAX) * u64::from(CHUNK) + 1,
         );
         assert!(matches!(
-            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            t.store.begin_upload(&slot),
             Err(StorageError::TooLarge { .. })
         ));
     }
@@ -730,22 +703,23 @@ mod tests {
     }
 
     #[test]
-    fn small_files_live_in_sled_and_read_back_like_the_others() {
-        let t = inline_test_store();
-        // 0, 1 and 100 bytes go to sled (up to 7 chunks of 16), 101 to a blob file.
+    fn small_files_live_in_the_database_and_read_back_like_the_others() {
+        let t = small_files_test_store();
+        // 0, 1 and 100 bytes go to the database (up to 7 chunks of 16), 101
+        // to a blob file.
         for size in [0, 1, 16, 17, 100, 101] {
             let slot = slot_for("juliet@example.org", size);
             let bytes = data(size as usize);
-            let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
-            let inline = size <= INLINE_TEST_MAX;
-            // An inline upload touches the disk only when it commits.
-            assert_eq!(t.has_part(&slot.id), !inline, "size {size}");
+            let mut writer = t.store.begin_upload(&slot).unwrap();
+            let small = size <= SMALL_FILE_TEST_MAX;
+            // A small file's upload touches the disk only when it commits.
+            assert_eq!(t.has_part(&slot.id), !small, "size {size}");
             writer.write(&bytes).unwrap();
             let file = writer.finish(NOW).unwrap();
-            assert_eq!(t.blob_len(&file.id).is_some(), !inline, "size {size}");
+            assert_eq!(t.blob_len(&file.id).is_some(), !small, "size {size}");
             assert_eq!(
-                t.store.inner.trees.inline.contains_key(file.id.0).unwrap(),
-                inline
+                t.store.metadata().small_file(&file.id).unwrap().is_some(),
+                small
             );
             if size > 0 {
                 assert_eq!(read(&t.store, &file, 0..size).unwrap(), bytes);
@@ -760,31 +734,31 @@ mod tests {
 
     #[test]
     fn an_unfinished_small_upload_leaves_nothing_and_can_restart() {
-        let t = inline_test_store();
+        let t = small_files_test_store();
         let slot = slot_for("juliet@example.org", 50);
-        let mut writer = t.store.begin_upload(&slot, "a/b".into(), NOW + 60).unwrap();
+        let mut writer = t.store.begin_upload(&slot).unwrap();
         writer.write(&data(20)).unwrap();
         drop(writer);
         assert!(t.store.file(&slot.id).unwrap().is_none());
-        assert!(t.store.inner.trees.inline.is_empty());
-        assert!(t.store.inner.trees.uploads.is_empty());
+        assert!(t.store.metadata().small_files_for_tests().is_empty());
+        assert!(t.store.metadata().uploads().unwrap().is_empty());
         let file = upload(&t.store, &slot, &data(50), NOW + 60);
         assert_eq!(read(&t.store, &file, 0..50).unwrap(), data(50));
         assert!(matches!(
-            t.store.begin_upload(&slot, "a/b".into(), NOW + 60),
+            t.store.begin_upload(&slot),
             Err(StorageError::AlreadyUploaded)
         ));
     }
 
     #[test]
     fn an_altered_small_file_is_corrupt_not_served() {
-        let t = inline_test_store();
+        let t = small_files_test_store();
         let slot = slot_for("juliet@example.org", 40);
         let file = upload(&t.store, &slot, &data(40), NOW + 60);
-        let inline = &t.store.inner.trees.inline;
-        let mut sealed = inline.get(file.id.0).unwrap().unwrap().to_vec();
+        let small_files = t.store.metadata().small_files_for_tests();
+        let mut sealed = small_files.get(file.id.0).unwrap().unwrap().to_vec();
         sealed[40] ^= 1; // in the second chunk (bytes 32..64)
-        inline.insert(file.id.0, sealed.clone()).unwrap();
+        small_files.insert(file.id.0, sealed.clone()).unwrap();
         let mut pieces = t.store.read_range(&file, 0..40).unwrap();
         assert_eq!(pieces.next().unwrap().unwrap(), data(16));
         assert!(matches!(
@@ -792,13 +766,13 @@ mod tests {
             Some(Err(StorageError::Corrupt { chunk: 1, .. }))
         ));
         // Cut short: the chunk now at the end was not sealed as the last.
-        inline.insert(file.id.0, &sealed[..32]).unwrap();
+        small_files.insert(file.id.0, &sealed[..32]).unwrap();
         assert!(read(&t.store, &file, 0..40).is_err());
     }
 
     #[test]
     fn deleting_a_small_file_drops_its_sealed_bytes() {
-        let t = inline_test_store();
+        let t = small_files_test_store();
         let upload_expiring_at = |expires| {
             upload(
                 &t.store,
@@ -813,11 +787,11 @@ mod tests {
         assert!(t.store.delete_file(&deleted.id).unwrap());
         let report = t.store.collect_garbage(NOW + 20, 3600).unwrap();
         assert_eq!(report.files_deleted, 1);
-        let inline = &t.store.inner.trees.inline;
-        assert!(!inline.contains_key(expiring.id.0).unwrap());
-        assert!(!inline.contains_key(deleted.id.0).unwrap());
+        let metadata = t.store.metadata();
+        assert!(metadata.small_file(&expiring.id).unwrap().is_none());
+        assert!(metadata.small_file(&deleted.id).unwrap().is_none());
         assert_eq!(read(&t.store, &kept, 0..30).unwrap(), data(30));
         assert_eq!(t.store.stored_bytes(), 30);
-        assert!(t.store.inner.trees.uploads.is_empty());
+        assert!(t.store.metadata().uploads().unwrap().is_empty());
     }
 }

@@ -7,10 +7,18 @@
 //! counts as that recipient's download. When no token of the file is
 //! outstanding, the file is deleted. Files nobody downloads still go at the
 //! end of their retention.
+//!
+//! The relay hands out the tokens ([`new_token`], [`personal_url`]) and
+//! tells the tracker which it awaits; the HTTP side reports the downloads.
+//! The tracker lives in storage, below both, because what it keeps is the
+//! store's: a sled tree beside the file metadata, and the file it deletes.
 
 use tracing::{info, warn};
 
-use crate::storage::{FileId, StorageError, Store};
+use super::error::StorageError;
+use super::records::FileId;
+use super::store::Store;
+use super::trees::StoreTree;
 
 /// Length of a download token: 128 random bits in hex.
 pub const TOKEN_LEN: usize = 32;
@@ -44,7 +52,8 @@ pub enum DownloadError {
     Storage(#[from] StorageError),
 }
 
-/// The downloads still awaited, per file, in their own sled tree.
+/// The downloads still awaited, per file, in their own sled tree:
+/// `awaited_downloads`, keyed by file id ‖ token, with empty values.
 #[derive(Clone)]
 pub struct DownloadTracker {
     awaited: sled::Tree,
@@ -56,8 +65,12 @@ fn key(file: &FileId, token: &str) -> Vec<u8> {
 }
 
 impl DownloadTracker {
-    pub fn new(awaited: sled::Tree, store: Store) -> DownloadTracker {
-        DownloadTracker { awaited, store }
+    /// Tracks the downloads of `store`'s files, in its database.
+    pub fn open(store: Store) -> Result<DownloadTracker, StorageError> {
+        Ok(DownloadTracker {
+            awaited: store.open_store_tree(StoreTree::AwaitedDownloads)?,
+            store,
+        })
     }
 
     /// Records that the holders of `tokens` are to download `file`.
@@ -91,7 +104,30 @@ impl DownloadTracker {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::*;
     use super::*;
+
+    #[test]
+    fn the_last_awaited_download_deletes_the_file() {
+        let t = service_test_store();
+        let slot = slot_for("juliet@example.org", 10);
+        let file = upload(&t.store, &slot, &data(10), NOW + 60);
+        let tracker = DownloadTracker::open(t.store.clone()).unwrap();
+        let (bob, carol) = (new_token(), new_token());
+        tracker
+            .expect(&file.id, &[bob.clone(), carol.clone()])
+            .unwrap();
+
+        assert!(
+            !tracker.downloaded(&file.id, &new_token()).unwrap(),
+            "not awaited"
+        );
+        assert!(!tracker.downloaded(&file.id, &bob).unwrap());
+        assert!(!tracker.downloaded(&file.id, &bob).unwrap(), "counted once");
+        assert!(t.store.file(&file.id).unwrap().is_some());
+        assert!(tracker.downloaded(&file.id, &carol).unwrap());
+        assert_eq!(t.store.file(&file.id).unwrap(), None);
+    }
 
     #[test]
     fn personal_urls_keep_the_key_fragment_last() {

@@ -1,11 +1,11 @@
 //! Reading a byte range of a file, a window of authenticated chunks at a time.
 //!
 //! The reader reads (with one positioned read per window of up to
-//! [`WINDOW_CHUNKS`] chunks, on the file's blob, opened once) and opens only
-//! the chunks the range covers, and yields a chunk's bytes only after its
-//! tag checked out: a download may stop early with `Corrupt`, but it never
-//! carries a byte that was altered on disk. A blob that is missing or too
-//! short is `Corrupt` too.
+//! [`WINDOW_CHUNKS`] chunks, on the file's sealed bytes, opened once) and
+//! opens only the chunks the range covers, and yields a chunk's bytes only
+//! after its tag checked out: a download may stop early with `Corrupt`, but
+//! it never carries a byte that was altered on disk. A blob that is missing
+//! or too short is `Corrupt` too.
 //!
 //! Why windows: decryption is most of the CPU a download costs, and the
 //! chunks of a window are opened in parallel on rayon's pool (one thread
@@ -13,41 +13,38 @@
 //! window is read into one buffer and each chunk is opened in place in its
 //! own slice of it, so the bytes are never copied after the read. Up to
 //! [`WINDOWS_AHEAD`] windows are read and opened ahead of the one being
-//! yielded, so that reading, decrypting and sending overlap: with one
-//! window at a time, the reading thread waited on the decryption 70% of the
-//! time and the cores were idle 41% of a 128 MiB download.
+//! yielded, so that reading, decrypting and sending overlap (the README
+//! has the measurements).
 //!
-//! The open handle keeps the blob readable even if garbage collection
-//! unlinks it meanwhile. A small file's blob is in sled (`inline`), read
-//! once when the reader starts.
+//! The reader is handed the sealed bytes by the store: the published blob,
+//! open (so it stays readable even if garbage collection deletes it
+//! meanwhile), or a small file's bytes from the database.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use rayon::prelude::*;
 
-use super::blob::chunk_offset;
-use super::crypto::{derive_file_key, open_chunk, FileKey, TAG_LEN};
+use super::blobs::PublishedBlob;
+use super::crypto::{chunk_offset, open_chunk, FileKey, TAG_LEN};
+use super::error::{io_error, StorageError};
 use super::master_key::MasterKey;
-use super::records::{FileId, FileRecord};
-use super::store::{Store, MAX_CHUNK_SIZE};
-use super::{io_error, StorageError};
+use super::records::{FileId, FileRecord, MAX_CHUNK_SIZE};
 
 /// Chunks read and opened together; with 64 KiB chunks, 256 KiB per window.
 pub const WINDOW_CHUNKS: u32 = 4;
 /// Windows being opened on rayon's pool at once, per reader.
 pub const WINDOWS_AHEAD: usize = 2;
 
-/// The plaintext of a range, chunk by chunk; see [`Store::read_range`].
+/// The plaintext of a range, chunk by chunk; see
+/// [`Store::read_range`](super::Store::read_range).
 ///
 /// After the first error it yields nothing more.
 pub struct RangeReader {
-    blob: Sealed,
+    sealed: SealedBytes,
     file: FileId,
     /// Shared with the window being opened on rayon's pool.
     key: Arc<FileKey>,
@@ -71,13 +68,21 @@ pub struct RangeReader {
     failed: Option<StorageError>,
 }
 
+/// The sealed chunks of a file, back to back, wherever they are kept.
+pub(super) enum SealedBytes {
+    Blob(PublishedBlob),
+    /// A small file's, from the database.
+    Database(Vec<u8>),
+}
+
 impl RangeReader {
-    /// `range` was checked to be non-empty and within the file.
+    /// `range` was checked to be non-empty and within the file; `sealed` is
+    /// `None` when the file's blob is missing.
     pub(super) fn new(
-        store: &Store,
         master_key: &MasterKey,
         file: &FileRecord,
         range: std::ops::Range<u64>,
+        sealed: Option<SealedBytes>,
     ) -> Result<RangeReader, StorageError> {
         let chunk_size = u64::from(file.chunk_size);
         let undecodable = || {
@@ -96,24 +101,14 @@ impl RangeReader {
             u32::try_from(file.size.saturating_sub(1) / chunk_size).map_err(|_| undecodable())?;
         let first_index = u32::try_from(range.start / chunk_size).map_err(|_| undecodable())?;
         let end_index = u32::try_from((range.end - 1) / chunk_size).map_err(|_| undecodable())?;
-        let blob = match store.inner.trees.inline.get(file.id.0)? {
-            Some(sealed) => Sealed::Inline(sealed),
-            None => Sealed::Blob(store.inner.blobs.open_final(&file.id).map_err(|err| {
-                if err.kind() == io::ErrorKind::NotFound {
-                    StorageError::Corrupt {
-                        file: file.id,
-                        chunk: first_index,
-                    }
-                } else {
-                    let path = store.inner.blobs.final_path(&file.id);
-                    io_error(format!("opening {}", path.display()), err)
-                }
-            })?),
-        };
-        Ok(RangeReader {
-            blob,
+        let sealed = sealed.ok_or(StorageError::Corrupt {
             file: file.id,
-            key: Arc::new(derive_file_key(master_key, &file.id)),
+            chunk: first_index,
+        })?;
+        Ok(RangeReader {
+            sealed,
+            file: file.id,
+            key: Arc::new(master_key.file_key(&file.id)),
             nonce_prefix: file.nonce_prefix,
             chunk_size,
             file_size: file.size,
@@ -154,7 +149,7 @@ impl RangeReader {
         let window_len = (first..=last).map(sealed_len).sum::<usize>();
         let mut window = BytesMut::zeroed(window_len);
         let offset = chunk_offset(first, self.chunk_size);
-        let filled = match self.blob.read_at_most(&mut window, offset) {
+        let filled = match self.sealed.read_at_most(&mut window, offset) {
             Ok(filled) => filled,
             Err(err) => {
                 let _ = opened_tx.send(OpenedWindow::Unreadable(err));
@@ -259,35 +254,19 @@ enum OpenedWindow {
     Unreadable(io::Error),
 }
 
-/// The sealed chunks of a file, back to back.
-enum Sealed {
-    Blob(File),
-    Inline(sled::IVec),
-}
-
-impl Sealed {
-    /// Fills `buf` from `offset` until it is full or the blob ends; returns
+impl SealedBytes {
+    /// Fills `buf` from `offset` until it is full or the bytes end; returns
     /// how many bytes it holds.
     fn read_at_most(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let blob = match self {
-            Sealed::Blob(blob) => blob,
-            Sealed::Inline(sealed) => {
+        match self {
+            SealedBytes::Blob(blob) => blob.read_at_most(buf, offset),
+            SealedBytes::Database(sealed) => {
                 let start = usize::try_from(offset).map_or(sealed.len(), |o| o.min(sealed.len()));
                 let len = buf.len().min(sealed.len() - start);
                 buf[..len].copy_from_slice(&sealed[start..start + len]);
-                return Ok(len);
-            }
-        };
-        let mut filled = 0;
-        while filled < buf.len() {
-            match blob.read_at(&mut buf[filled..], offset + filled as u64) {
-                Ok(0) => break,
-                Ok(read) => filled += read,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
+                Ok(len)
             }
         }
-        Ok(filled)
     }
 }
 
@@ -316,7 +295,8 @@ impl Iterator for RangeReader {
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::test_support::*;
+    use super::super::blobs::BlobState;
+    use super::super::test_support::*;
     use super::*;
 
     /// A file of 3½ chunks.
@@ -328,7 +308,7 @@ mod tests {
     }
 
     fn blob_path(t: &TestStore, file: &FileRecord) -> std::path::PathBuf {
-        t.store.inner.blobs.final_path(&file.id)
+        t.blob_path(&file.id, BlobState::Published)
     }
 
     /// Where chunk `index` of a sample file lies in its blob.
