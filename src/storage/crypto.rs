@@ -17,7 +17,7 @@
 //!
 //! The sealed chunks of a file lie back to back, wherever they are kept (a
 //! blob file, or the database for a small file): chunk `i` of a file sealed
-//! in chunks of `c` plaintext bytes starts at [`chunk_offset`]`(i, c)` =
+//! in chunks of `c` plaintext bytes starts at `chunk_offset(i, c)` =
 //! `i * (c + TAG_LEN)`, since every chunk but the last is exactly
 //! `c + TAG_LEN` bytes, so a reader finds any chunk without an index.
 

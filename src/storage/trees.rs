@@ -5,16 +5,16 @@
 //! directory holds it. A tree's name is its name on disk: renaming one
 //! here would make existing stores lose its contents.
 //!
-//! | name                | holds                                   | see           |
-//! |---------------------|-----------------------------------------|---------------|
-//! | `files`             | the record of every completed file      | `metadata`    |
-//! | `uploads`           | ids that may own a blob without a record | `metadata`   |
-//! | `inline`            | the sealed bytes of small files         | `metadata`    |
-//! | `usage`             | per-user usage, for quotas              | `metadata`    |
-//! | `expiry`            | files by expiry                         | `metadata`    |
-//! | `by_user`           | files by uploader and expiry            | `metadata`    |
-//! | `awaited_downloads` | downloads that delete a file once done  | `downloads`   |
-//! | `relays`            | the relay's outbox                      | [`crate::relay`] |
+//! | name                | holds                                    | kept by                         |
+//! |---------------------|------------------------------------------|---------------------------------|
+//! | `files`             | the record of every completed file       | `metadata`                      |
+//! | `uploads`           | ids that may own a blob without a record | `metadata`                      |
+//! | `inline`            | the sealed bytes of small files          | `metadata`                      |
+//! | `usage`             | per-user usage, for quotas               | `metadata`                      |
+//! | `expiry`            | files by expiry                          | `metadata`                      |
+//! | `by_user`           | files by uploader and expiry             | `metadata`                      |
+//! | `awaited_downloads` | downloads that delete a file once done   | [`downloads`](super::downloads) |
+//! | `relays`            | the relay's outbox                       | [`crate::relay`]                |
 
 /// A tree that a part of Satchel outside the store keeps in the store's
 /// database; see [`Store::open_tree`](super::Store::open_tree).
