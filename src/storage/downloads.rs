@@ -23,6 +23,7 @@ use super::trees::StoreTree;
 /// Length of a download token: 128 random bits in hex.
 pub const TOKEN_LEN: usize = 32;
 
+/// A fresh token, for one recipient's URL.
 pub fn new_token() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }

@@ -2,7 +2,7 @@
 //!
 //! One type, because a caller (the HTTP side, the slot service) decides by
 //! the kind of failure, never by the layer it came from: a full disk is
-//! [`StorageError::DiskFull`] whether sled, a blob file or the key file hit
+//! [`StorageError::DiskFull`] whether the metadata database or a blob hit
 //! it, so that the PUT handler can answer 507 without knowing the layout.
 
 use std::io;

@@ -11,17 +11,19 @@
 //!
 //! A stack of layers, each using only those below it:
 //!
-//! | layer          | files                                                  |
-//! |----------------|--------------------------------------------------------|
-//! | the door       | `store` ([`Store`]), and `downloads` on top of it       |
-//! | operations     | `writer` (uploads), `reader` (ranges), `gc` (deletion)  |
-//! | the two stores | `blobs` (sealed bytes), `metadata` (records, indexes)   |
-//! | foundations    | `records`, `crypto`, `master_key`, `claims`, `trees`, `error`, `disk_space` |
+//! | layer      | files                                                                |
+//! |------------|----------------------------------------------------------------------|
+//! | facade     | `store` ([`Store`]); [`downloads`], a client of it                   |
+//! | operations | `writer` (uploads), `reader` (byte ranges), `gc` (deletions)         |
+//! | backends   | `blobs` (the sealed bytes), `metadata` (records, indexes, usage)     |
+//! | foundation | [`records`], [`crypto`], [`master_key`], `claims`, `trees`, `error`, `disk_space` |
 //!
-//! The blob store and the metadata each have a small API and are the only
-//! code that touches their files and trees: the seams where an object store
+//! The two backends each have a small API and are the only code that
+//! touches their files and trees: they are the seams where an object store
 //! (for the bytes) and another database (for the metadata) can take their
-//! place. Everything outside storage goes through [`Store`].
+//! place. The writer, the reader and the collector use the backends only
+//! through those APIs, and everything outside storage goes through
+//! [`Store`], which composes the backends and the master keys.
 //!
 //! # Layout
 //!

@@ -37,8 +37,9 @@ impl Tree {
 pub(super) enum StoreTree {
     Files,
     Uploads,
-    /// Named `inline` on disk, from before "inline" came to mean what a
-    /// browser may show: it holds small files, not files shown inline.
+    /// Named `inline` on disk (the bytes kept in line with the record), and
+    /// existing stores depend on that name. Elsewhere in Satchel "inline"
+    /// means what a browser may show ([`crate::media`]); not this.
     SmallFiles,
     Usage,
     Expiry,
