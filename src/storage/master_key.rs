@@ -87,7 +87,7 @@ impl MasterKey {
 /// The master key new files are sealed under, and the earlier generations
 /// still needed to read the files they sealed (see "Rotating the master key"
 /// in the README).
-pub struct MasterKeys {
+pub(super) struct MasterKeys {
     current: MasterKey,
     previous: Vec<MasterKey>,
 }
