@@ -7,7 +7,7 @@
 //! refused outright. A missing key file is created with fresh random bytes.
 //!
 //! After a rotation the store holds files sealed under earlier keys: those
-//! are loaded too, for reading only ([`MasterKeys`]).
+//! are loaded too, for reading only (`MasterKeys`).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
