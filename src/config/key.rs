@@ -1,7 +1,7 @@
-//! How a configuration key is described, and the macro that turns the
-//! [table](super::keys) into those descriptions.
+//! How a configuration key is described, and the macro that turns the table
+//! of keys (`keys.rs`) into those descriptions.
 //!
-//! The table says each key once; this file makes of it a typed handle per key
+//! The table says each key once; this macro makes of it a typed handle per key
 //! (the builder reads a value through it), and the list of sections the
 //! parser checks the file against and the help prints.
 

@@ -10,6 +10,7 @@
 //! file is parsed against that table (`raw.rs`), the help is printed from it
 //! ([`keys_help`]), and the builders below turn its values into [`Config`].
 
+mod error;
 mod help;
 mod key;
 mod keys;
@@ -24,25 +25,9 @@ use jid::BareJid;
 
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
+pub use error::ConfigError;
 pub use help::keys_help;
 use raw::RawConfig;
-
-/// Why a configuration could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The text is not a configuration: bad syntax, a key no table lists, a
-    /// value of the wrong type. The message quotes the line.
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    /// A key is missing, or its value cannot be used.
-    #[error("config key `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
 
 /// The checked configuration Satchel runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::error::ConfigError;
 use super::key::{Key, KeyDefault, Spec};
 use super::keys::SECTIONS;
 use super::kinds::{Kind, Refusal};
-use super::ConfigError;
 
 /// The keys of one section, each value with its place in the text.
 type Table = BTreeMap<String, Spanned<toml::Value>>;
