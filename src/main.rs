@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use satchel::config::{Config, KEYS_HELP};
+use satchel::config::{keys_help, Config};
 
 /// XEP-0363 HTTP File Upload component for any XMPP server, with encrypted storage.
 #[derive(Parser)]
-#[command(version, after_help = KEYS_HELP)]
+#[command(version, after_help = keys_help())]
 struct Cli {
     /// Path of the TOML configuration file.
     #[arg(long, env = "SATCHEL_CONFIG", value_name = "PATH")]

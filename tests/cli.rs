@@ -87,9 +87,53 @@ fn help_documents_every_key() {
         "gc_interval_secs",
         "--config",
         "SATCHEL_CONFIG",
+        "keepalive_secs",
+        "reconnect_max_delay_secs",
+        "header_timeout_secs",
+        "body_idle_timeout_secs",
+        "max_concurrent_uploads",
+        "max_connections",
+        "cache_max_age_secs",
+        "previous_key_files",
+        "cache_capacity_bytes",
+        "slot_requests_per_minute",
+        "abandoned_upload_secs",
+        "max_recipients",
+        "relays_per_minute",
+        "retry_max_delay_secs",
+        "bounce_window_secs",
+        "thumbnail_max_side",
+        "delete_after_download",
+        "show_jids",
     ] {
         assert!(help.contains(key), "--help does not mention {key}");
     }
+    for section in [
+        "component",
+        "http",
+        "storage",
+        "limits",
+        "retention",
+        "relay",
+        "logging",
+    ] {
+        assert!(help.contains(&format!("  [{section}]")), "no [{section}]");
+    }
+    assert!(
+        help.contains("per-user bytes of uploads completed per UTC day (10 x max_file_size)"),
+        "{help}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), "127.0.0.1:0", "/tmp/x", "100") + "max_fiel_size = 3\n";
+    let stderr = failure_for(&text);
+    assert!(
+        stderr.contains("(`max_fiel_size = 3`): unknown key `limits.max_fiel_size`"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -34,25 +34,14 @@ const MIB: usize = 1 << 20;
 
 fn slot_requests(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::parse(&format!(
-        r#"
-        [component]
-        jid = "upload.example.org"
-        server = "127.0.0.1:5347"
-        secret = "bench"
-        [http]
-        listen = "127.0.0.1:0"
-        public_url = "http://127.0.0.1:5050"
-        [storage]
-        path = "{store}"
-        [limits]
-        max_file_size = 104857600
-        daily_upload_bytes = 1000000000000000
-        slot_requests_per_minute = 1000000000
-        "#,
-        store = dir.path().join("store").display()
-    ))
-    .expect("bench config");
+    let mut config = Config::parse(include_str!("../../tests/minimal-config.toml"))
+        .expect("the shared test configuration");
+    config.storage.path = dir.path().join("store");
+    // Limits that a benchmark granting slots in a loop never reaches.
+    config.limits.max_file_size = 100 * MIB as u64;
+    config.limits.daily_upload_bytes = 1_000_000_000_000_000;
+    config.limits.user_storage_bytes = 20 * 100 * MIB as u64;
+    config.limits.slot_requests_per_minute = 1_000_000_000;
     let store = open_store(dir.path());
     let slots = SlotService::new(&config, store);
     let requester: jid::BareJid = "juliet@example.org".parse().expect("JID");

@@ -50,23 +50,8 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir_in("/dev/shm")
             .or_else(|_| tempfile::tempdir())
             .unwrap();
-        let config = Config::parse(&format!(
-            r#"
-            [component]
-            jid = "upload.example.org"
-            server = "127.0.0.1:5347"
-            secret = "s"
-            [http]
-            listen = "127.0.0.1:0"
-            public_url = "https://upload.example.org"
-            [storage]
-            path = "{}"
-            [limits]
-            max_file_size = 1000
-            "#,
-            dir.path().join("store").display()
-        ))
-        .unwrap();
+        let mut config = Config::parse(include_str!("../../minimal-config.toml")).unwrap();
+        config.storage.path = dir.path().join("store");
         let store = Store::open(StoreOptions::new(
             config.storage.path.clone(),
             dir.path().join("master.key"),

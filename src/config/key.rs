@@ -1,0 +1,124 @@
+//! How a configuration key is described, and the macro that turns the table
+//! of keys (`keys.rs`) into those descriptions.
+//!
+//! The table says each key once; this macro makes of it a typed handle per key
+//! (the builder reads a value through it), and the list of sections the
+//! parser checks the file against and the help prints.
+
+use std::marker::PhantomData;
+
+use super::kinds::{Kind, Unit};
+
+/// A key as the parser and the help see it, whatever its type.
+pub(crate) struct Spec {
+    pub section: &'static str,
+    pub name: &'static str,
+    /// `section.name`, as errors name the key.
+    pub path: &'static str,
+    /// One line for the operator: what the key decides.
+    pub doc: &'static str,
+    pub default: KeyDefault,
+    pub unit: Unit,
+}
+
+/// What a key is when the file leaves it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyDefault {
+    /// Nothing: the operator must write it.
+    Required,
+    /// This TOML text, read and checked as if the operator had written it.
+    Value(&'static str),
+    /// Worked out from other keys (or from the system) by the code that
+    /// builds the configuration; the text says how, for the help.
+    Derived(&'static str),
+}
+
+/// A typed handle on one key: reading it gives a `K::Value`.
+pub(crate) struct Key<K> {
+    pub spec: Spec,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K: Kind> Key<K> {
+    /// Used by [`define_keys`] only.
+    pub(crate) const fn new(
+        section: &'static str,
+        name: &'static str,
+        path: &'static str,
+        doc: &'static str,
+        default: KeyDefault,
+    ) -> Key<K> {
+        Key {
+            spec: Spec {
+                section,
+                name,
+                path,
+                doc,
+                default,
+                unit: K::UNIT,
+            },
+            kind: PhantomData,
+        }
+    }
+}
+
+/// A `[section]` of the file and its keys, in the order the help lists them.
+pub(crate) struct Section {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub keys: &'static [&'static Spec],
+}
+
+/// Declares every key: for each section a module holding one [`Key`]
+/// constant per key (named as in the file), and `SECTIONS`, the list of them
+/// all. A key is written
+///
+/// ```text
+/// /// one line for the operator
+/// name: Kind = toml_value;          // optional, with this default
+/// name: Kind;                       // required
+/// name: Kind, derived "how";        // default worked out by the builder
+/// ```
+macro_rules! define_keys {
+    ($(
+        $(#[doc = $section_doc:literal])*
+        $section:ident {
+            $(
+                $(#[doc = $doc:literal])+
+                $name:ident: $kind:ty $(= $value:tt)? $(, derived $how:literal)?;
+            )*
+        }
+    )*) => {
+        $(
+            $(#[doc = $section_doc])*
+            #[allow(non_upper_case_globals)]
+            pub(crate) mod $section {
+                use super::*;
+                $(
+                    $(#[doc = $doc])+
+                    pub(crate) const $name: Key<$kind> = Key::new(
+                        stringify!($section),
+                        stringify!($name),
+                        concat!(stringify!($section), ".", stringify!($name)),
+                        concat!($($doc),+),
+                        define_keys!(@default $($value)? $(, derived $how)?),
+                    );
+                )*
+            }
+        )*
+
+        /// Every section and key, in the order of the table.
+        pub(crate) const SECTIONS: &[Section] = &[$(
+            Section {
+                name: stringify!($section),
+                doc: concat!($($section_doc),*),
+                keys: &[$(&$section::$name.spec),*],
+            }
+        ),*];
+    };
+    (@default) => { KeyDefault::Required };
+    (@default $value:tt) => { KeyDefault::Value(stringify!($value)) };
+    (@default , derived $how:literal) => { KeyDefault::Derived($how) };
+}
+
+pub(crate) use define_keys;

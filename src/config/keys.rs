@@ -1,0 +1,123 @@
+//! Every configuration key Satchel reads, each said once: its section and
+//! name, its [kind](super::kinds) (how it is written, the check it must pass,
+//! its unit), its default, and one line for the operator.
+//!
+//! This table is the whole reference: the parser refuses any key it does not
+//! list, reads each value through its kind, fills in its default, and
+//! `satchel --help` prints it. A key the file must contain has no default; a
+//! default "derived" from other keys is worked out in [`super::Config`]'s
+//! builder, and the text here says how.
+//!
+//! To add a key: write it here, add its field to [`super::Config`], and read
+//! it in the builder of its section (`raw.get(&keys::section::name)`). A new
+//! section is a new block here and a new struct there. A key that a reload
+//! may change will say so here when reloading exists.
+
+use super::key::{define_keys, Key, KeyDefault, Section};
+use super::kinds::{
+    Bytes, ComponentJid, Count, Domains, FilePath, FilePaths, Flag, HostPort, ListenAddress,
+    Origin, Percent, Pixels, PublicUrl, Seconds, Secret,
+};
+
+define_keys! {
+    /// the link to the XMPP server (XEP-0114)
+    component {
+        /// component JID, e.g. `"upload.example.org"`
+        jid: ComponentJid;
+        /// XMPP server's component port, `"127.0.0.1:5347"`
+        server: HostPort;
+        /// XEP-0114 shared secret
+        secret: Secret;
+        /// ping the server after this much silence
+        keepalive_secs: Seconds = 30;
+        /// cap of the reconnection backoff
+        reconnect_max_delay_secs: Seconds = 2;
+    }
+
+    /// uploads and downloads
+    http {
+        /// address to listen on, `"127.0.0.1:5050"`
+        listen: ListenAddress;
+        /// base of the URLs handed to clients, `"https://upload.example.org"`
+        public_url: PublicUrl;
+        /// Access-Control-Allow-Origin
+        cors_allow_origin: Origin = "*";
+        /// time allowed to send request headers
+        header_timeout_secs: Seconds = 10;
+        /// longest silence inside an upload body
+        body_idle_timeout_secs: Seconds = 30;
+        /// uploads in flight at once; more get 503
+        max_concurrent_uploads: Count = 64;
+        /// open HTTP connections at once; at the cap a newcomer replaces the
+        /// oldest connection that has sent no request, or gets 503 if all are busy
+        max_connections: Count, derived "(open-file limit - 256) / 2, at most 16384";
+        /// Cache-Control max-age of downloads
+        cache_max_age_secs: Seconds = 31536000;
+    }
+
+    /// where files are kept, encrypted
+    storage {
+        /// directory of the sled database
+        path: FilePath;
+        /// master key, created on first start, mode 0600
+        key_file: FilePath, derived "\"<path>.key\"";
+        /// earlier master keys, to read old files after a rotation
+        previous_key_files: FilePaths = [];
+        /// sled page cache
+        cache_capacity_bytes: Bytes = 16777216;
+    }
+
+    /// who may upload, and how much
+    limits {
+        /// largest upload
+        max_file_size: Bytes;
+        /// how long a PUT URL stays valid
+        slot_lifetime_secs: Seconds = 300;
+        /// per-user bytes of uploads completed per UTC day
+        daily_upload_bytes: Bytes, derived "10 x max_file_size";
+        /// per-user bytes stored
+        user_storage_bytes: Bytes, derived "20 x max_file_size";
+        /// refuse slots that would leave less disk free
+        min_free_disk_percent: Percent = 5;
+        /// domains whose users get slots
+        allowed_domains: Domains, derived "parent domain of jid";
+        /// slot requests per user and minute
+        slot_requests_per_minute: Count = 600;
+    }
+
+    /// how long files are kept
+    retention {
+        /// keep files uploaded for messages
+        message_secs: Seconds = 2592000;
+        /// keep files with purpose ephemeral
+        ephemeral_secs: Seconds, derived "86400, or message_secs if shorter";
+        /// keep files with purpose permanent
+        permanent_secs: Seconds, derived "message_secs";
+        /// how often expired files are deleted
+        gc_interval_secs: Seconds = 60;
+        /// delete unfinished uploads after this long
+        abandoned_upload_secs: Seconds = 3600;
+    }
+
+    /// delivery of media messages to their recipients
+    relay {
+        /// recipients of one relayed message
+        max_recipients: Count = 50;
+        /// relay requests per sender and minute
+        relays_per_minute: Count = 30;
+        /// cap of the backoff between delivery attempts
+        retry_max_delay_secs: Seconds = 300;
+        /// a message not bounced within this counts as delivered
+        bounce_window_secs: Seconds = 30;
+        /// longest side of server-made thumbnails
+        thumbnail_max_side: Pixels<16, 512> = 128;
+        /// delete a relayed file once every recipient got it
+        delete_after_download: Flag = false;
+    }
+
+    /// what the log shows
+    logging {
+        /// log users' JIDs; otherwise pseudonyms
+        show_jids: Flag = false;
+    }
+}
