@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use minidom::Element;
 use tracing::{info, warn};
 
 use crate::clock::unix_now;
@@ -16,6 +17,7 @@ use crate::relay::downloads::DownloadTracker;
 use crate::relay::{Relay, RelayStartError};
 use crate::slots::SlotService;
 use crate::storage::{StorageError, Store, StoreOptions, INLINE_MAX_BYTES};
+use crate::xmpp::delegate::Delegate;
 use crate::xmpp::{connection, router::Router};
 
 /// How long uploads in flight may take to finish after SIGTERM.
@@ -153,5 +155,29 @@ async fn collect_garbage_periodically(store: Store, config: Config) {
             Ok(Err(error)) => warn!(%error, "garbage collection failed"),
             Err(_) => warn!("garbage collection panicked"),
         }
+    }
+}
+
+/// The relay takes the stanzas the router does not answer: relay requests and
+/// bounces, presences, the answers to its probes and to its server query.
+impl Delegate for Relay {
+    async fn handle_message(&self, message: Element) -> Option<Element> {
+        Relay::handle_message(self, message).await
+    }
+
+    async fn handle_presence(&self, presence: &Element) {
+        Relay::handle_presence(self, presence).await
+    }
+
+    async fn handle_iq_response(&self, iq: &Element) -> bool {
+        Relay::handle_iq_response(self, iq).await
+    }
+
+    fn link_up(&self) -> Vec<Element> {
+        Relay::link_up(self)
+    }
+
+    fn link_down(&self) {
+        Relay::link_down(self)
     }
 }

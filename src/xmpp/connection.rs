@@ -22,6 +22,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 use xmpp_parsers::ping::Ping;
 
+use super::delegate::Delegate;
 use super::router::Router;
 use super::stream::{Incoming, StanzaReader, StreamError};
 use crate::config::ComponentConfig;
@@ -84,9 +85,9 @@ pub const OUTGOING_QUEUE: usize = 1024;
 /// Keeps the component connected for ever, handing every stanza to `router`
 /// and sending whatever arrives on `outgoing` (kept across reconnections, so
 /// what is queued while the link is down goes out once it is back).
-pub async fn run(
+pub async fn run<D: Delegate>(
     config: ComponentConfig,
-    router: Arc<Router>,
+    router: Arc<Router<D>>,
     outgoing: mpsc::Sender<Element>,
     mut outgoing_rx: mpsc::Receiver<Element>,
 ) {
@@ -182,10 +183,10 @@ fn describe_stream_error(element: &Element) -> String {
 ///
 /// After `keepalive` of silence from the server Satchel pings it; after as
 /// long again without a byte in return, the link is taken for dead.
-async fn serve(
+async fn serve<D: Delegate>(
     mut link: Link,
     config: &ComponentConfig,
-    router: Arc<Router>,
+    router: Arc<Router<D>>,
     outgoing: &mpsc::Sender<Element>,
     outgoing_rx: &mut mpsc::Receiver<Element>,
 ) -> Result<(), LinkError> {

@@ -7,6 +7,7 @@
 pub mod addresses;
 pub mod bob;
 pub mod connection;
+pub mod delegate;
 pub mod disco;
 pub mod file_metadata;
 pub mod hints;
