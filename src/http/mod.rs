@@ -11,8 +11,8 @@ pub mod connections;
 mod download;
 mod error;
 pub mod headers;
+mod put;
 pub mod range;
-mod upload;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -159,7 +159,7 @@ pub fn router(config: &Config, state: HttpState) -> Router {
         .max_age(Duration::from_secs(86_400));
 
     let mut app = Router::new()
-        .route("/upload/{id}/{token}/{filename}", put(upload::put))
+        .route("/upload/{id}/{token}/{filename}", put(put::put))
         .route("/file/{id}/{filename}", get(download::get))
         .with_state(state)
         .fallback(|| async { HttpError::new(StatusCode::NOT_FOUND, "not found") })

@@ -20,7 +20,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::delegate::Delegate;
-use super::{disco, upload};
+use super::{disco, http_upload};
 use crate::clock::unix_now;
 use crate::logging::LoggedJid;
 use crate::slots::{SlotError, SlotService};
@@ -194,9 +194,9 @@ impl<D: Delegate> Router<D> {
         let echo = (attribute_bytes <= MAX_ECHOED_ATTRIBUTE_BYTES
             && payload.children().count() <= 1)
             .then(|| payload.clone());
-        let request = upload::parse_request(payload).map_err(|error| {
+        let request = http_upload::parse_request(payload).map_err(|error| {
             info!(%error, "malformed slot request");
-            (upload::request_error(&error), echo.clone())
+            (http_upload::request_error(&error), echo.clone())
         })?;
         let requester = from.to_bare();
         let size = request.size;
@@ -219,14 +219,14 @@ impl<D: Delegate> Router<D> {
         match granted {
             Ok(slot) => {
                 info!(file = %slot.id, size, "slot granted");
-                Ok(Some(upload::slot_result(&slot).into()))
+                Ok(Some(http_upload::slot_result(&slot).into()))
             }
             Err(error) => {
                 match &error {
                     SlotError::Storage(cause) => warn!(%cause, "slot refused: storage failure"),
                     refusal => info!(reason = %refusal, "slot refused"),
                 }
-                Err((upload::slot_error(&error), echo))
+                Err((http_upload::slot_error(&error), echo))
             }
         }
     }

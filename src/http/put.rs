@@ -1,7 +1,7 @@
 //! PUT: receiving an upload into a slot.
 //!
 //! The URL alone authorises the upload: it carries the slot, sealed (see
-//! `slots::ticket`). The body streams through a bounded
+//! [`crate::slots::ticket`]). The body streams through a bounded
 //! channel into a blocking task that encrypts, hashes and writes chunk by
 //! chunk, so memory stays flat whatever the file size and the async workers
 //! never wait on the disk. Nothing is visible until the storage commits the
