@@ -93,7 +93,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let relay = Relay::start(&config, store.clone(), outgoing.clone(), downloads.clone())?;
     let slots = SlotService::new(&config, store.clone());
-    let tickets = slots.tickets();
+    let redeemer = slots.redeemer();
     let router = Arc::new(Router::new(config.component.jid.clone(), slots, relay));
     tokio::spawn(connection::run(
         config.component.clone(),
@@ -102,7 +102,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         outgoing_rx,
     ));
     tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
-    let http_state = HttpState::new(&config, store.clone(), downloads, tickets);
+    let http_state = HttpState::new(&config, store.clone(), downloads, redeemer);
     let app = http::router(&config, http_state.clone());
     let http_config = config.clone();
     let (stop_accepting, accepting) = tokio::sync::watch::channel(true);

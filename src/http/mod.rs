@@ -32,11 +32,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::{debug, warn};
 
-use crate::config::{Config, Retention};
+use crate::config::Config;
 use crate::relay::downloads::DownloadTracker;
-use crate::slots::quota::QuotaLimits;
-use crate::slots::ticket::TicketKeys;
-use crate::storage::{Purpose, StorageError, Store};
+use crate::slots::redeem::Redeemer;
+use crate::storage::{StorageError, Store};
 use connections::{ConnectionLimit, OpenConnection};
 pub use error::HttpError;
 
@@ -52,36 +51,32 @@ const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct HttpState {
     store: Store,
-    retention: Retention,
     upload_permits: Arc<Semaphore>,
     max_concurrent_uploads: usize,
     body_idle_timeout: Duration,
     cache_control: HeaderValue,
     /// Counts recipients' downloads when relayed files go once downloaded.
     downloads: Option<DownloadTracker>,
-    /// Open the slots sealed in PUT URLs.
-    tickets: Arc<TicketKeys>,
-    quota: QuotaLimits,
+    /// Checks each PUT against the slot its URL seals.
+    redeemer: Redeemer,
 }
 
 impl HttpState {
-    /// `tickets` opens the slots sealed in PUT URLs: those of the service
-    /// that grants them (`SlotService::tickets`).
+    /// `redeemer` checks PUTs against the slots granted over XMPP
+    /// ([`crate::slots::SlotService::redeemer`]).
     pub fn new(
         config: &Config,
         store: Store,
         downloads: Option<DownloadTracker>,
-        tickets: Arc<TicketKeys>,
+        redeemer: Redeemer,
     ) -> HttpState {
         let cache_control = format!(
             "public, max-age={}, immutable",
             config.http.cache_max_age.as_secs()
         );
         HttpState {
-            tickets,
-            quota: QuotaLimits::from_config(config),
+            redeemer,
             store,
-            retention: config.retention.clone(),
             upload_permits: Arc::new(Semaphore::new(config.http.max_concurrent_uploads)),
             max_concurrent_uploads: config.http.max_concurrent_uploads,
             body_idle_timeout: config.http.body_idle_timeout,
@@ -100,14 +95,6 @@ impl HttpState {
             .is_ok_and(|permits| permits.map(|p| p.forget()).is_ok())
     }
 
-    fn retention_for(&self, purpose: Purpose) -> Duration {
-        match purpose {
-            Purpose::Ephemeral => self.retention.ephemeral,
-            Purpose::Message => self.retention.message,
-            Purpose::Permanent => self.retention.permanent,
-        }
-    }
-
     /// Runs a store call on the blocking pool (sled blocks) and maps its failure.
     async fn blocking<T, F>(&self, call: F) -> Result<T, HttpError>
     where
@@ -118,12 +105,7 @@ impl HttpState {
         match tokio::task::spawn_blocking(move || call(&store)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                if !matches!(
-                    error,
-                    StorageError::AlreadyUploaded | StorageError::UploadInProgress
-                ) {
-                    warn!(%error, "storage call failed");
-                }
+                warn!(%error, "storage call failed");
                 Err(HttpError::from(&error))
             }
             Err(_) => Err(HttpError::new(

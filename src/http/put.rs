@@ -1,18 +1,21 @@
 //! PUT: receiving an upload into a slot.
 //!
-//! The URL alone authorises the upload: it carries the slot, sealed (see
-//! [`crate::slots::ticket`]). The body streams through a bounded
-//! channel into a blocking task that encrypts, hashes and writes chunk by
-//! chunk, so memory stays flat whatever the file size and the async workers
-//! never wait on the disk. Nothing is visible until the storage commits the
-//! whole file; a broken connection leaves a slot that can be retried until it
-//! expires.
+//! The URL alone authorises the upload: it carries the slot, sealed, and
+//! [`Redeemer::redeem`] checks the request against it and begins the upload.
+//! What is left here is HTTP's part: a cap on uploads in flight, a status for
+//! each refusal, and the body. The body streams through a bounded channel
+//! into a blocking task that encrypts, hashes and writes chunk by chunk, so
+//! memory stays flat whatever the file size and the async workers never wait
+//! on the disk. Nothing is visible until the storage commits the whole file;
+//! a broken connection leaves a slot that can be retried until it expires.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderMap, StatusCode};
+use http::{header, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
@@ -20,10 +23,8 @@ use tracing::{info, warn, Instrument};
 use super::error::HttpError;
 use super::HttpState;
 use crate::clock::unix_now;
-use crate::media::media_type_essence;
-use crate::slots::quota;
-use crate::slots::terms::SlotTerms;
-use crate::storage::{FileId, FileRecord, StorageError};
+use crate::slots::redeem::{PutRequest, RedeemError, Redeemer};
+use crate::storage::{FileId, FileRecord, StorageError, UploadWriter};
 
 /// Batches buffered between the connection and the storage task.
 const BODY_QUEUE: usize = 2;
@@ -42,6 +43,7 @@ enum BodyPiece {
     End,
 }
 
+/// Stores the body of a PUT into the slot its URL carries.
 pub async fn put(
     State(state): State<HttpState>,
     Path((id, ticket, _filename)): Path<(String, String, String)>,
@@ -59,127 +61,116 @@ pub async fn put(
                 "too many uploads in progress, retry later",
             ));
         };
-        let Some(slot) = state.tickets.open(&id, &ticket) else {
-            warn!("PUT with an invalid ticket");
-            return Err(HttpError::new(
-                StatusCode::FORBIDDEN,
-                "invalid upload token",
-            ));
+        let headers = request.headers();
+        let put = PutRequest {
+            id,
+            ticket,
+            content_length: headers.get(header::CONTENT_LENGTH).cloned(),
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
         };
-        let content_type = check_headers(&slot, request.headers())?;
-        let now = unix_now();
-        if now > slot.expires {
-            // Checked after the headers: a retry of an expired slot learns the real reason.
-            return Err(HttpError::new(StatusCode::FORBIDDEN, "upload slot expired"));
-        }
-        let expires = now.saturating_add(state.retention_for(slot.purpose).as_secs());
-        let limits = state.quota;
-        let writer = state
-            .blocking(move |store| {
-                // After `begin_upload`, so that a retry of a completed
-                // upload hears that it is complete.
-                let writer = store.begin_upload(&slot.new_upload(), content_type, expires)?;
-                let usage = store.usage(&slot.uploader, now)?;
-                Ok(quota::exceeded(limits, usage, slot.size).map_or(Ok(writer), Err))
-            })
-            .await?
-            .map_err(|over| {
-                info!(quota = over.reason(), "upload refused: over quota");
-                HttpError::new(StatusCode::FORBIDDEN, over.reason())
-            })?;
-
-        let (pieces_tx, mut pieces_rx) = mpsc::channel::<BodyPiece>(BODY_QUEUE);
-        let storage_task = tokio::task::spawn_blocking(move || {
-            let mut writer = writer;
-            while let Some(piece) = pieces_rx.blocking_recv() {
-                match piece {
-                    BodyPiece::Data(batch) => writer.write_pieces(&batch)?,
-                    BodyPiece::End => return writer.finish(unix_now()).map(Some),
-                }
-            }
-            // The connection gave up: dropping the writer discards the attempt.
-            Ok::<Option<FileRecord>, StorageError>(None)
-        });
-
-        let received = forward_body(request.into_body(), &pieces_tx, &state).await;
-        if received.is_ok() {
-            // The storage task may have failed already; its result says why.
-            let _ = pieces_tx.send(BodyPiece::End).await;
-        }
-        drop(pieces_tx);
-        let stored = storage_task.await.map_err(|_| {
-            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage task failed")
-        })?;
-        match (received, stored) {
-            (_, Ok(Some(file))) => {
-                info!(size = file.size, content_type = %file.content_type, "upload complete");
-                Ok((StatusCode::CREATED, "created\n").into_response())
-            }
-            (_, Err(error)) => {
-                warn!(%error, "upload failed in storage");
-                Err(HttpError::from(&error))
-            }
-            (Err(error), Ok(None)) => {
-                info!(
-                    reason = error.reason,
-                    "upload interrupted; the slot can be retried"
-                );
-                Err(error)
-            }
-            (Ok(()), Ok(None)) => Err(HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "upload not stored",
-            )),
-        }
+        let writer = redeem(state.redeemer.clone(), put).await?;
+        let file = store_body(writer, request.into_body(), state.body_idle_timeout).await?;
+        info!(size = file.size, content_type = %file.content_type, "upload complete");
+        Ok((StatusCode::CREATED, "created\n").into_response())
     }
     .instrument(span)
     .await
 }
 
-/// Checks Content-Length and Content-Type against the slot; returns the type to store.
-fn check_headers(slot: &SlotTerms, headers: &HeaderMap) -> Result<String, HttpError> {
-    let length = headers.get(header::CONTENT_LENGTH).ok_or(HttpError::new(
-        StatusCode::LENGTH_REQUIRED,
-        "Content-Length is required",
-    ))?;
-    let length: u64 = length
-        .to_str()
-        .ok()
-        .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|text| text.parse().ok())
-        .ok_or(HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed Content-Length",
-        ))?;
-    if length != slot.size {
-        return Err(HttpError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Content-Length differs from the size of the slot",
-        ));
-    }
-    let sent_type = match headers.get(header::CONTENT_TYPE) {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST, "malformed Content-Type"))?
-                .trim(),
-        ),
-        None => None,
-    }
-    .filter(|t| !t.is_empty());
-    match (&slot.content_type, sent_type) {
-        (Some(expected), Some(sent))
-            if media_type_essence(expected) == media_type_essence(sent) =>
-        {
-            Ok(expected.clone())
+/// Redeems the slot on the blocking pool (the store blocks): the upload
+/// begun, or the answer to the refusal.
+async fn redeem(redeemer: Redeemer, put: PutRequest) -> Result<UploadWriter, HttpError> {
+    tokio::task::spawn_blocking(move || redeemer.redeem(&put, unix_now()))
+        .await
+        .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage task failed"))?
+        .map_err(|refusal| refused(&refusal))
+}
+
+/// The answer to a refused PUT, logged as the refusal deserves.
+fn refused(refusal: &RedeemError) -> HttpError {
+    let status = match refusal {
+        RedeemError::InvalidTicket => {
+            warn!("PUT with an invalid ticket");
+            StatusCode::FORBIDDEN
         }
-        (Some(_), _) => Err(HttpError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type differs from the slot request",
-        )),
-        (None, Some(sent)) => Ok(sent.to_owned()),
-        (None, None) => Ok("application/octet-stream".to_owned()),
+        RedeemError::LengthMissing => StatusCode::LENGTH_REQUIRED,
+        RedeemError::LengthMalformed | RedeemError::ContentTypeMalformed => StatusCode::BAD_REQUEST,
+        RedeemError::LengthDiffers => StatusCode::PAYLOAD_TOO_LARGE,
+        RedeemError::ContentTypeDiffers => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        RedeemError::Expired => StatusCode::FORBIDDEN,
+        RedeemError::OverQuota(over) => {
+            info!(quota = over.reason(), "upload refused: over quota");
+            StatusCode::FORBIDDEN
+        }
+        RedeemError::Storage(error) => {
+            // A second PUT to a slot is a client's retry, not a failure of ours.
+            if !matches!(
+                error,
+                StorageError::AlreadyUploaded | StorageError::UploadInProgress
+            ) {
+                warn!(%error, "storage call failed");
+            }
+            return HttpError::from(error);
+        }
+    };
+    HttpError {
+        status,
+        reason: refusal.to_string().into(),
     }
+}
+
+/// Streams `body` into `writer` and commits the file: the file stored, or
+/// why not.
+async fn store_body(
+    writer: UploadWriter,
+    body: Body,
+    idle_timeout: Duration,
+) -> Result<FileRecord, HttpError> {
+    let (pieces_tx, pieces_rx) = mpsc::channel::<BodyPiece>(BODY_QUEUE);
+    let storage_task = tokio::task::spawn_blocking(move || write_body(writer, pieces_rx));
+    let received = forward_body(body, &pieces_tx, idle_timeout).await;
+    if received.is_ok() {
+        // The storage task may have failed already; its result says why.
+        let _ = pieces_tx.send(BodyPiece::End).await;
+    }
+    drop(pieces_tx);
+    let stored = storage_task
+        .await
+        .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage task failed"))?;
+    match (received, stored) {
+        (_, Ok(Some(file))) => Ok(file),
+        (_, Err(error)) => {
+            warn!(%error, "upload failed in storage");
+            Err(HttpError::from(&error))
+        }
+        (Err(error), Ok(None)) => {
+            info!(
+                reason = %error.reason,
+                "upload interrupted; the slot can be retried"
+            );
+            Err(error)
+        }
+        (Ok(()), Ok(None)) => Err(HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upload not stored",
+        )),
+    }
+}
+
+/// The storage task: writes what the connection hands over and commits the
+/// file at the end; `None` if the connection gave up first.
+fn write_body(
+    mut writer: UploadWriter,
+    mut pieces: mpsc::Receiver<BodyPiece>,
+) -> Result<Option<FileRecord>, StorageError> {
+    while let Some(piece) = pieces.blocking_recv() {
+        match piece {
+            BodyPiece::Data(batch) => writer.write_pieces(&batch)?,
+            BodyPiece::End => return writer.finish(unix_now()).map(Some),
+        }
+    }
+    // Dropping the writer discards the attempt.
+    Ok(None)
 }
 
 /// Moves the body into the storage task in batches, with an idle timeout on
@@ -187,12 +178,12 @@ fn check_headers(slot: &SlotTerms, headers: &HeaderMap) -> Result<String, HttpEr
 async fn forward_body(
     mut body: Body,
     pieces: &mpsc::Sender<BodyPiece>,
-    state: &HttpState,
+    idle_timeout: Duration,
 ) -> Result<(), HttpError> {
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
     loop {
-        let frame = tokio::time::timeout(state.body_idle_timeout, body.frame())
+        let frame = tokio::time::timeout(idle_timeout, body.frame())
             .await
             .map_err(|_| HttpError::new(StatusCode::REQUEST_TIMEOUT, "the upload stalled"))?;
         let Some(frame) = frame else {
@@ -226,85 +217,64 @@ async fn forward_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Purpose;
-
-    fn slot(content_type: Option<&str>) -> SlotTerms {
-        SlotTerms {
-            id: FileId([1; 16]),
-            uploader: "alice@example.org".into(),
-            filename: "a.png".into(),
-            size: 10,
-            content_type: content_type.map(str::to_owned),
-            purpose: Purpose::Message,
-            created: 0,
-            expires: u64::MAX,
-        }
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap());
-        }
-        map
-    }
+    use crate::slots::quota::Exceeded;
 
     #[test]
-    fn length_must_be_present_and_equal() {
-        let status = |pairs: &[(&'static str, &str)]| {
-            check_headers(&slot(None), &headers(pairs))
-                .unwrap_err()
-                .status
-        };
-        assert_eq!(status(&[]), StatusCode::LENGTH_REQUIRED);
-        assert_eq!(
-            status(&[("content-length", "11")]),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            status(&[("content-length", "9")]),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        for bad in ["-10", "+10", "ten", "1e1", "99999999999999999999999"] {
-            assert_eq!(
-                status(&[("content-length", bad)]),
+    fn each_refusal_has_its_status_and_reason() {
+        for (refusal, status, reason) in [
+            (
+                RedeemError::InvalidTicket,
+                StatusCode::FORBIDDEN,
+                "invalid upload token",
+            ),
+            (
+                RedeemError::LengthMissing,
+                StatusCode::LENGTH_REQUIRED,
+                "Content-Length is required",
+            ),
+            (
+                RedeemError::LengthMalformed,
                 StatusCode::BAD_REQUEST,
-                "{bad}"
-            );
+                "malformed Content-Length",
+            ),
+            (
+                RedeemError::LengthDiffers,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Content-Length differs from the size of the slot",
+            ),
+            (
+                RedeemError::ContentTypeMalformed,
+                StatusCode::BAD_REQUEST,
+                "malformed Content-Type",
+            ),
+            (
+                RedeemError::ContentTypeDiffers,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type differs from the slot request",
+            ),
+            (
+                RedeemError::Expired,
+                StatusCode::FORBIDDEN,
+                "upload slot expired",
+            ),
+            (
+                RedeemError::OverQuota(Exceeded::Daily),
+                StatusCode::FORBIDDEN,
+                "Daily upload quota reached",
+            ),
+            (
+                RedeemError::OverQuota(Exceeded::Storage),
+                StatusCode::FORBIDDEN,
+                "Storage quota reached",
+            ),
+            (
+                RedeemError::Storage(StorageError::AlreadyUploaded),
+                StatusCode::CONFLICT,
+                "this slot has already been uploaded",
+            ),
+        ] {
+            let answer = refused(&refusal);
+            assert_eq!((answer.status, &*answer.reason), (status, reason));
         }
-    }
-
-    #[test]
-    fn content_type_follows_the_slot() {
-        let ok = |slot_type: Option<&str>, pairs: &[(&'static str, &str)]| {
-            check_headers(&slot(slot_type), &headers(pairs))
-        };
-        let with = |t: &'static str| [("content-length", "10"), ("content-type", t)];
-        assert_eq!(
-            ok(Some("image/png"), &with("image/png")).unwrap(),
-            "image/png"
-        );
-        assert_eq!(
-            ok(Some("image/png"), &with("Image/PNG")).unwrap(),
-            "image/png"
-        );
-        assert_eq!(
-            ok(Some("image/png"), &with("text/html"))
-                .unwrap_err()
-                .status,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-        assert_eq!(
-            ok(Some("image/png"), &[("content-length", "10")])
-                .unwrap_err()
-                .status,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-        assert_eq!(ok(None, &with("text/plain")).unwrap(), "text/plain");
-        assert_eq!(ok(None, &with("")).unwrap(), "application/octet-stream");
-        assert_eq!(
-            ok(None, &[("content-length", "10")]).unwrap(),
-            "application/octet-stream"
-        );
     }
 }

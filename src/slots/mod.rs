@@ -1,13 +1,16 @@
 //! Slots: the decision to let a user upload one file, and the URLs for it.
 //!
-//! This is the policy half of XEP-0363, kept apart from the XML so that it can
-//! be tested, benchmarked and reasoned about on its own: who may upload
-//! (`allowed_domains`), what (`filename`, size), how much (`quota`), and the
-//! PUT URL that carries the permission, the slot sealed in it (`ticket`).
-//! A grant writes nothing: the ticket is the only record of a slot.
+//! This is the policy half of XEP-0363, kept apart from the XML and from
+//! HTTP so that it can be tested, benchmarked and reasoned about on its own:
+//! who may upload (`allowed_domains`), what ([`filename`], size), how much
+//! ([`quota`]), and the PUT URL that carries the permission, the slot's
+//! [`terms`] sealed in it ([`ticket`]). A grant writes nothing: the ticket is
+//! the only record of a slot, and the PUT that presents it is checked
+//! against it again ([`redeem`]).
 
 pub mod filename;
 pub mod quota;
+pub mod redeem;
 pub mod terms;
 pub mod ticket;
 
@@ -22,6 +25,7 @@ use crate::rate_limit::RateLimiter;
 use crate::storage::{DiskSpace, FileId, Purpose, StorageError, Store};
 use filename::{check_filename, FilenameError};
 use quota::{check_user_quota, time_when_freed, QuotaLimits};
+use redeem::Redeemer;
 use terms::SlotTerms;
 use ticket::TicketKeys;
 
@@ -84,10 +88,15 @@ pub struct SlotService {
     public_url: String,
     limiter: Arc<RateLimiter>,
     tickets: Arc<TicketKeys>,
+    redeemer: Redeemer,
 }
 
 impl SlotService {
     pub fn new(config: &Config, store: Store) -> SlotService {
+        let tickets = {
+            let (current, previous) = store.master_keys();
+            Arc::new(TicketKeys::derive(current, previous))
+        };
         SlotService {
             max_file_size: config.limits.max_file_size,
             slot_lifetime_secs: config.limits.slot_lifetime.as_secs(),
@@ -99,17 +108,15 @@ impl SlotService {
                 config.limits.slot_requests_per_minute,
                 Duration::from_secs(60),
             )),
-            tickets: {
-                let (current, previous) = store.master_keys();
-                Arc::new(TicketKeys::derive(current, previous))
-            },
+            redeemer: Redeemer::new(config, store.clone(), tickets.clone()),
+            tickets,
             store,
         }
     }
 
-    /// The keys this service seals tickets with, for the PUT side to open them.
-    pub fn tickets(&self) -> Arc<TicketKeys> {
-        self.tickets.clone()
+    /// What redeems the tickets this service seals, for the PUT side.
+    pub fn redeemer(&self) -> Redeemer {
+        self.redeemer.clone()
     }
 
     pub fn max_file_size(&self) -> u64 {
@@ -196,5 +203,43 @@ impl SlotService {
             reason: "The service is out of storage space",
             retry_at: time_when_freed(&soonest, needed, now),
         })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A slot service on a throwaway store, for the tests of the slots and of
+    //! the code that asks for them.
+
+    use super::*;
+    use crate::storage::StoreOptions;
+
+    pub(crate) struct TestSlots {
+        pub(crate) config: Config,
+        pub(crate) service: SlotService,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestSlots {
+        /// Slots of `upload.example.org` for the users of `example.org`,
+        /// files up to 1000 bytes (see [`Config::for_tests`]).
+        pub(crate) fn new() -> TestSlots {
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config::for_tests(dir.path());
+            let store = Store::open(StoreOptions {
+                path: config.storage.path.clone(),
+                key_file: dir.path().join("master.key"),
+                previous_key_files: Vec::new(),
+                cache_capacity: 1 << 20,
+                chunk_size: 1024,
+                inline_max_bytes: Some(crate::storage::INLINE_MAX_BYTES),
+            })
+            .unwrap();
+            TestSlots {
+                service: SlotService::new(&config, store),
+                config,
+                _dir: dir,
+            }
+        }
     }
 }

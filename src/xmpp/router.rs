@@ -245,8 +245,7 @@ pub(crate) mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::config::Config;
-    use crate::storage::{Store, StoreOptions};
+    use crate::slots::test_support::TestSlots;
 
     /// Stands in for the relay: notes what the router passes on, answers the
     /// message `question` with the message `answer`, and asks the server
@@ -307,31 +306,21 @@ pub(crate) mod tests {
     pub(crate) struct Fixture {
         pub(crate) router: Router<Recorder>,
         recorder: Arc<Recorder>,
-        _dir: tempfile::TempDir,
+        _slots: TestSlots,
     }
 
     /// A router for `upload.example.org`, serving `example.org`, files up to 1000 bytes.
     pub(crate) fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::for_tests(dir.path());
-        let store = Store::open(StoreOptions {
-            path: config.storage.path.clone(),
-            key_file: dir.path().join("master.key"),
-            previous_key_files: Vec::new(),
-            cache_capacity: 1 << 20,
-            chunk_size: 1024,
-            inline_max_bytes: Some(crate::storage::INLINE_MAX_BYTES),
-        })
-        .unwrap();
+        let slots = TestSlots::new();
         let recorder = Arc::new(Recorder::default());
         Fixture {
             router: Router::new(
-                config.component.jid.clone(),
-                SlotService::new(&config, store),
+                slots.config.component.jid.clone(),
+                slots.service.clone(),
                 recorder.clone(),
             ),
             recorder,
-            _dir: dir,
+            _slots: slots,
         }
     }
 
