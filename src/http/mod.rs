@@ -227,43 +227,12 @@ async fn serve_connection(
     header_timeout: Duration,
     connection: Arc<OpenConnection>,
 ) {
-    const SHED: &str = "no request yet and the connection cap is reached: shed to make room";
-    const NO_REQUEST: &str = "no complete request within the header timeout; closed";
     let first_request_deadline = tokio::time::Instant::now() + header_timeout;
     // Small responses must not wait for Nagle's algorithm.
     let _ = socket.set_nodelay(true);
-    // hyper allocates its buffers (16 KiB) when it starts: a connection that
-    // never sends a byte does not get them. (`readable` may wake without
-    // data; `peek` waits for a byte or the end of the stream.)
-    let mut first_byte = [0];
-    tokio::select! {
-        read = socket.peek(&mut first_byte) => {
-            if !matches!(read, Ok(bytes) if bytes > 0) {
-                return;
-            }
-        }
-        () = connection.shed_requested() => return debug!(%peer, "{SHED}"),
-        () = tokio::time::sleep_until(first_request_deadline) => {
-            return debug!(%peer, "{NO_REQUEST}");
-        }
+    if !first_byte_arrives(&socket, &connection, first_request_deadline, peer).await {
+        return;
     }
-    let service = {
-        let connection = connection.clone();
-        hyper::service::service_fn(move |request| {
-            let in_flight = connection.request_started();
-            let response = app.clone().oneshot(request);
-            async move {
-                // The connection is busy until hyper is done with the body.
-                let response = response.await?;
-                Ok::<_, Infallible>(response.map(|body| {
-                    Body::new(body.map_frame(move |frame| {
-                        let _ = &in_flight;
-                        frame
-                    }))
-                }))
-            }
-        })
-    };
     let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         // Between requests; the first one has `first_request_deadline`.
@@ -271,7 +240,7 @@ async fn serve_connection(
         .max_buf_size(MAX_BUFFER_BYTES)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(socket), service);
+        .serve_connection(TokioIo::new(socket), busy_while_answering(app, &connection));
     tokio::pin!(http);
     let outcome = loop {
         tokio::select! {
@@ -299,4 +268,62 @@ async fn serve_connection(
     if let Err(error) = outcome {
         debug!(%peer, %error, "connection ended with an error");
     }
+}
+
+/// Logged when a connection that has sent no request is closed to make room.
+const SHED: &str = "no request yet and the connection cap is reached: shed to make room";
+/// Logged when a connection's first request head does not arrive in time.
+const NO_REQUEST: &str = "no complete request within the header timeout; closed";
+
+/// Waits for the first byte of a new connection; false if the connection
+/// closes first, is shed, or sends nothing before `deadline`.
+///
+/// hyper allocates its buffers (16 KiB) when it starts: a connection that
+/// never sends a byte does not get them. (`readable` may wake without data;
+/// `peek` waits for a byte or the end of the stream.)
+async fn first_byte_arrives(
+    socket: &TcpStream,
+    connection: &OpenConnection,
+    deadline: tokio::time::Instant,
+    peer: SocketAddr,
+) -> bool {
+    let mut first_byte = [0];
+    tokio::select! {
+        read = socket.peek(&mut first_byte) => matches!(read, Ok(bytes) if bytes > 0),
+        () = connection.shed_requested() => {
+            debug!(%peer, "{SHED}");
+            false
+        }
+        () = tokio::time::sleep_until(deadline) => {
+            debug!(%peer, "{NO_REQUEST}");
+            false
+        }
+    }
+}
+
+/// `app` as hyper's service on `connection`, which counts as busy from a
+/// request's head until hyper is done with the response body.
+fn busy_while_answering(
+    app: Router,
+    connection: &Arc<OpenConnection>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<Body>,
+    Error = Infallible,
+    Future: Send,
+> {
+    let connection = connection.clone();
+    hyper::service::service_fn(move |request| {
+        let in_flight = connection.request_started();
+        let response = app.clone().oneshot(request);
+        async move {
+            let response = response.await?;
+            Ok::<_, Infallible>(response.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _ = &in_flight;
+                    frame
+                }))
+            }))
+        }
+    })
 }
