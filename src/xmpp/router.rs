@@ -246,6 +246,8 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::slots::test_support::TestSlots;
+    use crate::xmpp::connection::MAX_STANZA_BYTES;
+    use crate::xmpp::stream::{Incoming, StanzaReader};
 
     /// Stands in for the relay: notes what the router passes on, answers the
     /// message `question` with the message `answer`, and asks the server
@@ -520,25 +522,46 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn huge_attributes_get_a_clear_error() {
-        // rxml refuses attribute values over 8 KiB, so this is the largest that can reach us.
-        let name = "a".repeat(8000);
-        let reply = answer(&format!(
-            "<iq xmlns='jabber:component:accept' type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='{name}' size='1'/></iq>"
-        ))
-        .await
-        .unwrap();
+        // The link's reader takes attribute values far longer than rxml's
+        // default 8 KiB, up to its token limit: the stanza cap, below that,
+        // is what bounds them. Requests this large reach the router.
+        let huge = MAX_STANZA_BYTES - 1024;
+        let fixture = fixture();
+        let name = "a".repeat(huge);
+        let reply = fixture
+            .router
+            .handle(read_as_the_link_does(&format!(
+                "<iq type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='{name}' size='1'/></iq>"
+            )).await)
+            .await
+            .unwrap();
         assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
         assert!(
             !reply.has_child("request", ns::HTTP_UPLOAD),
             "a huge request is not echoed"
         );
-        let huge_size = "9".repeat(8000);
-        let reply = answer(&format!(
-            "<iq xmlns='jabber:component:accept' type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='a' size='{huge_size}'/></iq>"
-        ))
-        .await
-        .unwrap();
+        let huge_size = "9".repeat(huge);
+        let reply = fixture
+            .router
+            .handle(read_as_the_link_does(&format!(
+                "<iq type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='a' size='{huge_size}'/></iq>"
+            )).await)
+            .await
+            .unwrap();
         assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
+    }
+
+    /// `stanza` as the link reads it from the server, within its limits.
+    async fn read_as_the_link_does(stanza: &str) -> Element {
+        let stream = format!(
+            "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='s'>{stanza}"
+        );
+        let mut reader = StanzaReader::new(stream.as_bytes(), MAX_STANZA_BYTES);
+        reader.read_header().await.unwrap();
+        match reader.next().await.unwrap() {
+            Some(Incoming::Stanza(stanza)) => stanza,
+            other => panic!("not read whole: {other:?}"),
+        }
     }
 
     #[tokio::test]
