@@ -2,8 +2,8 @@
 //!
 //! The link is built on tokio's TCP stream directly: Satchel writes the
 //! stream header and the handshake ([`xmpp_parsers::component::Handshake`])
-//! itself, reads with its own [`StanzaReader`](super::stream::StanzaReader)
-//! and writes stanzas serialized by minidom. tokio-xmpp's `Component` would
+//! itself, reads with its own [`StanzaReader`] and writes stanzas
+//! serialized by minidom. tokio-xmpp's `Component` would
 //! do the handshake, but its stream yields the same `None` for a soft read
 //! timeout, for a stanza that fails to parse and for the end of the stream,
 //! and it never reconnects. Here the cases are told apart: silence makes
