@@ -398,7 +398,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn iqs_with_no_or_several_children_are_bad_requests() {
-        // Prosody drops these before they reach a component; ejabberd passes them on.
+        // Prosody answers these itself, in the component's name; ejabberd passes them on.
         let request = "<request xmlns='urn:xmpp:http:upload:0' filename='a' size='1'/>";
         for payload in [
             String::new(),
