@@ -40,6 +40,7 @@ pub struct PutRequest {
 }
 
 /// Why a PUT may not upload into its slot, in the order the checks run.
+/// The text is what the client is told.
 #[derive(Debug, thiserror::Error)]
 pub enum RedeemError {
     #[error("invalid upload token")]
@@ -62,8 +63,9 @@ pub enum RedeemError {
     Storage(#[from] StorageError),
 }
 
-/// Redeems the tickets a [`SlotService`](super::SlotService) seals. Cheap
-/// to clone; [`Redeemer::redeem`] blocks on the store.
+/// Redeems the tickets a [`SlotService`](super::SlotService) seals (see
+/// [`SlotService::redeemer`](super::SlotService::redeemer)). Cheap to clone;
+/// [`Redeemer::redeem`] blocks on the store.
 #[derive(Clone)]
 pub struct Redeemer {
     store: Store,
@@ -74,7 +76,7 @@ pub struct Redeemer {
 
 impl Redeemer {
     /// Redeems the tickets sealed with `tickets`, under `config`'s quotas and retention.
-    pub fn new(config: &Config, store: Store, tickets: Arc<TicketKeys>) -> Redeemer {
+    pub(super) fn new(config: &Config, store: Store, tickets: Arc<TicketKeys>) -> Redeemer {
         Redeemer {
             store,
             tickets,
