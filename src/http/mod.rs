@@ -1,9 +1,14 @@
 //! The HTTP side: PUT into slots, GET and HEAD of stored files.
 //!
+//! `put` receives an upload once the slot's [`Redeemer`] has accepted it,
+//! `download` serves a file whole or by [`range`], [`headers`] keeps what is
+//! served inert in a browser, and `error` turns a refusal into a status and a
+//! reason.
+//!
 //! The server is assembled here from hyper's HTTP/1 connection handling (for
 //! its header read timeout, which `axum::serve` does not expose), a cap on
 //! open connections that sheds idle ones rather than lock out newcomers
-//! (`connections`), and an axum router whose layers add the headers every
+//! ([`connections`]), and an axum router whose layers add the headers every
 //! response needs: CORS for web clients and the policies that keep uploads
 //! inert in a browser.
 
