@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
 use super::error::HttpError;
-use super::HttpState;
+use super::state::HttpState;
 use crate::clock::unix_now;
 use crate::slots::redeem::{PutRequest, RedeemError, Redeemer};
 use crate::storage::{FileId, FileRecord, StorageError, UploadWriter};
