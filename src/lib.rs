@@ -2,12 +2,28 @@
 //! component, with files encrypted at rest, and a relay that delivers the
 //! media message with a thumbnail, also to recipients who are offline.
 //!
-//! The crate mirrors the parts of the service: [`xmpp`] answers the
-//! server (slot requests, disco, ping), [`http`] takes uploads and serves
-//! downloads, [`storage`] keeps encrypted files (metadata in sled), [`relay`]
-//! delivers the media message to the recipients. [`slots`] holds the
-//! policy that joins the first two: who may upload what, and the URL that
-//! carries that permission.
+//! # Crate map
+//!
+//! The modules stand in layers, from the ground up. A module imports from
+//! its own layer and those below, never from one above: what a lower layer
+//! needs from a higher one it names as a trait, which the top implements.
+//!
+//! 1. Rules and plumbing that know nothing of XMPP or HTTP: [`clock`] (unix
+//!    seconds, UTC days), [`domains`] (which domains Satchel serves),
+//!    [`media`] (what a browser may show inline), [`logging`] (what of a
+//!    user may reach the log), [`rate_limit`] (how often one user may
+//!    ask), [`config`] (the operator's file) and [`storage`] (encrypted
+//!    files, metadata in sled).
+//! 2. [`slots`]: the upload policy. Who may upload what and how much, the
+//!    ticket sealed into the PUT URL, and its redemption when the PUT comes.
+//! 3. The two faces of the service: [`xmpp`] (the link to the server, the
+//!    router that answers disco and slot requests, one module per XEP) and
+//!    [`http`] (PUT into slots, GET and HEAD of stored files).
+//! 4. [`relay`]: delivering the media message to its recipients, durably.
+//!    It sends through the XMPP link, and takes the stanzas the router does
+//!    not answer as its [`Delegate`](xmpp::delegate::Delegate).
+//! 5. `service`, behind [`run`]: starts every part and wires them together;
+//!    the one module that knows them all.
 
 pub mod clock;
 pub mod config;

@@ -1,10 +1,11 @@
 //! How often one user may ask for something: slots, relays.
 //!
-//! Each slot request writes to the store, and a relay multiplies one stanza
-//! into up to `max_recipients` messages, so both are cheap ways for a stranger
-//! to make Satchel work. A sliding window per bare JID bounds that; the table
-//! of users is itself bounded, so a horde of JIDs cannot grow it without
-//! limit.
+//! A slot request writes nothing (the slot is a sealed ticket), but it reads
+//! the user's usage from the store, and over a quota lists their files; a
+//! relay multiplies one stanza into up to `max_recipients` messages. Both
+//! are cheap ways for a stranger to make Satchel work. A sliding window per
+//! bare JID bounds that; the table of users is itself bounded, so a horde of
+//! JIDs cannot grow it without limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 /// Senders remembered at once; past this, the quietest ones are forgotten.
 const MAX_TRACKED_SENDERS: usize = 100_000;
 
+/// At most `per_window` requests per sender in any `window`.
 pub struct RateLimiter {
     per_window: usize,
     window: Duration,
@@ -28,7 +30,8 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one relay for `sender`; false when it is over the limit.
+    /// Counts one request from `sender`; false when it is over the limit
+    /// (a refused request does not count).
     pub fn allow(&self, sender: &str, now: Instant) -> bool {
         let mut recent = self
             .recent

@@ -1,4 +1,10 @@
-//! Starting and stopping the whole service.
+//! Starting and stopping the whole service, and wiring its parts together.
+//!
+//! This is the top of the crate, the one place that knows every part: the
+//! slots granted over XMPP are redeemed by the HTTP side
+//! ([`SlotService::redeemer`]), and the relay sends through the XMPP link
+//! and takes the stanzas the router does not answer (it is the router's
+//! [`Delegate`], below).
 //!
 //! Everything that can fail because of the operator's setup (the store, the
 //! key file, the HTTP port) is tried before Satchel reports itself started, so
@@ -7,6 +13,11 @@
 
 use std::sync::Arc;
 
+use minidom::Element;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::clock::unix_now;
@@ -16,6 +27,7 @@ use crate::relay::{Relay, RelayStartError};
 use crate::slots::SlotService;
 use crate::storage::downloads::DownloadTracker;
 use crate::storage::{StorageError, Store, StoreOptions};
+use crate::xmpp::delegate::Delegate;
 use crate::xmpp::{connection, router::Router};
 
 /// How long uploads in flight may take to finish after SIGTERM.
@@ -47,6 +59,36 @@ pub enum StartError {
 pub async fn run(config: Config) -> Result<(), StartError> {
     crate::logging::show_jids(config.show_jids);
     // The port first: it has no side effects, the store may create a key.
+    let (listener, max_connections) = listen(&config)?;
+    let store = open_store(&config).await?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+
+    let downloads = download_tracker(&config, &store)?;
+    let slots = SlotService::new(&config, store.clone());
+    let http_state = HttpState::new(&config, store.clone(), downloads.clone(), slots.redeemer());
+    start_xmpp(&config, store.clone(), slots, downloads)?;
+    tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
+    let server = HttpServer::start(listener, max_connections, &config, http_state.clone());
+    info!(
+        jid = %config.component.jid,
+        http = %config.http.listen,
+        max_connections,
+        public_url = %config.http.public_url,
+        "Satchel started"
+    );
+
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM received, stopping"),
+        _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),
+    }
+    server.stop_accepting().await;
+    finish_uploads(&http_state).await;
+    flush(store).await;
+    Ok(())
+}
+
+/// The HTTP port, and how many connections it may hold open.
+fn listen(config: &Config) -> Result<(TcpListener, usize), StartError> {
     let listener = http::listen(config.http.listen).map_err(|source| StartError::Listen {
         address: config.http.listen,
         source,
@@ -55,6 +97,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let max_connections =
         http::connections::connection_cap(config.http.max_connections, open_file_limit)
             .map_err(StartError::OpenFiles)?;
+    Ok((listener, max_connections))
+}
+
+/// Opens the store (creating it, and its master key, on the first start).
+async fn open_store(config: &Config) -> Result<Store, StartError> {
     let options = StoreOptions {
         previous_key_files: config.storage.previous_key_files.clone(),
         ..StoreOptions::new(
@@ -63,30 +110,35 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             config.storage.cache_capacity_bytes,
         )
     };
-    let store_path = config.storage.path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(options))
+    let path = config.storage.path.clone();
+    tokio::task::spawn_blocking(move || Store::open(options))
         .await
         .expect("store opening does not panic")
-        .map_err(|source| StartError::Store {
-            path: store_path,
-            source,
-        })?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(StartError::Signals)?;
+        .map_err(|source| StartError::Store { path, source })
+}
 
-    let (outgoing, outgoing_rx) = tokio::sync::mpsc::channel(connection::OUTGOING_QUEUE);
-    let downloads = if config.relay.delete_after_download {
-        let tracker = DownloadTracker::open(store.clone()).map_err(|source| StartError::Store {
-            path: config.storage.path.clone(),
-            source,
-        })?;
-        Some(tracker)
-    } else {
-        None
-    };
-    let relay = Relay::start(&config, store.clone(), outgoing.clone(), downloads.clone())?;
-    let slots = SlotService::new(&config, store.clone());
-    let tickets = slots.tickets();
+/// What counts recipients' downloads, when relayed files go once downloaded.
+fn download_tracker(config: &Config, store: &Store) -> Result<Option<DownloadTracker>, StartError> {
+    if !config.relay.delete_after_download {
+        return Ok(None);
+    }
+    let tracker = DownloadTracker::open(store.clone()).map_err(|source| StartError::Store {
+        path: config.storage.path.clone(),
+        source,
+    })?;
+    Ok(Some(tracker))
+}
+
+/// Starts the relay and the link to the XMPP server, which answers slot
+/// requests through `slots` and keeps reconnecting for as long as Satchel runs.
+fn start_xmpp(
+    config: &Config,
+    store: Store,
+    slots: SlotService,
+    downloads: Option<DownloadTracker>,
+) -> Result<(), StartError> {
+    let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
+    let relay = Relay::start(config, store, outgoing.clone(), downloads)?;
     let router = Arc::new(Router::new(config.component.jid.clone(), slots, relay));
     tokio::spawn(connection::run(
         config.component.clone(),
@@ -94,41 +146,58 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         outgoing,
         outgoing_rx,
     ));
-    tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
-    let http_state = HttpState::new(&config, store.clone(), downloads, tickets);
-    let app = http::router(&config, http_state.clone());
-    let http_config = config.clone();
-    let (stop_accepting, accepting) = tokio::sync::watch::channel(true);
-    let connections = http::connections::ConnectionLimit::new(max_connections);
-    let server = tokio::spawn(async move {
-        http::serve(listener, app, &http_config, connections, accepting).await
-    });
+    Ok(())
+}
 
-    info!(
-        jid = %config.component.jid,
-        http = %config.http.listen,
-        max_connections,
-        public_url = %config.http.public_url,
-        "Satchel started"
-    );
-    tokio::select! {
-        _ = terminate.recv() => info!("SIGTERM received, stopping"),
-        _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),
+/// The HTTP server, running in a task of its own.
+struct HttpServer {
+    stop_accepting: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    fn start(
+        listener: TcpListener,
+        max_connections: usize,
+        config: &Config,
+        state: HttpState,
+    ) -> HttpServer {
+        let app = http::router(config, state);
+        let config = config.clone();
+        let (stop_accepting, accepting) = watch::channel(true);
+        let connections = http::connections::ConnectionLimit::new(max_connections);
+        let task = tokio::spawn(async move {
+            http::serve(listener, app, &config, connections, accepting).await
+        });
+        HttpServer {
+            stop_accepting,
+            task,
+        }
     }
-    // No new connections; uploads in flight get a grace period to finish.
-    let _ = stop_accepting.send(false);
-    let _ = server.await;
+
+    /// Stops accepting connections; those open carry on.
+    async fn stop_accepting(self) {
+        let _ = self.stop_accepting.send(false);
+        let _ = self.task.await;
+    }
+}
+
+/// Gives the uploads in flight a grace period to finish.
+async fn finish_uploads(http_state: &HttpState) {
     if http_state.uploads_finished(SHUTDOWN_GRACE).await {
         info!("no upload in flight");
     } else {
         warn!(grace = ?SHUTDOWN_GRACE, "uploads still in flight are abandoned; their slots can be retried");
     }
+}
+
+/// Writes what the store holds in memory to disk, before Satchel exits.
+async fn flush(store: Store) {
     match tokio::task::spawn_blocking(move || store.flush()).await {
         Ok(Ok(())) => info!("store flushed"),
         Ok(Err(error)) => warn!(%error, "flushing the store failed"),
         Err(_) => warn!("flushing the store panicked"),
     }
-    Ok(())
 }
 
 /// Deletes expired files, expired slots and abandoned uploads, for ever.
@@ -148,5 +217,29 @@ async fn collect_garbage_periodically(store: Store, config: Config) {
             Ok(Err(error)) => warn!(%error, "garbage collection failed"),
             Err(_) => warn!("garbage collection panicked"),
         }
+    }
+}
+
+/// The relay takes the stanzas the router does not answer: relay requests and
+/// bounces, presences, the answers to its probes and to its server query.
+impl Delegate for Relay {
+    async fn handle_message(&self, message: Element) -> Option<Element> {
+        Relay::handle_message(self, message).await
+    }
+
+    async fn handle_presence(&self, presence: &Element) {
+        Relay::handle_presence(self, presence).await
+    }
+
+    async fn handle_iq_response(&self, iq: &Element) -> bool {
+        Relay::handle_iq_response(self, iq).await
+    }
+
+    fn link_up(&self) -> Vec<Element> {
+        Relay::link_up(self)
+    }
+
+    fn link_down(&self) {
+        Relay::link_down(self)
     }
 }

@@ -27,7 +27,7 @@ use satchel::slots::SlotService;
 use satchel::storage::crypto::{open_chunk, seal_chunk};
 use satchel::storage::master_key::MasterKey;
 use satchel::storage::{FileId, NewUpload, Purpose, Store, StoreOptions};
-use satchel::xmpp::upload::{parse_request, slot_result};
+use satchel::xmpp::http_upload::{parse_request, slot_result};
 
 const CHUNK: usize = 64 * 1024;
 const MIB: usize = 1 << 20;

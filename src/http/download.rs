@@ -20,7 +20,7 @@ use tracing::{debug, error, warn, Instrument};
 use super::error::HttpError;
 use super::headers::content_disposition;
 use super::range::{parse_range, RangeRequest};
-use super::HttpState;
+use super::state::HttpState;
 use crate::clock::unix_now;
 use crate::storage::{FileId, FileRecord};
 

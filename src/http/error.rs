@@ -3,6 +3,8 @@
 //! The reason is plain text in the body, so a developer with curl sees why;
 //! it never includes secrets (tokens) or anything the client did not send.
 
+use std::borrow::Cow;
+
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
@@ -11,12 +13,15 @@ use crate::storage::StorageError;
 #[derive(Debug)]
 pub struct HttpError {
     pub status: StatusCode,
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
 }
 
 impl HttpError {
     pub const fn new(status: StatusCode, reason: &'static str) -> HttpError {
-        HttpError { status, reason }
+        HttpError {
+            status,
+            reason: Cow::Borrowed(reason),
+        }
     }
 }
 

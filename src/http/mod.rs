@@ -1,138 +1,35 @@
 //! The HTTP side: PUT into slots, GET and HEAD of stored files.
 //!
-//! The server is assembled here from hyper's HTTP/1 connection handling (for
-//! its header read timeout, which `axum::serve` does not expose), a cap on
-//! open connections that sheds idle ones rather than lock out newcomers
-//! (`connections`), and an axum router whose layers add the headers every
-//! response needs: CORS for web clients and the policies that keep uploads
-//! inert in a browser.
+//! [`router`] names the routes and adds the headers every response needs:
+//! CORS for web clients, and the policies that keep uploads inert in a
+//! browser ([`headers`]). `put` receives an upload once the slot's
+//! [`Redeemer`](crate::slots::redeem::Redeemer) has accepted it, `download`
+//! serves a file whole or by [`range`], both from the [`HttpState`] they
+//! share, and `error` turns a refusal into a status and a reason.
+//! [`serve`] runs the server, within the cap on open connections that
+//! [`connections`] keeps.
 
 pub mod connections;
 mod download;
 mod error;
 pub mod headers;
+mod put;
 pub mod range;
-mod upload;
+mod server;
+mod state;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::routing::{get, put};
 use axum::Router;
 use http::{HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
-use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tracing::{debug, warn};
 
-use crate::config::{Config, Retention};
-use crate::slots::quota::QuotaLimits;
-use crate::slots::ticket::TicketKeys;
-use crate::storage::downloads::DownloadTracker;
-use crate::storage::{Purpose, StorageError, Store};
-use connections::{ConnectionLimit, OpenConnection};
+use crate::config::Config;
 pub use error::HttpError;
-
-/// Read buffer of a connection; bounds the memory a stranger's request takes.
-const MAX_BUFFER_BYTES: usize = 64 * 1024;
-/// Request line and headers together; no client of ours sends more than a few hundred bytes.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
-/// Even a busy connection ends after this long.
-const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct HttpState {
-    store: Store,
-    retention: Retention,
-    upload_permits: Arc<Semaphore>,
-    max_concurrent_uploads: usize,
-    body_idle_timeout: Duration,
-    cache_control: HeaderValue,
-    /// Counts recipients' downloads when relayed files go once downloaded.
-    downloads: Option<DownloadTracker>,
-    /// Open the slots sealed in PUT URLs.
-    tickets: Arc<TicketKeys>,
-    quota: QuotaLimits,
-}
-
-impl HttpState {
-    /// `tickets` opens the slots sealed in PUT URLs: those of the service
-    /// that grants them (`SlotService::tickets`).
-    pub fn new(
-        config: &Config,
-        store: Store,
-        downloads: Option<DownloadTracker>,
-        tickets: Arc<TicketKeys>,
-    ) -> HttpState {
-        let cache_control = format!(
-            "public, max-age={}, immutable",
-            config.http.cache_max_age.as_secs()
-        );
-        HttpState {
-            tickets,
-            quota: QuotaLimits::from_config(config),
-            store,
-            retention: config.retention.clone(),
-            upload_permits: Arc::new(Semaphore::new(config.http.max_concurrent_uploads)),
-            max_concurrent_uploads: config.http.max_concurrent_uploads,
-            body_idle_timeout: config.http.body_idle_timeout,
-            cache_control: HeaderValue::from_str(&cache_control)
-                .expect("digits and ASCII are a valid header value"),
-            downloads,
-        }
-    }
-
-    /// Waits until no upload is in flight, at most `grace`; true if none is left.
-    pub async fn uploads_finished(&self, grace: Duration) -> bool {
-        let all = u32::try_from(self.max_concurrent_uploads).unwrap_or(u32::MAX);
-        // Holding every permit also keeps new uploads out.
-        tokio::time::timeout(grace, self.upload_permits.acquire_many(all))
-            .await
-            .is_ok_and(|permits| permits.map(|p| p.forget()).is_ok())
-    }
-
-    fn retention_for(&self, purpose: Purpose) -> Duration {
-        match purpose {
-            Purpose::Ephemeral => self.retention.ephemeral,
-            Purpose::Message => self.retention.message,
-            Purpose::Permanent => self.retention.permanent,
-        }
-    }
-
-    /// Runs a store call on the blocking pool (sled blocks) and maps its failure.
-    async fn blocking<T, F>(&self, call: F) -> Result<T, HttpError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || call(&store)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                if !matches!(
-                    error,
-                    StorageError::AlreadyUploaded | StorageError::UploadInProgress
-                ) {
-                    warn!(%error, "storage call failed");
-                }
-                Err(HttpError::from(&error))
-            }
-            Err(_) => Err(HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage task failed",
-            )),
-        }
-    }
-}
+pub use server::{listen, serve};
+pub use state::HttpState;
 
 /// The routes and the layers every response goes through.
 pub fn router(config: &Config, state: HttpState) -> Router {
@@ -159,7 +56,7 @@ pub fn router(config: &Config, state: HttpState) -> Router {
         .max_age(Duration::from_secs(86_400));
 
     let mut app = Router::new()
-        .route("/upload/{id}/{token}/{filename}", put(upload::put))
+        .route("/upload/{id}/{token}/{filename}", put(put::put))
         .route("/file/{id}/{filename}", get(download::get))
         .with_state(state)
         .fallback(|| async { HttpError::new(StatusCode::NOT_FOUND, "not found") })
@@ -171,150 +68,4 @@ pub fn router(config: &Config, state: HttpState) -> Router {
         app = app.layer(SetResponseHeaderLayer::overriding(name, value));
     }
     app
-}
-
-/// Connections the kernel holds for us to accept (Linux caps it at
-/// `net.core.somaxconn`, 4096 by default): a burst of newcomers waits there a
-/// moment instead of having its SYNs dropped, which costs a client a second
-/// per retry. tokio's default is 1024.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// The listening socket for `address`.
-pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if address.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-/// Accepts connections until `accepting` turns false; connections already
-/// open carry on. `connections` decides who may stay when there are too many.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    config: &Config,
-    connections: Arc<ConnectionLimit>,
-    mut accepting: tokio::sync::watch::Receiver<bool>,
-) {
-    let header_timeout = config.http.header_timeout;
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = accepting.wait_for(|open| !open) => return,
-        };
-        let (socket, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // EMFILE and friends: wait instead of spinning.
-                warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        match connections.admit() {
-            Some(connection) => {
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let served = serve_connection(socket, peer, app, header_timeout, connection);
-                    if tokio::time::timeout(MAX_CONNECTION_LIFETIME, served)
-                        .await
-                        .is_err()
-                    {
-                        debug!(%peer, "connection open for a day; closed");
-                    }
-                });
-            }
-            None => {
-                debug!(%peer, "every connection is busy; refused with 503");
-                connections.refuse(socket);
-            }
-        }
-    }
-}
-
-/// Runs one connection until it ends, is shed to make room, or fails to
-/// send its first request head within `header_timeout` of connecting.
-async fn serve_connection(
-    socket: TcpStream,
-    peer: SocketAddr,
-    app: Router,
-    header_timeout: Duration,
-    connection: Arc<OpenConnection>,
-) {
-    const SHED: &str = "no request yet and the connection cap is reached: shed to make room";
-    const NO_REQUEST: &str = "no complete request within the header timeout; closed";
-    let first_request_deadline = tokio::time::Instant::now() + header_timeout;
-    // Small responses must not wait for Nagle's algorithm.
-    let _ = socket.set_nodelay(true);
-    // hyper allocates its buffers (16 KiB) when it starts: a connection that
-    // never sends a byte does not get them. (`readable` may wake without
-    // data; `peek` waits for a byte or the end of the stream.)
-    let mut first_byte = [0];
-    tokio::select! {
-        read = socket.peek(&mut first_byte) => {
-            if !matches!(read, Ok(bytes) if bytes > 0) {
-                return;
-            }
-        }
-        () = connection.shed_requested() => return debug!(%peer, "{SHED}"),
-        () = tokio::time::sleep_until(first_request_deadline) => {
-            return debug!(%peer, "{NO_REQUEST}");
-        }
-    }
-    let service = {
-        let connection = connection.clone();
-        hyper::service::service_fn(move |request| {
-            let in_flight = connection.request_started();
-            let response = app.clone().oneshot(request);
-            async move {
-                // The connection is busy until hyper is done with the body.
-                let response = response.await?;
-                Ok::<_, Infallible>(response.map(|body| {
-                    Body::new(body.map_frame(move |frame| {
-                        let _ = &in_flight;
-                        frame
-                    }))
-                }))
-            }
-        })
-    };
-    let http = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        // Between requests; the first one has `first_request_deadline`.
-        .header_read_timeout(header_timeout)
-        .max_buf_size(MAX_BUFFER_BYTES)
-        .max_header_size(MAX_HEADER_BYTES)
-        .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(socket), service);
-    tokio::pin!(http);
-    let outcome = loop {
-        tokio::select! {
-            outcome = http.as_mut() => break outcome,
-            () = connection.shed_requested() => {
-                if !connection.has_sent_a_request() {
-                    return debug!(%peer, "{SHED}");
-                }
-                // Idle between requests: hyper closes it at once, or after
-                // the response it has just begun.
-                debug!(%peer, "idle after a response and the connection cap is reached: shed to make room");
-                http.as_mut().graceful_shutdown();
-                break http.await;
-            }
-            () = tokio::time::sleep_until(first_request_deadline),
-                if !connection.has_sent_a_request() =>
-            {
-                // The request may have arrived since the loop began.
-                if !connection.has_sent_a_request() {
-                    return debug!(%peer, "{NO_REQUEST}");
-                }
-            }
-        }
-    };
-    if let Err(error) = outcome {
-        debug!(%peer, %error, "connection ended with an error");
-    }
 }

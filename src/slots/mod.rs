@@ -1,13 +1,16 @@
 //! Slots: the decision to let a user upload one file, and the URLs for it.
 //!
-//! This is the policy half of XEP-0363, kept apart from the XML so that it can
-//! be tested, benchmarked and reasoned about on its own: who may upload
-//! (`allowed_domains`), what (`filename`, size), how much (`quota`), and the
-//! PUT URL that carries the permission, the slot sealed in it (`ticket`).
-//! A grant writes nothing: the ticket is the only record of a slot.
+//! This is the policy half of XEP-0363, kept apart from the XML and from
+//! HTTP so that it can be tested, benchmarked and reasoned about on its own:
+//! who may upload (`allowed_domains`), what ([`filename`], size), how much
+//! ([`quota`]), and the PUT URL that carries the permission, the slot's
+//! [`terms`] sealed in it ([`ticket`]). A grant writes nothing: the ticket is
+//! the only record of a slot, and the PUT that presents it is checked
+//! against it again ([`redeem`]).
 
 pub mod filename;
 pub mod quota;
+pub mod redeem;
 pub mod terms;
 pub mod ticket;
 
@@ -22,6 +25,7 @@ use crate::rate_limit::RateLimiter;
 use crate::storage::{DiskSpace, FileId, Purpose, StorageError, Store};
 use filename::{check_filename, FilenameError};
 use quota::{check_user_quota, time_when_freed, QuotaLimits};
+use redeem::Redeemer;
 use terms::SlotTerms;
 use ticket::TicketKeys;
 
@@ -84,10 +88,15 @@ pub struct SlotService {
     public_url: String,
     limiter: Arc<RateLimiter>,
     tickets: Arc<TicketKeys>,
+    redeemer: Redeemer,
 }
 
 impl SlotService {
     pub fn new(config: &Config, store: Store) -> SlotService {
+        let tickets = {
+            let (current, previous) = store.master_keys();
+            Arc::new(TicketKeys::derive(current, previous))
+        };
         SlotService {
             max_file_size: config.limits.max_file_size,
             slot_lifetime_secs: config.limits.slot_lifetime.as_secs(),
@@ -99,17 +108,15 @@ impl SlotService {
                 config.limits.slot_requests_per_minute,
                 Duration::from_secs(60),
             )),
-            tickets: {
-                let (current, previous) = store.master_keys();
-                Arc::new(TicketKeys::derive(current, previous))
-            },
+            redeemer: Redeemer::new(config, store.clone(), tickets.clone()),
+            tickets,
             store,
         }
     }
 
-    /// The keys this service seals tickets with, for the PUT side to open them.
-    pub fn tickets(&self) -> Arc<TicketKeys> {
-        self.tickets.clone()
+    /// What redeems the tickets this service seals, for the PUT side.
+    pub fn redeemer(&self) -> Redeemer {
+        self.redeemer.clone()
     }
 
     pub fn max_file_size(&self) -> u64 {
@@ -124,6 +131,25 @@ impl SlotService {
         request: SlotRequest,
         now: u64,
     ) -> Result<Slot, SlotError> {
+        self.check_requester(requester, now)?;
+        self.check_request(&request)?;
+        let uploader = requester.to_string();
+        self.check_quota(&uploader, request.size, now)?;
+        self.check_disk(request.size, now)?;
+        Ok(self.seal(SlotTerms {
+            id: FileId::random(),
+            uploader,
+            filename: request.filename,
+            size: request.size,
+            content_type: request.content_type,
+            purpose: request.purpose,
+            created: now,
+            expires: now + self.slot_lifetime_secs,
+        }))
+    }
+
+    /// Only users of the served domains get slots, and only so many a minute.
+    fn check_requester(&self, requester: &BareJid, now: u64) -> Result<(), SlotError> {
         let domain = requester.domain().as_str();
         if requester.node().is_none() || !crate::domains::is_allowed(&self.allowed_domains, domain)
         {
@@ -135,6 +161,11 @@ impl SlotService {
                 retry_at: now + 60,
             });
         }
+        Ok(())
+    }
+
+    /// The file's name, type and size must be fit to serve.
+    fn check_request(&self, request: &SlotRequest) -> Result<(), SlotError> {
         check_filename(&request.filename)?;
         if let Some(content_type) = &request.content_type {
             if http::HeaderValue::from_str(content_type).is_err() || content_type.len() > 255 {
@@ -146,41 +177,36 @@ impl SlotService {
                 max: self.max_file_size,
             });
         }
+        Ok(())
+    }
 
-        let uploader = requester.to_string();
-        let usage = self.store.usage(&uploader, now)?;
-        let over_storage =
-            usage.stored_bytes.saturating_add(request.size) > self.quota.user_storage_bytes;
+    /// `size` more bytes must fit in the uploader's quotas.
+    fn check_quota(&self, uploader: &str, size: u64, now: u64) -> Result<(), SlotError> {
+        let usage = self.store.usage(uploader, now)?;
+        let over_storage = usage.stored_bytes.saturating_add(size) > self.quota.user_storage_bytes;
+        // Only a refusal for stored bytes needs the files, for its retry time.
         let user_files = if over_storage {
-            self.store.user_files_by_expiry(&uploader)?
+            self.store.user_files_by_expiry(uploader)?
         } else {
             Vec::new()
         };
-        check_user_quota(self.quota, usage, &user_files, request.size, now).map_err(|over| {
+        check_user_quota(self.quota, usage, &user_files, size, now).map_err(|over| {
             SlotError::OverQuota {
                 reason: over.reason,
                 retry_at: over.retry_at,
             }
-        })?;
-        self.check_disk(request.size, now)?;
+        })
+    }
 
-        let slot = SlotTerms {
-            id: FileId::random(),
-            uploader,
-            filename: request.filename,
-            size: request.size,
-            content_type: request.content_type,
-            purpose: request.purpose,
-            created: now,
-            expires: now + self.slot_lifetime_secs,
-        };
+    /// The slot's URLs, its terms sealed into the PUT URL.
+    fn seal(&self, slot: SlotTerms) -> Slot {
         let ticket = self.tickets.seal(&slot);
         let name = encode_filename(&slot.filename);
-        Ok(Slot {
+        Slot {
             id: slot.id,
             put_url: format!("{}/upload/{}/{}/{}", self.public_url, slot.id, ticket, name),
             get_url: format!("{}/file/{}/{}", self.public_url, slot.id, name),
-        })
+        }
     }
 
     /// Refuses a slot that would leave less than the configured share of the disk free.
@@ -196,5 +222,158 @@ impl SlotService {
             reason: "The service is out of storage space",
             retry_at: time_when_freed(&soonest, needed, now),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::TestSlots;
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn request(filename: &str, size: u64, content_type: Option<&str>) -> SlotRequest {
+        SlotRequest {
+            filename: filename.into(),
+            size,
+            content_type: content_type.map(str::to_owned),
+            purpose: Purpose::Ephemeral,
+        }
+    }
+
+    fn jid(text: &str) -> BareJid {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_grant_seals_the_terms_into_the_put_url() {
+        let slots = TestSlots::new();
+        let slot = slots
+            .service
+            .grant(
+                &jid("alice@example.org"),
+                request("my juliet.jpg", 23, Some("image/jpeg")),
+                NOW,
+            )
+            .unwrap();
+        let id = slot.id.to_string();
+        assert_eq!(
+            slot.get_url,
+            format!("https://upload.example.org/file/{id}/my%20juliet.jpg")
+        );
+        let ticket = slot
+            .put_url
+            .strip_prefix(&format!("https://upload.example.org/upload/{id}/"))
+            .and_then(|rest| rest.strip_suffix("/my%20juliet.jpg"))
+            .unwrap();
+        let terms = slots.service.tickets.open(&slot.id, ticket).unwrap();
+        assert_eq!(
+            terms,
+            SlotTerms {
+                id: slot.id,
+                uploader: "alice@example.org".into(),
+                filename: "my juliet.jpg".into(),
+                size: 23,
+                content_type: Some("image/jpeg".into()),
+                purpose: Purpose::Ephemeral,
+                created: NOW,
+                expires: NOW + slots.config.limits.slot_lifetime.as_secs(),
+            }
+        );
+    }
+
+    #[test]
+    fn only_users_of_the_served_domains_get_slots() {
+        let slots = TestSlots::new();
+        for stranger in ["mallory@evil.example", "example.org", "upload.example.org"] {
+            assert!(
+                matches!(
+                    slots
+                        .service
+                        .grant(&jid(stranger), request("a", 1, None), NOW),
+                    Err(SlotError::NotAllowed)
+                ),
+                "{stranger}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_served_gets_no_slot() {
+        let slots = TestSlots::new();
+        let grant = |request| slots.service.grant(&jid("alice@example.org"), request, NOW);
+        assert!(matches!(
+            grant(request("a", 1001, None)),
+            Err(SlotError::TooLarge { max: 1000 })
+        ));
+        assert!(grant(request("a", 1000, None)).is_ok());
+        assert!(matches!(
+            grant(request("../a", 1, None)),
+            Err(SlotError::BadFilename(_))
+        ));
+        let long_type = format!("text/{}", "x".repeat(251));
+        for content_type in ["text/plain\r\nX: y", &long_type] {
+            assert!(
+                matches!(
+                    grant(request("a", 1, Some(content_type))),
+                    Err(SlotError::BadContentType)
+                ),
+                "{content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_requests_are_told_to_retry_in_a_minute() {
+        let slots = TestSlots::new();
+        let alice = jid("alice@example.org");
+        let allowance = slots.config.limits.slot_requests_per_minute;
+        for _ in 0..allowance {
+            slots
+                .service
+                .grant(&alice, request("a", 1, None), NOW)
+                .unwrap();
+        }
+        match slots.service.grant(&alice, request("a", 1, None), NOW) {
+            Err(SlotError::OverQuota { retry_at, .. }) => assert_eq!(retry_at, NOW + 60),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            slots
+                .service
+                .grant(&jid("bob@example.org"), request("a", 1, None), NOW)
+                .is_ok(),
+            "the allowance is per user"
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A slot service on a throwaway store, for the tests of the slots and of
+    //! the code that asks for them.
+
+    use super::*;
+    use crate::storage::test_support::service_store_in;
+
+    pub(crate) struct TestSlots {
+        pub(crate) config: Config,
+        pub(crate) service: SlotService,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestSlots {
+        /// Slots of `upload.example.org` for the users of `example.org`,
+        /// files up to 1000 bytes (see [`Config::for_tests`]).
+        pub(crate) fn new() -> TestSlots {
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config::for_tests(dir.path());
+            let store = service_store_in(dir.path());
+            TestSlots {
+                service: SlotService::new(&config, store),
+                config,
+                _dir: dir,
+            }
+        }
     }
 }

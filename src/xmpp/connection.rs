@@ -1,12 +1,17 @@
 //! The XEP-0114 link to the XMPP server, kept up for as long as Satchel runs.
 //!
-//! tokio-xmpp's `Component` folds a soft read timeout, an unparsable stanza
-//! and end-of-stream into the same `None`, and never reconnects. So the login
-//! is rebuilt here on tokio-xmpp's lower layer (`xmlstream`), which tells those
-//! cases apart: a soft timeout makes us ping the server (an idle link never
-//! goes silent, and a dead one is noticed), a stanza error is answered by the
-//! router, and only a real loss of the stream leads to a reconnection, with an
-//! exponential backoff capped at `reconnect_max_delay`.
+//! The link is built on tokio's TCP stream directly: Satchel writes the
+//! stream header and the handshake ([`xmpp_parsers::component::Handshake`])
+//! itself, reads with its own [`StanzaReader`] and writes stanzas
+//! serialized by minidom. tokio-xmpp's `Component` would
+//! do the handshake, but its stream yields the same `None` for a soft read
+//! timeout, for a stanza that fails to parse and for the end of the stream,
+//! and it never reconnects. Here the cases are told apart: silence makes
+//! Satchel ping the server (an idle link never goes quiet for long, and a
+//! dead one is noticed), a stanza over [`MAX_STANZA_BYTES`] is answered with
+//! an error and skipped, and only the loss of the stream itself (its end, a
+//! stream error, XML that cannot be parsed, no answer to a ping) leads to a
+//! reconnection, with an exponential backoff capped at `reconnect_max_delay`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 use xmpp_parsers::ping::Ping;
 
+use super::delegate::Delegate;
 use super::router::Router;
 use super::stream::{Incoming, StanzaReader, StreamError};
 use crate::config::ComponentConfig;
@@ -29,7 +35,10 @@ use crate::config::ComponentConfig;
 /// Stanzas being handled at once; beyond this, reading from the server waits.
 const MAX_STANZAS_IN_FLIGHT: usize = 64;
 /// Largest stanza read whole; a bigger one is answered with an error unread.
+/// It bounds attribute values too: the reader's token limit
+/// ([`MAX_TOKEN_BYTES`](super::stream::MAX_TOKEN_BYTES)) is above it.
 pub const MAX_STANZA_BYTES: usize = 512 * 1024;
+const _: () = assert!(MAX_STANZA_BYTES < super::stream::MAX_TOKEN_BYTES);
 /// Time allowed for TCP connect, stream header and handshake together.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -84,9 +93,9 @@ pub const OUTGOING_QUEUE: usize = 1024;
 /// Keeps the component connected for ever, handing every stanza to `router`
 /// and sending whatever arrives on `outgoing` (kept across reconnections, so
 /// what is queued while the link is down goes out once it is back).
-pub async fn run(
+pub async fn run<D: Delegate>(
     config: ComponentConfig,
-    router: Arc<Router>,
+    router: Arc<Router<D>>,
     outgoing: mpsc::Sender<Element>,
     mut outgoing_rx: mpsc::Receiver<Element>,
 ) {
@@ -182,10 +191,10 @@ fn describe_stream_error(element: &Element) -> String {
 ///
 /// After `keepalive` of silence from the server Satchel pings it; after as
 /// long again without a byte in return, the link is taken for dead.
-async fn serve(
+async fn serve<D: Delegate>(
     mut link: Link,
     config: &ComponentConfig,
-    router: Arc<Router>,
+    router: Arc<Router<D>>,
     outgoing: &mpsc::Sender<Element>,
     outgoing_rx: &mut mpsc::Receiver<Element>,
 ) -> Result<(), LinkError> {

@@ -1,17 +1,24 @@
 //! The XMPP side: Satchel as an external component (XEP-0114) of the server.
 //!
-//! `connection` keeps the link alive, `stream` reads it stanza by stanza,
-//! `router` answers each stanza, and one
-//! module per XEP (`disco`, `upload`) holds the protocol's shapes.
+//! [`connection`] keeps the link to the server up, [`stream`] reads it stanza
+//! by stanza, and [`router`] answers each stanza: IQ requests itself, the
+//! rest through its [`delegate`] (the relay, wired in by the service).
+//!
+//! The other modules hold the shapes of one XEP each, named after it as
+//! `xmpp_parsers` names its own: [`disco`] (XEP-0030), [`http_upload`]
+//! (XEP-0363), [`addresses`] (XEP-0033), [`bob`] (XEP-0231), [`hints`]
+//! (XEP-0334), [`privilege`] (XEP-0356), [`file_metadata`] (XEP-0446) and
+//! [`sfs`] (XEP-0447). The first two serve the router, the others the relay.
 
 pub mod addresses;
 pub mod bob;
 pub mod connection;
+pub mod delegate;
 pub mod disco;
 pub mod file_metadata;
 pub mod hints;
+pub mod http_upload;
 pub mod privilege;
 pub mod router;
 pub mod sfs;
 pub mod stream;
-pub mod upload;

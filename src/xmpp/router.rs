@@ -5,6 +5,9 @@
 //! `bad-request`, a failure on our side is `internal-server-error`; silence
 //! would leave a client waiting for a timeout. Errors and results addressed to
 //! us are never answered, so two entities can never loop on errors.
+//!
+//! What is not an IQ request (messages, presences, answers to Satchel's own
+//! queries) goes to the [`Delegate`], unread.
 
 use std::sync::Arc;
 
@@ -16,17 +19,18 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::{disco, upload};
+use super::delegate::Delegate;
+use super::{disco, http_upload};
 use crate::clock::unix_now;
 use crate::logging::LoggedJid;
-use crate::relay::Relay;
 use crate::slots::{SlotError, SlotService};
 
-/// Answers stanzas addressed to the component.
-pub struct Router {
+/// Answers stanzas addressed to the component, and passes on to `D` those
+/// it does not answer itself.
+pub struct Router<D> {
     jid: BareJid,
     slots: SlotService,
-    relay: Arc<Relay>,
+    delegate: Arc<D>,
     disco_info: DiscoInfoResult,
 }
 
@@ -36,33 +40,35 @@ const MAX_ECHOED_ATTRIBUTE_BYTES: usize = 1024;
 /// What an IQ request turned into.
 type IqOutcome = Result<Option<Element>, (StanzaError, Option<Element>)>;
 
-impl Router {
-    pub fn new(jid: BareJid, slots: SlotService, relay: Arc<Relay>) -> Router {
+impl<D: Delegate> Router<D> {
+    /// The router of the component `jid`, granting slots with `slots`.
+    pub fn new(jid: BareJid, slots: SlotService, delegate: Arc<D>) -> Router<D> {
         let disco_info = disco::info(slots.max_file_size());
         Router {
             jid,
             slots,
-            relay,
+            delegate,
             disco_info,
         }
     }
 
     /// The link came up: the stanzas to send first.
     pub fn link_up(&self) -> Vec<Element> {
-        self.relay.link_up()
+        self.delegate.link_up()
     }
 
+    /// The link went down.
     pub fn link_down(&self) {
-        self.relay.link_down()
+        self.delegate.link_down()
     }
 
     /// The reply to `stanza`, if it calls for one.
     pub async fn handle(&self, stanza: Element) -> Option<Element> {
         match stanza.name() {
             "iq" => self.handle_iq(stanza).await,
-            "message" => self.relay.handle_message(stanza).await,
+            "message" => self.delegate.handle_message(stanza).await,
             "presence" => {
-                self.relay.handle_presence(&stanza).await;
+                self.delegate.handle_presence(&stanza).await;
                 None
             }
             other => {
@@ -99,7 +105,7 @@ impl Router {
         let id = iq.attr("id").unwrap_or_default().to_owned();
         let kind = iq.attr("type").unwrap_or_default().to_owned();
         if matches!(kind.as_str(), "result" | "error") {
-            if !self.relay.handle_iq_response(&iq).await {
+            if !self.delegate.handle_iq_response(&iq).await {
                 debug!(%id, "ignoring an answer to nothing we asked");
             }
             return None;
@@ -188,9 +194,9 @@ impl Router {
         let echo = (attribute_bytes <= MAX_ECHOED_ATTRIBUTE_BYTES
             && payload.children().count() <= 1)
             .then(|| payload.clone());
-        let request = upload::parse_request(payload).map_err(|error| {
+        let request = http_upload::parse_request(payload).map_err(|error| {
             info!(%error, "malformed slot request");
-            (upload::request_error(&error), echo.clone())
+            (http_upload::request_error(&error), echo.clone())
         })?;
         let requester = from.to_bare();
         let size = request.size;
@@ -213,14 +219,14 @@ impl Router {
         match granted {
             Ok(slot) => {
                 info!(file = %slot.id, size, "slot granted");
-                Ok(Some(upload::slot_result(&slot).into()))
+                Ok(Some(http_upload::slot_result(&slot).into()))
             }
             Err(error) => {
                 match &error {
                     SlotError::Storage(cause) => warn!(%cause, "slot refused: storage failure"),
                     refusal => info!(reason = %refusal, "slot refused"),
                 }
-                Err((upload::slot_error(&error), echo))
+                Err((http_upload::slot_error(&error), echo))
             }
         }
     }
@@ -236,29 +242,87 @@ fn cancel(condition: DefinedCondition, text: &str) -> StanzaError {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::sync::Mutex;
+
     use super::*;
-    use crate::config::Config;
-    use crate::storage::test_support::service_store_in;
+    use crate::slots::test_support::TestSlots;
+    use crate::xmpp::connection::MAX_STANZA_BYTES;
+    use crate::xmpp::stream::{Incoming, StanzaReader};
+
+    /// Stands in for the relay: notes what the router passes on, answers the
+    /// message `question` with the message `answer`, and asks the server
+    /// `<iq id='hello'/>` when the link comes up.
+    #[derive(Default)]
+    pub(crate) struct Recorder {
+        passed_on: Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn note(&self, what: String) {
+            self.passed_on.lock().unwrap().push(what);
+        }
+
+        fn passed_on(&self) -> Vec<String> {
+            self.passed_on.lock().unwrap().clone()
+        }
+    }
+
+    /// The id of `stanza`, to tell recorded stanzas apart.
+    fn id_of(stanza: &Element) -> &str {
+        stanza.attr("id").unwrap_or_default()
+    }
+
+    impl Delegate for Recorder {
+        async fn handle_message(&self, message: Element) -> Option<Element> {
+            self.note(format!("message {}", id_of(&message)));
+            (id_of(&message) == "question").then(|| {
+                "<message xmlns='jabber:component:accept' id='answer'/>"
+                    .parse()
+                    .unwrap()
+            })
+        }
+
+        async fn handle_presence(&self, presence: &Element) {
+            self.note(format!("presence {}", id_of(presence)));
+        }
+
+        async fn handle_iq_response(&self, iq: &Element) -> bool {
+            self.note(format!("iq {}", id_of(iq)));
+            id_of(iq) == "hello"
+        }
+
+        fn link_up(&self) -> Vec<Element> {
+            self.note("up".into());
+            vec![
+                "<iq xmlns='jabber:component:accept' type='get' id='hello'/>"
+                    .parse()
+                    .unwrap(),
+            ]
+        }
+
+        fn link_down(&self) {
+            self.note("down".into());
+        }
+    }
 
     pub(crate) struct Fixture {
-        pub(crate) router: Router,
-        _dir: tempfile::TempDir,
+        pub(crate) router: Router<Recorder>,
+        recorder: Arc<Recorder>,
+        _slots: TestSlots,
     }
 
     /// A router for `upload.example.org`, serving `example.org`, files up to 1000 bytes.
     pub(crate) fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::for_tests(dir.path());
-        let store = service_store_in(dir.path());
-        let (outgoing, _) = tokio::sync::mpsc::channel(16);
-        let relay = Relay::start(&config, store.clone(), outgoing, None).unwrap();
+        let slots = TestSlots::new();
+        let recorder = Arc::new(Recorder::default());
         Fixture {
             router: Router::new(
-                config.component.jid.clone(),
-                SlotService::new(&config, store),
-                relay,
+                slots.config.component.jid.clone(),
+                slots.service.clone(),
+                recorder.clone(),
             ),
-            _dir: dir,
+            recorder,
+            _slots: slots,
         }
     }
 
@@ -334,7 +398,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn iqs_with_no_or_several_children_are_bad_requests() {
-        // Prosody drops these before they reach a component; ejabberd passes them on.
+        // Prosody answers these itself, in the component's name; ejabberd passes them on.
         let request = "<request xmlns='urn:xmpp:http:upload:0' filename='a' size='1'/>";
         for payload in [
             String::new(),
@@ -412,6 +476,41 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn what_is_not_an_iq_request_goes_to_the_delegate() {
+        let fixture = fixture();
+        let router = &fixture.router;
+        for stanza in [
+            format!("<message xmlns='jabber:component:accept' id='m1' {FROM}><body>hi</body></message>"),
+            format!("<presence xmlns='jabber:component:accept' id='p1' {FROM}/>"),
+            format!("<iq xmlns='jabber:component:accept' type='result' id='hello' {FROM}/>"),
+            format!("<iq xmlns='jabber:component:accept' type='error' id='r1' {FROM}><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"),
+            format!("<iq xmlns='jabber:component:accept' type='get' id='q1' {FROM}><ping xmlns='urn:xmpp:ping'/></iq>"),
+        ] {
+            router.handle(stanza.parse().unwrap()).await;
+        }
+        assert_eq!(
+            fixture.recorder.passed_on(),
+            ["message m1", "presence p1", "iq hello", "iq r1"],
+            "IQ requests are the router's own"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_delegate_answers_messages_and_speaks_first_on_a_new_link() {
+        let fixture = fixture();
+        let message = format!("<message xmlns='jabber:component:accept' id='question' {FROM}/>");
+        let reply = fixture.router.handle(message.parse().unwrap()).await;
+        assert_eq!(reply.as_ref().map(id_of), Some("answer"));
+        let first = fixture.router.link_up();
+        assert_eq!(first.iter().map(id_of).collect::<Vec<_>>(), ["hello"]);
+        fixture.router.link_down();
+        assert_eq!(
+            fixture.recorder.passed_on(),
+            ["message question", "up", "down"]
+        );
+    }
+
+    #[tokio::test]
     async fn users_of_other_domains_get_no_slot() {
         let reply = answer(
             "<iq xmlns='jabber:component:accept' type='get' id='o' from='mallory@evil.example/x' to='upload.example.org'><request xmlns='urn:xmpp:http:upload:0' filename='a' size='1'/></iq>",
@@ -423,25 +522,40 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn huge_attributes_get_a_clear_error() {
-        // rxml refuses attribute values over 8 KiB, so this is the largest that can reach us.
-        let name = "a".repeat(8000);
-        let reply = answer(&format!(
-            "<iq xmlns='jabber:component:accept' type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='{name}' size='1'/></iq>"
-        ))
-        .await
-        .unwrap();
-        assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
-        assert!(
-            !reply.has_child("request", ns::HTTP_UPLOAD),
-            "a huge request is not echoed"
+        // The link's reader takes attribute values far longer than rxml's
+        // default 8 KiB, up to its token limit: the stanza cap, below that,
+        // is what bounds them. Requests this large reach the router.
+        let huge = MAX_STANZA_BYTES - 1024;
+        let fixture = fixture();
+        let (name, size) = ("a".repeat(huge), "9".repeat(huge));
+        for attributes in [
+            format!("filename='{name}' size='1'"),
+            format!("filename='a' size='{size}'"),
+        ] {
+            let stanza = read_as_the_link_does(&format!(
+                "<iq type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' {attributes}/></iq>"
+            ))
+            .await;
+            let reply = fixture.router.handle(stanza).await.unwrap();
+            assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
+            assert!(
+                !reply.has_child("request", ns::HTTP_UPLOAD),
+                "a huge request is not echoed"
+            );
+        }
+    }
+
+    /// `stanza` as the link reads it from the server, within its limits.
+    async fn read_as_the_link_does(stanza: &str) -> Element {
+        let stream = format!(
+            "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='s'>{stanza}"
         );
-        let huge_size = "9".repeat(8000);
-        let reply = answer(&format!(
-            "<iq xmlns='jabber:component:accept' type='get' id='h' {FROM}><request xmlns='urn:xmpp:http:upload:0' filename='a' size='{huge_size}'/></iq>"
-        ))
-        .await
-        .unwrap();
-        assert_eq!(condition(&reply), ("modify".into(), "bad-request".into()));
+        let mut reader = StanzaReader::new(stream.as_bytes(), MAX_STANZA_BYTES);
+        reader.read_header().await.unwrap();
+        match reader.next().await.unwrap() {
+            Some(Incoming::Stanza(stanza)) => stanza,
+            other => panic!("not read whole: {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use xso::{Context, FromEventsBuilder, FromXml};
 
 /// Longest attribute value or name accepted; servers cap stanzas below this
 /// (Prosody and ejabberd: 256 KiB from clients, 512 KiB from other servers).
-const MAX_TOKEN_BYTES: usize = 1024 * 1024;
+pub const MAX_TOKEN_BYTES: usize = 1024 * 1024;
 
 /// What the server sent.
 #[derive(Debug)]

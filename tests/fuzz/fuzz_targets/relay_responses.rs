@@ -118,7 +118,7 @@ impl LastSent {
 }
 
 /// Feeds `text` to the router as the server's stream would carry it.
-async fn feed(router: &Router, text: &str) {
+async fn feed(router: &Router<Relay>, text: &str) {
     let bytes = [HEADER, text.as_bytes()].concat();
     let mut reader = StanzaReader::new(bytes.as_slice(), MAX_STANZA_BYTES);
     if reader.read_header().await.is_err() {

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use minidom::Element;
 use satchel::relay::request;
-use satchel::xmpp::upload::parse_request;
+use satchel::xmpp::http_upload::parse_request;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

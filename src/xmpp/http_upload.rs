@@ -102,61 +102,54 @@ pub fn request_error(error: &RequestError) -> StanzaError {
 
 /// The error for a refused slot, in the shapes XEP-0363 §5 gives.
 pub fn slot_error(error: &SlotError) -> StanzaError {
-    match error {
-        SlotError::TooLarge { max } => {
-            let mut stanza_error = StanzaError::new(
-                ErrorType::Modify,
-                DefinedCondition::NotAcceptable,
-                "en",
-                error.to_string(),
-            );
-            stanza_error.other = Some(
-                Element::builder("file-too-large", ns::HTTP_UPLOAD)
-                    .append(
-                        Element::builder("max-file-size", ns::HTTP_UPLOAD)
-                            .append(max.to_string())
-                            .build(),
-                    )
-                    .build(),
-            );
-            stanza_error
-        }
-        SlotError::BadFilename(_) | SlotError::BadContentType => StanzaError::new(
+    let (kind, condition, details) = match error {
+        SlotError::TooLarge { max } => (
             ErrorType::Modify,
-            DefinedCondition::BadRequest,
-            "en",
-            error.to_string(),
+            DefinedCondition::NotAcceptable,
+            Some(file_too_large(*max)),
         ),
-        SlotError::NotAllowed => StanzaError::new(
-            ErrorType::Cancel,
-            DefinedCondition::NotAllowed,
-            "en",
-            error.to_string(),
-        ),
-        SlotError::OverQuota { retry_at, .. } => {
-            let mut stanza_error = StanzaError::new(
-                ErrorType::Wait,
-                DefinedCondition::ResourceConstraint,
-                "en",
-                error.to_string(),
-            );
-            stanza_error.other = Some(
-                Element::builder("retry", ns::HTTP_UPLOAD)
-                    .attr(
-                        minidom::rxml::xml_ncname!("stamp").to_owned(),
-                        xep0082_stamp(*retry_at),
-                    )
-                    .build(),
-            );
-            stanza_error
+        SlotError::BadFilename(_) | SlotError::BadContentType => {
+            (ErrorType::Modify, DefinedCondition::BadRequest, None)
         }
-        SlotError::Storage(_) => StanzaError::new(
+        SlotError::NotAllowed => (ErrorType::Cancel, DefinedCondition::NotAllowed, None),
+        SlotError::OverQuota { retry_at, .. } => (
             ErrorType::Wait,
-            DefinedCondition::InternalServerError,
-            "en",
-            "The upload service cannot store files right now",
+            DefinedCondition::ResourceConstraint,
+            Some(retry(*retry_at)),
         ),
-    }
+        SlotError::Storage(_) => {
+            return StanzaError::new(
+                ErrorType::Wait,
+                DefinedCondition::InternalServerError,
+                "en",
+                "The upload service cannot store files right now",
+            )
+        }
+    };
+    let mut stanza_error = StanzaError::new(kind, condition, "en", error.to_string());
+    stanza_error.other = details;
+    stanza_error
+}
+
+/// `<file-too-large><max-file-size>MAX</max-file-size></file-too-large>`
+fn file_too_large(max: u64) -> Element {
+    Element::builder("file-too-large", ns::HTTP_UPLOAD)
+        .append(
+            Element::builder("max-file-size", ns::HTTP_UPLOAD)
+                .append(max.to_string())
+                .build(),
+        )
+        .build()
+}
+
+/// `<retry stamp='…'/>`: when a request refused for a quota would fit.
+fn retry(at: u64) -> Element {
+    Element::builder("retry", ns::HTTP_UPLOAD)
+        .attr(
+            minidom::rxml::xml_ncname!("stamp").to_owned(),
+            xep0082_stamp(at),
+        )
+        .build()
 }
 
 /// Unix seconds as an XEP-0082 DateTime in UTC, e.g. `2017-12-03T23:42:05Z`.
@@ -283,6 +276,19 @@ mod tests {
         let error = Element::from(slot_error(&SlotError::NotAllowed));
         assert_eq!(error.attr("type"), Some("cancel"));
         assert!(error.has_child("not-allowed", ns::XMPP_STANZAS));
+    }
+
+    #[test]
+    fn refused_names_are_bad_requests_and_storage_failures_are_temporary() {
+        let error = Element::from(slot_error(&SlotError::BadContentType));
+        assert_eq!(error.attr("type"), Some("modify"));
+        assert!(error.has_child("bad-request", ns::XMPP_STANZAS));
+        let error = Element::from(slot_error(&SlotError::Storage(
+            crate::storage::StorageError::DiskFull,
+        )));
+        assert_eq!(error.attr("type"), Some("wait"));
+        assert!(error.has_child("internal-server-error", ns::XMPP_STANZAS));
+        assert!(!error.has_child("retry", ns::HTTP_UPLOAD));
     }
 
     /// XEP-0363 example 6: the slot carries a put and a get URL.

@@ -1,0 +1,89 @@
+//! What the HTTP handlers share: the store, the slots' redeemer, the cap on
+//! uploads in flight and the settings of the responses.
+//!
+//! Kept apart from the routes so that the handlers and the router that names
+//! them both build on it, rather than on each other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode};
+use tokio::sync::Semaphore;
+use tracing::warn;
+
+use super::error::HttpError;
+use crate::config::Config;
+use crate::slots::redeem::Redeemer;
+use crate::storage::downloads::DownloadTracker;
+use crate::storage::{StorageError, Store};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub(super) store: Store,
+    /// One per upload in flight.
+    pub(super) upload_permits: Arc<Semaphore>,
+    max_concurrent_uploads: usize,
+    /// How long a body may go without a byte before the upload is dropped.
+    pub(super) body_idle_timeout: Duration,
+    pub(super) cache_control: HeaderValue,
+    /// Counts recipients' downloads when relayed files go once downloaded.
+    pub(super) downloads: Option<DownloadTracker>,
+    /// Checks each PUT against the slot its URL seals.
+    pub(super) redeemer: Redeemer,
+}
+
+impl HttpState {
+    /// `redeemer` checks PUTs against the slots granted over XMPP
+    /// ([`crate::slots::SlotService::redeemer`]).
+    pub fn new(
+        config: &Config,
+        store: Store,
+        downloads: Option<DownloadTracker>,
+        redeemer: Redeemer,
+    ) -> HttpState {
+        let cache_control = format!(
+            "public, max-age={}, immutable",
+            config.http.cache_max_age.as_secs()
+        );
+        HttpState {
+            redeemer,
+            store,
+            upload_permits: Arc::new(Semaphore::new(config.http.max_concurrent_uploads)),
+            max_concurrent_uploads: config.http.max_concurrent_uploads,
+            body_idle_timeout: config.http.body_idle_timeout,
+            cache_control: HeaderValue::from_str(&cache_control)
+                .expect("digits and ASCII are a valid header value"),
+            downloads,
+        }
+    }
+
+    /// Waits until no upload is in flight, at most `grace`; true if none is left.
+    pub async fn uploads_finished(&self, grace: Duration) -> bool {
+        let all = u32::try_from(self.max_concurrent_uploads).unwrap_or(u32::MAX);
+        // Holding every permit also keeps new uploads out.
+        tokio::time::timeout(grace, self.upload_permits.acquire_many(all))
+            .await
+            .is_ok_and(|permits| permits.map(|p| p.forget()).is_ok())
+    }
+
+    /// Runs a store call on the blocking pool (sled blocks) and maps its failure.
+    pub(super) async fn blocking<T, F>(&self, call: F) -> Result<T, HttpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || call(&store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                warn!(%error, "storage call failed");
+                Err(HttpError::from(&error))
+            }
+            Err(_) => Err(HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage task failed",
+            )),
+        }
+    }
+}
