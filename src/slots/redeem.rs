@@ -137,8 +137,9 @@ fn check_length(slot: &SlotTerms, declared: Option<&HeaderValue>) -> Result<(), 
     Ok(())
 }
 
-/// The type to store: the slot's, if its request named one (the PUT must
-/// then send the same media type); otherwise whatever the PUT sends.
+/// The type to store: the slot's, if its request named one (a PUT that sends
+/// a type must then send the same media type); otherwise whatever the PUT
+/// sends, or `application/octet-stream`.
 fn type_to_store(slot: &SlotTerms, sent: Option<&HeaderValue>) -> Result<String, RedeemError> {
     let sent = match sent {
         Some(value) => Some(
@@ -156,7 +157,10 @@ fn type_to_store(slot: &SlotTerms, sent: Option<&HeaderValue>) -> Result<String,
         {
             Ok(expected.clone())
         }
-        (Some(_), _) => Err(RedeemError::ContentTypeDiffers),
+        // XEP-0363: reject a type that does not match the one given
+        // beforehand; a PUT without one (Libervia sends none) is no mismatch.
+        (Some(expected), None) => Ok(expected.clone()),
+        (Some(_), Some(_)) => Err(RedeemError::ContentTypeDiffers),
         (None, Some(sent)) => Ok(sent.to_owned()),
         (None, None) => Ok(DEFAULT_CONTENT_TYPE.to_owned()),
     }
@@ -238,10 +242,15 @@ mod tests {
             "text/plain; charset=utf-8",
             "the slot's type is kept"
         );
-        for sent in [Some("text/html"), Some(""), None] {
-            assert!(
-                matches!(stored(png, sent), Err(RedeemError::ContentTypeDiffers)),
-                "{sent:?}"
+        assert!(matches!(
+            stored(png, Some("text/html")),
+            Err(RedeemError::ContentTypeDiffers)
+        ));
+        for unsaid in [None, Some(""), Some("  ")] {
+            assert_eq!(
+                stored(png, unsaid).unwrap(),
+                "image/png",
+                "no type sent ({unsaid:?}) is no mismatch: the slot's is served"
             );
         }
         assert_eq!(stored(None, Some(" text/plain ")).unwrap(), "text/plain");
