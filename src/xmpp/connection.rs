@@ -187,6 +187,19 @@ fn describe_stream_error(element: &Element) -> String {
     }
 }
 
+/// Ids of Satchel's keepalive pings; their answers end on the link.
+const KEEPALIVE_ID_PREFIX: &str = "satchel-keepalive-";
+
+/// Whether `stanza` answers one of Satchel's keepalive pings (a result, or an
+/// error from a server that does not do XEP-0199), which nobody else awaits.
+fn is_keepalive_answer(stanza: &Element) -> bool {
+    stanza.name() == "iq"
+        && matches!(stanza.attr("type"), Some("result" | "error"))
+        && stanza
+            .attr("id")
+            .is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
+}
+
 /// Reads stanzas, answers them through the router, pings when idle.
 ///
 /// After `keepalive` of silence from the server Satchel pings it; after as
@@ -229,6 +242,10 @@ async fn serve<D: Delegate>(
                 if stanza.ns() == ns::STREAM {
                     return Err(LinkError::Refused(describe_stream_error(&stanza)));
                 }
+                if is_keepalive_answer(&stanza) {
+                    // It did its job by arriving: the silence timer is reset.
+                    continue;
+                }
                 let permit = slot.take();
                 let router = router.clone();
                 let replies = outgoing.clone();
@@ -248,7 +265,7 @@ async fn serve<D: Delegate>(
                 pings_sent += 1;
                 awaiting_pong = true;
                 debug!("link idle, pinging the server");
-                let ping = Iq::from_get(format!("satchel-keepalive-{pings_sent}"), Ping)
+                let ping = Iq::from_get(format!("{KEEPALIVE_ID_PREFIX}{pings_sent}"), Ping)
                     .with_from(config.jid.clone().into())
                     .with_to(crate::domains::server_of(&config.jid).into());
                 link.send(&Element::from(ping)).await?;
@@ -341,6 +358,25 @@ mod tests {
         );
         flood.await.unwrap();
         satchel.abort();
+    }
+
+    #[test]
+    fn answers_to_our_own_pings_are_recognised() {
+        let stanza = |xml: &str| -> Element { xml.parse().unwrap() };
+        for answer in [
+            "<iq xmlns='jabber:component:accept' type='result' id='satchel-keepalive-7' from='example.org' to='upload.example.org'/>",
+            "<iq xmlns='jabber:component:accept' type='error' id='satchel-keepalive-1' from='example.org'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        ] {
+            assert!(is_keepalive_answer(&stanza(answer)), "{answer}");
+        }
+        for other in [
+            // A request that borrows the id still gets an answer.
+            "<iq xmlns='jabber:component:accept' type='get' id='satchel-keepalive-7' from='a@example.org/x'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "<iq xmlns='jabber:component:accept' type='result' id='satchel-probe-1' from='a@example.org/x'/>",
+            "<message xmlns='jabber:component:accept' type='error' id='satchel-keepalive-7'/>",
+        ] {
+            assert!(!is_keepalive_answer(&stanza(other)), "{other}");
+        }
     }
 
     #[test]
