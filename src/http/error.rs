@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
+use super::refusals::RefusalReason;
 use crate::storage::StorageError;
 
 #[derive(Debug)]
@@ -28,6 +29,8 @@ impl HttpError {
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut response = (self.status, format!("{}\n", self.reason)).into_response();
+        // For the log line every refusal gets (see `super::refusals`).
+        response.extensions_mut().insert(RefusalReason(self.reason));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,

@@ -15,6 +15,7 @@ mod error;
 pub mod headers;
 mod put;
 pub mod range;
+mod refusals;
 mod server;
 mod state;
 
@@ -67,5 +68,9 @@ pub fn router(config: &Config, state: HttpState) -> Router {
     for (name, value) in headers::security_headers() {
         app = app.layer(SetResponseHeaderLayer::overriding(name, value));
     }
-    app
+    // Outermost, so that it sees every answer, the fallbacks' too.
+    app.layer(axum::middleware::from_fn_with_state(
+        refusals::RefusalLog::new(),
+        refusals::log_refusals,
+    ))
 }

@@ -54,7 +54,6 @@ pub async fn put(
     let span = tracing::info_span!("upload", file = %id);
     async move {
         let Ok(_permit) = state.upload_permits.clone().try_acquire_owned() else {
-            warn!("too many uploads in flight; refusing");
             return Err(HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many uploads in progress, retry later",
@@ -85,22 +84,16 @@ async fn redeem(redeemer: Redeemer, put: PutRequest) -> Result<UploadWriter, Htt
         .map_err(|refusal| refused(&refusal))
 }
 
-/// The answer to a refused PUT, logged as the refusal deserves.
+/// The answer to a refused PUT; a failure of the store is logged with its cause.
 fn refused(refusal: &RedeemError) -> HttpError {
     let status = match refusal {
-        RedeemError::InvalidTicket => {
-            warn!("PUT with an invalid ticket");
-            StatusCode::FORBIDDEN
-        }
+        RedeemError::InvalidTicket => StatusCode::FORBIDDEN,
         RedeemError::LengthMissing => StatusCode::LENGTH_REQUIRED,
         RedeemError::LengthMalformed | RedeemError::ContentTypeMalformed => StatusCode::BAD_REQUEST,
         RedeemError::LengthDiffers => StatusCode::PAYLOAD_TOO_LARGE,
         RedeemError::ContentTypeDiffers => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         RedeemError::Expired => StatusCode::FORBIDDEN,
-        RedeemError::OverQuota(over) => {
-            info!(quota = over.reason(), "upload refused: over quota");
-            StatusCode::FORBIDDEN
-        }
+        RedeemError::OverQuota(_) => StatusCode::FORBIDDEN,
         RedeemError::Storage(error) => {
             // A second PUT to a slot is a client's retry, not a failure of ours.
             if !matches!(
@@ -142,13 +135,8 @@ async fn store_body(
             warn!(%error, "upload failed in storage");
             Err(HttpError::from(&error))
         }
-        (Err(error), Ok(None)) => {
-            info!(
-                reason = %error.reason,
-                "upload interrupted; the slot can be retried"
-            );
-            Err(error)
-        }
+        // The refusal's log line tells why; the slot can be retried.
+        (Err(error), Ok(None)) => Err(error),
         (Ok(()), Ok(None)) => Err(HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "upload not stored",

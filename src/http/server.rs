@@ -19,6 +19,7 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use super::connections::{ConnectionLimit, OpenConnection};
+use super::refusals::ClientAddr;
 use crate::config::Config;
 
 /// Read buffer of a connection; bounds the memory a stranger's request takes.
@@ -114,7 +115,10 @@ async fn serve_connection(
         .max_buf_size(MAX_BUFFER_BYTES)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(socket), busy_while_answering(app, &connection));
+        .serve_connection(
+            TokioIo::new(socket),
+            busy_while_answering(app, &connection, peer),
+        );
     tokio::pin!(http);
     let outcome = loop {
         tokio::select! {
@@ -175,11 +179,12 @@ async fn first_byte_arrives(
     }
 }
 
-/// `app` as hyper's service on `connection`, which counts as busy from a
-/// request's head until hyper is done with the response body.
+/// `app` as hyper's service on `connection` to `peer`, which counts as busy
+/// from a request's head until hyper is done with the response body.
 fn busy_while_answering(
     app: Router,
     connection: &Arc<OpenConnection>,
+    peer: SocketAddr,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<Body>,
@@ -187,7 +192,8 @@ fn busy_while_answering(
     Future: Send,
 > {
     let connection = connection.clone();
-    hyper::service::service_fn(move |request| {
+    hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ClientAddr(peer));
         let in_flight = connection.request_started();
         let response = app.clone().oneshot(request);
         async move {
