@@ -112,8 +112,7 @@ fn decode(key: &[u8], value: &[u8]) -> Result<RelayRecord, OutboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::record::samples::relay_to;
-    use crate::relay::record::{FileFacts, Preview};
+    use crate::relay::record::samples::{photo_facts_stored_with_xml, relay_to};
 
     fn outbox() -> (Outbox, sled::Db) {
         let db = sled::Config::new().temporary(true).open().unwrap();
@@ -203,24 +202,7 @@ mod tests {
         );
         assert_eq!(record.expires, 1_900_000_000);
         assert_eq!(record.caption.as_deref(), Some("Photo from the summit."));
-        assert_eq!(
-            record.facts,
-            FileFacts {
-                media_type: Some("image/jpeg".into()),
-                name: Some("summit.jpg".into()),
-                size: Some(3_032_449),
-                sha256: Some([7; 32]),
-                width: Some(4096),
-                height: Some(2160),
-                thumbnail: Some(Preview {
-                    media_type: "image/jpeg".into(),
-                    bytes: vec![0xff, 0xd8, 0xff, 0xe0, 0, 1, 2],
-                    width: Some(128),
-                    height: Some(68),
-                    max_age: Some(86_400),
-                }),
-            }
-        );
+        assert_eq!(record.facts, photo_facts_stored_with_xml());
         assert_eq!(record.recipients.len(), 1);
         assert_eq!(record.recipients[0].jid, "bob@example.org");
         assert_eq!(

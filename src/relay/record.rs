@@ -164,4 +164,24 @@ pub mod samples {
                 .collect(),
         }
     }
+
+    /// The facts of the photo in `src/relay/testdata/`, stored there by the
+    /// version that kept the message as XML text.
+    pub fn photo_facts_stored_with_xml() -> FileFacts {
+        FileFacts {
+            media_type: Some("image/jpeg".into()),
+            name: Some("summit.jpg".into()),
+            size: Some(3_032_449),
+            sha256: Some([7; 32]),
+            width: Some(4096),
+            height: Some(2160),
+            thumbnail: Some(Preview {
+                media_type: "image/jpeg".into(),
+                bytes: vec![0xff, 0xd8, 0xff, 0xe0, 0, 1, 2],
+                width: Some(128),
+                height: Some(68),
+                max_age: Some(86_400),
+            }),
+        }
+    }
 }
