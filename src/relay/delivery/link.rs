@@ -2,9 +2,9 @@
 //! picture of the server has settled.
 //!
 //! On each connection the server tells Satchel what it may do: right after
-//! the handshake it sends the XEP-0356 privilege announcement (and, with the
-//! presence permission, the presence of every user online), and it answers
-//! Satchel's disco#info query (offline storage). The route of a message
+//! the handshake it sends the XEP-0356 privilege announcement (Prosody
+//! follows it, with the presence permission, with the presence of every user
+//! online), and it answers Satchel's disco#info query (offline storage). The route of a message
 //! depends on all of it: sent too early, a message a privileged server would
 //! have carried as the sender goes from Satchel's JID instead.
 //!
