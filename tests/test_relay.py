@@ -1,4 +1,4 @@
-"""The relay (issue 3): a client names recipients and the GET URL of its upload in a
+"""The relay: a client names recipients and the GET URL of its upload in a
 XEP-0033 message to Satchel; Satchel stores the relay, answers a XEP-0184 receipt
 and delivers to each recipient a message with the URL, OOB, XEP-0447/0446
 metadata and a XEP-0264 thumbnail carried inline as XEP-0231 BoB.
@@ -20,7 +20,8 @@ from conftest import _SATCHELS, SERVER_KINDS, SatchelManager, connect_client
 from harness import COMPONENT_JID, make_server
 from harness.relay import (
     NS_ADDRESS, ExpectedFile, check_relay_message, expect_error, expect_receipt,
-    is_relay_of, send_relay, upload, upload_image, wait_relay_answer,
+    is_relay_of, log_size, relay_id_of, send_relay, upload, upload_image,
+    wait_for_a_bounce, wait_relay_answer,
 )
 from harness.util import variant_name
 
@@ -110,8 +111,16 @@ def relay_live(env):
     return check_relay_message(msg, slot.get_url, expected, ALICE, privileged=env.privileged)
 
 
-def relay_to_offline_then_login(env, wait_before_login=2.0, restart_satchel=None):
-    """Relay to bob while he is offline (he logged out properly), then log him in."""
+def relay_to_offline_then_login(env, wait_before_login=2.0, interrupt=None):
+    """Relay to bob while he is offline (he logged out properly), then log him in.
+
+    interrupt(mark), when given, breaks Satchel's link while bob is away, calling
+    mark() once the old link is gone and before the new one comes; bob then logs
+    in only once Satchel, connected anew, has had a message of the relay bounce.
+    Were he to log in at the very moment Satchel sends, he would get that message
+    from Satchel's own JID: the designed route for a recipient nobody has seen
+    online yet on a server that keeps no offline messages (it can bounce, where a
+    message as the sender could vanish)."""
     alice = env.connect("alice")
     bob = env.connect("bob")
     bob.disconnect()
@@ -119,8 +128,11 @@ def relay_to_offline_then_login(env, wait_before_login=2.0, restart_satchel=None
     rid = send_relay(alice, [BOB], slot.get_url, caption="for later")
     expect_receipt(alice, rid)
     time.sleep(wait_before_login)      # the server stores, bounces or drops it meanwhile
-    if restart_satchel is not None:
-        restart_satchel()
+    if interrupt is not None:
+        relay = relay_id_of(env.satchel, rid)
+        since = []
+        interrupt(lambda: since.append(log_size(env.satchel)))
+        wait_for_a_bounce(env.satchel, relay, since[0], timeout=RETRY_TIMEOUT)
     bob.reconnect()
     timeout = DELIVERY_TIMEOUT if env.offline else RETRY_TIMEOUT
     msg = bob.wait_for_message(is_relay_of(slot.get_url), timeout=timeout)
@@ -197,9 +209,14 @@ def test_delivery_after_the_server_dropped_it(variant):
 @only_variants(offline=False)
 def test_delivery_survives_a_satchel_restart(variant):
     """The relay is durable once receipted: Satchel restarts while bob is offline
-    and the restarted process delivers it."""
-    relay_to_offline_then_login(variant, wait_before_login=1.0,
-                                restart_satchel=lambda: variant.satchel.restart())
+    and the restarted process delivers it, as alice where the server grants the
+    privilege."""
+    def restart_satchel(mark):
+        variant.satchel.stop()
+        mark()
+        variant.satchel.start()
+
+    relay_to_offline_then_login(variant, wait_before_login=1.0, interrupt=restart_satchel)
 
 
 @only_variants(offline=False)
@@ -208,11 +225,12 @@ def test_delivery_survives_a_restart_of_the_xmpp_server(variant):
     Satchel reconnects by itself and delivers it when bob is back."""
     from harness.client import wait_component
 
-    def restart_server():
+    def restart_server(mark):
+        mark()
         variant.server.restart()
         wait_component(variant.server, satchel=variant.satchel)
 
-    relay_to_offline_then_login(variant, wait_before_login=1.0, restart_satchel=restart_server)
+    relay_to_offline_then_login(variant, wait_before_login=1.0, interrupt=restart_server)
 
 
 def test_variant_server_advertises_offline_storage(variant):

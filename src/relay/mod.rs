@@ -4,17 +4,28 @@
 //! file's metadata and a server-made thumbnail, so the media previews before
 //! it is downloaded, and they get it durably: also when they were offline.
 //!
-//! [`Relay`] is the front: it checks a request (`request`), makes the
-//! thumbnail (`thumbnail`), builds the common part of the message
-//! (`message`), stores the relay (`outbox`) and only then acknowledges it;
-//! the delivery task (`delivery`) does the rest. It also keeps what Satchel
-//! learns of its server on each link: the XEP-0356 privileges the server
-//! announces, whether it stores offline messages, who is online.
+//! [`Relay`] is the front, fed by the component link: it checks a request
+//! ([`request`]), learns what the message will say about the file
+//! ([`facts`], with [`thumbnail`]), stores the relay as facts
+//! ([`record`] in the [`outbox`]; [`legacy`] reads what earlier versions
+//! stored) and only then acknowledges it ([`reports`]). The delivery task
+//! ([`delivery`]) does the rest, building each recipient's message at send
+//! time ([`message`]). The front also keeps what Satchel learns of its
+//! server on each connection ([`server`]) and passes on what the network
+//! says about deliveries: bounces, presence, probe answers.
+//!
+//! [`DownloadTracker`] (in storage) deletes a relayed file once every recipient fetched it,
+//! where the operator asks for that.
 
 pub mod delivery;
+pub mod facts;
+pub mod legacy;
 pub mod message;
 pub mod outbox;
+pub mod record;
+pub mod reports;
 pub mod request;
+pub mod server;
 pub mod thumbnail;
 
 use std::sync::{Arc, Mutex};
@@ -22,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use jid::{BareJid, Jid};
 use minidom::Element;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn, Instrument};
 use xmpp_parsers::disco::DiscoInfoQuery;
 use xmpp_parsers::iq::Iq;
@@ -34,28 +45,15 @@ use crate::logging::LoggedJid;
 use crate::rate_limit::RateLimiter;
 use crate::storage::downloads::{new_token, DownloadTracker};
 use crate::storage::{FileRecord, Store, Tree};
-use crate::xmpp::privilege::{PresencePermission, Privileges, NS_V1, NS_V2};
-use delivery::{Capabilities, DeliveryEvent, DeliverySettings, DeliveryTask};
-use message::{common_payload, payload_to_text, FileFacts, RelayComposer};
-use outbox::{DeliveryStatus, Outbox, Recipient, RelayId, RelayRecord};
+use crate::xmpp::privilege::Privileges;
+use delivery::{AttemptId, DeliveryEvent, DeliverySettings, DeliveryTask, LinkStatus};
+use facts::FactGatherer;
+use message::RelayComposer;
+use outbox::Outbox;
+use record::{DeliveryStatus, Recipient, RelayId, RelayRecord};
 use request::{Refusal, RelayRequest};
-use thumbnail::{make_thumbnail, ThumbnailLimits};
-
-/// Largest file Satchel decrypts whole to make a thumbnail.
-const MAX_THUMBNAIL_SOURCE_BYTES: u64 = 64 * 1024 * 1024;
-/// Thumbnails made at once: each holds a decoded image in memory.
-const THUMBNAILS_AT_ONCE: usize = 2;
-/// Prefix of the ids of Satchel's disco#info queries to its server.
-const SERVER_INFO_ID: &str = "satchel-server-info-";
-
-/// What Satchel learned of its server on the current link.
-#[derive(Debug, Default)]
-struct ServerState {
-    privileges: Option<Privileges>,
-    /// `None` until the server answered the disco#info query.
-    stores_offline: Option<bool>,
-    queries_sent: u64,
-}
+use server::ServerState;
+use thumbnail::ThumbnailLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayStartError {
@@ -72,9 +70,11 @@ pub struct Relay {
     allowed_domains: Vec<String>,
     max_recipients: usize,
     limiter: RateLimiter,
-    thumbnail_limits: ThumbnailLimits,
-    thumbnail_permits: Semaphore,
+    /// The largest sender-made thumbnail passed on.
+    max_thumbnail_bytes: usize,
+    facts: FactGatherer,
     events: mpsc::Sender<DeliveryEvent>,
+    link: watch::Sender<LinkStatus>,
     server_state: Mutex<ServerState>,
     /// Set when relayed files are deleted once downloaded.
     downloads: Option<DownloadTracker>,
@@ -95,6 +95,7 @@ impl Relay {
         let component = config.component.jid.clone();
         let server = crate::domains::server_of(&component);
         let (events, events_rx) = mpsc::channel(1024);
+        let (link, link_rx) = watch::channel(LinkStatus::default());
         let composer = Arc::new(RelayComposer {
             component: component.clone(),
             server: server.clone(),
@@ -104,10 +105,11 @@ impl Relay {
             first_retry: Duration::from_secs(1),
             max_retry: config.relay.retry_max_delay,
             settle_time: Duration::from_secs(3),
+            settle_grace: Duration::from_millis(500),
         };
         let task = DeliveryTask::new(outbox.clone(), composer, outgoing, settings);
         tokio::spawn(
-            task.run(events_rx)
+            task.run(events_rx, link_rx)
                 .instrument(tracing::info_span!("delivery")),
         );
         let public = config
@@ -115,21 +117,23 @@ impl Relay {
             .public_url
             .split_once("://")
             .map_or("", |(_, rest)| rest);
+        let thumbnail_limits = ThumbnailLimits {
+            max_side: config.relay.thumbnail_max_side,
+            ..ThumbnailLimits::default()
+        };
         Ok(Arc::new(Relay {
             component,
             server,
-            store,
+            store: store.clone(),
             outbox,
             file_url_prefix: format!("{public}/file/"),
             allowed_domains: config.limits.allowed_domains.clone(),
             max_recipients: config.relay.max_recipients,
             limiter: RateLimiter::new(config.relay.relays_per_minute, Duration::from_secs(60)),
-            thumbnail_limits: ThumbnailLimits {
-                max_side: config.relay.thumbnail_max_side,
-                ..ThumbnailLimits::default()
-            },
-            thumbnail_permits: Semaphore::new(THUMBNAILS_AT_ONCE),
+            max_thumbnail_bytes: thumbnail_limits.max_bytes,
+            facts: FactGatherer::new(store, thumbnail_limits),
             events,
+            link,
             server_state: Mutex::new(ServerState::default()),
             downloads,
         }))
@@ -158,11 +162,10 @@ impl Relay {
             .instrument(span.clone())
             .await
         {
-            Ok(Some(receipt)) => Some(receipt),
-            Ok(None) => None,
+            Ok(receipt) => receipt,
             Err(refusal) => {
                 span.in_scope(|| info!(%refusal, "relay refused"));
-                Some(message::refusal(
+                Some(reports::refusal(
                     &self.component,
                     from.as_str(),
                     &request_id,
@@ -172,7 +175,35 @@ impl Relay {
         }
     }
 
+    /// Checks a relay request, stores the relay, hands it to the delivery
+    /// task; the receipt, if the sender asked for one.
     async fn accept(&self, message: &Element, from: Jid) -> Result<Option<Element>, Refusal> {
+        let sender = self.admit_sender(&from)?;
+        let request = self.read_request(message, from)?;
+        let file = self.uploaded_file(&request, &sender).await?;
+        let facts = self.facts.gather(&file, &request).await;
+        let recipients = self.recipients(&request, &file).await?;
+        let record = RelayRecord {
+            id: RelayId::random(),
+            sender: sender.to_string(),
+            sender_full: request.from.to_string(),
+            request_id: request.id.clone(),
+            file: file.id,
+            url: request.url.clone(),
+            caption: request.caption.clone(),
+            facts,
+            expires: file.expires,
+            recipients,
+        };
+        self.store_and_deliver(record).await?;
+        Ok(request
+            .wants_receipt
+            .then(|| reports::receipt(&self.component, request.from.as_str(), &request.id)))
+    }
+
+    /// The sender's bare JID, if they may relay now: a user of a served
+    /// domain, within the rate limit.
+    fn admit_sender(&self, from: &Jid) -> Result<BareJid, Refusal> {
         let sender = from.to_bare();
         if !self.is_allowed_domain(sender.domain().as_str()) || sender.node().is_none() {
             return Err(Refusal::SenderNotAllowed);
@@ -180,16 +211,21 @@ impl Relay {
         if !self.limiter.allow(sender.as_str(), Instant::now()) {
             return Err(Refusal::RateLimited);
         }
+        Ok(sender)
+    }
+
+    /// The request, checked against this Satchel's limits and domains.
+    fn read_request(&self, message: &Element, from: Jid) -> Result<RelayRequest, Refusal> {
         let mut request =
             request::parse(message, from, self.max_recipients, &self.file_url_prefix)?;
         // Passed on only if it keeps the recipients' message small (a few KiB).
         if request
             .sender_thumbnail
             .as_ref()
-            .is_some_and(|t| t.data.data.len() > self.thumbnail_limits.max_bytes)
+            .is_some_and(|t| t.data.data.len() > self.max_thumbnail_bytes)
         {
             info!(
-                limit = self.thumbnail_limits.max_bytes,
+                limit = self.max_thumbnail_bytes,
                 "the sender's thumbnail is too large to pass on; dropped"
             );
             request.sender_thumbnail = None;
@@ -201,6 +237,16 @@ impl Relay {
         {
             return Err(Refusal::RecipientNotAllowed(foreign.to_string()));
         }
+        Ok(request)
+    }
+
+    /// The completed, unexpired upload the request's URL names, if `sender`
+    /// uploaded it.
+    async fn uploaded_file(
+        &self,
+        request: &RelayRequest,
+        sender: &BareJid,
+    ) -> Result<FileRecord, Refusal> {
         let store = self.store.clone();
         let id = request.file;
         let file = tokio::task::spawn_blocking(move || store.file(&id))
@@ -215,8 +261,16 @@ impl Relay {
         if file.uploader != sender.as_str() {
             return Err(Refusal::Forbidden);
         }
+        Ok(file)
+    }
 
-        let facts = self.file_facts(&file, &request).await;
+    /// The recipients, pending; each with a download token to await when
+    /// downloads are tracked.
+    async fn recipients(
+        &self,
+        request: &RelayRequest,
+        file: &FileRecord,
+    ) -> Result<Vec<Recipient>, Refusal> {
         let recipients: Vec<Recipient> = request
             .recipients
             .iter()
@@ -241,17 +295,11 @@ impl Relay {
                     Refusal::Internal
                 })?;
         }
-        let record = RelayRecord {
-            id: RelayId::random(),
-            sender: sender.to_string(),
-            sender_full: request.from.to_string(),
-            request_id: request.id.clone(),
-            file: file.id,
-            url: request.url.clone(),
-            expires: file.expires,
-            payload: payload_to_text(&common_payload(&request, &facts)),
-            recipients,
-        };
+        Ok(recipients)
+    }
+
+    /// Stores `record` durably, then hands it to the delivery task.
+    async fn store_and_deliver(&self, record: RelayRecord) -> Result<(), Refusal> {
         let outbox = self.outbox.clone();
         let stored = record.clone();
         tokio::task::spawn_blocking(move || outbox.insert(&stored))
@@ -261,80 +309,29 @@ impl Relay {
                 warn!(%error, "cannot store the relay");
                 Refusal::Internal
             })?;
-        info!(relay = %record.id, file = %file.id, recipients = record.recipients.len(), "relay accepted");
+        info!(relay = %record.id, file = %record.file, recipients = record.recipients.len(), "relay accepted");
         if self
             .events
-            .send(DeliveryEvent::Accepted(record))
+            .send(DeliveryEvent::Accepted(Box::new(record)))
             .await
             .is_err()
         {
             warn!("the delivery task is gone; the relay waits for the next start");
         }
-        Ok(request
-            .wants_receipt
-            .then(|| message::receipt(&self.component, request.from.as_str(), &request.id)))
+        Ok(())
     }
 
     fn is_allowed_domain(&self, domain: &str) -> bool {
         crate::domains::is_allowed(&self.allowed_domains, domain)
     }
 
-    /// Metadata and thumbnail; what cannot be known is left out, never guessed.
-    async fn file_facts(&self, file: &FileRecord, request: &RelayRequest) -> FileFacts {
-        let mut facts = FileFacts {
-            name: Some(file.filename.clone()),
-            ..FileFacts::default()
-        };
-        if request.client_encrypted {
-            // The stored bytes are ciphertext: their type, hash and pixels say nothing.
-            return facts;
-        }
-        facts.media_type = Some(file.content_type.clone());
-        facts.size = Some(file.size);
-        facts.sha256 = Some(file.sha256);
-        let looks_like_image = file.content_type.starts_with("image/")
-            || file.content_type == "application/octet-stream";
-        if !looks_like_image || file.size > MAX_THUMBNAIL_SOURCE_BYTES {
-            return facts;
-        }
-        let Ok(_permit) = self.thumbnail_permits.acquire().await else {
-            return facts;
-        };
-        let store = self.store.clone();
-        let record = file.clone();
-        let limits = self.thumbnail_limits.clone();
-        let made = tokio::task::spawn_blocking(move || {
-            let mut bytes = Vec::with_capacity(record.size as usize);
-            for chunk in store
-                .read_range(&record, 0..record.size)
-                .map_err(|e| e.to_string())?
-            {
-                bytes.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
-            }
-            make_thumbnail(&bytes, &record.content_type, &limits).map_err(|e| e.to_string())
-        })
-        .await;
-        match made {
-            Ok(Ok((info, thumbnail))) => {
-                debug!(
-                    width = info.width,
-                    height = info.height,
-                    bytes = thumbnail.bytes.len(),
-                    "thumbnail made"
-                );
-                facts.width = Some(info.width);
-                facts.height = Some(info.height);
-                facts.thumbnail = Some(thumbnail);
-            }
-            Ok(Err(reason)) => info!(%reason, "no thumbnail"),
-            Err(_) => warn!("thumbnail task panicked"),
-        }
-        facts
-    }
-
+    /// An error message: the server returned one of our messages.
     async fn bounced(&self, message: &Element, from: Jid) {
-        let Some(message_id) = message.attr("id") else {
-            debug!(from = %LoggedJid(from.as_str()), "error message without an id; ignored");
+        let Some(attempt) = message
+            .attr("id")
+            .and_then(|id| id.parse::<AttemptId>().ok())
+        else {
+            debug!(from = %LoggedJid(from.as_str()), "error message about none of our messages; ignored");
             return;
         };
         let condition = message
@@ -347,7 +344,7 @@ impl Relay {
             })
             .unwrap_or_else(|| "undefined-condition".to_owned());
         self.tell(DeliveryEvent::Bounce {
-            message_id: message_id.to_owned(),
+            attempt,
             from,
             condition,
         })
@@ -367,17 +364,19 @@ impl Relay {
     }
 
     async fn privileges_announced(&self, message: &Element) {
-        let Some(announcement) = message
-            .children()
-            .find(|c| c.name() == "privilege" && (c.ns() == NS_V1 || c.ns() == NS_V2))
-        else {
+        let Some(announcement) = server::announcement(message) else {
             return;
         };
         match Privileges::try_from(announcement.clone()) {
             Ok(privileges) => {
                 info!(?privileges, "the server grants privileges");
-                self.update_server_state(|state| state.privileges = Some(privileges))
-                    .await;
+                let news = self.learn(|state| {
+                    state.privileges = Some(privileges);
+                    true
+                });
+                if let Some(news) = news {
+                    self.tell(news).await;
+                }
             }
             Err(error) => warn!(%error, "unreadable privilege announcement"),
         }
@@ -422,46 +421,55 @@ impl Relay {
         };
         let from = iq.attr("from").and_then(|from| from.parse::<Jid>().ok());
         if id.starts_with(delivery::PROBE_ID_PREFIX) {
-            let Some(from) = from else {
-                debug!(id, "probe answer without a usable 'from'; ignored");
-                return true;
-            };
-            self.tell(DeliveryEvent::ProbeAnswer {
-                query_id: id.to_owned(),
-                from,
-                reachable: iq.attr("type") == Some("result"),
-            })
-            .await;
+            self.probe_answered(id, from, iq.attr("type") == Some("result"))
+                .await;
             return true;
         }
-        if !id.starts_with(SERVER_INFO_ID) {
+        let Some(connection) = server::query_connection(id) else {
             return false;
-        }
+        };
         if from.as_ref() != Some(&Jid::from(self.server.clone())) {
             warn!(id, from = %LoggedJid(iq.attr("from").unwrap_or_default()), "answer to the server's disco#info query from someone else; ignored");
             return true;
         }
-        let stores_offline = iq.get_child("query", ns::DISCO_INFO).is_some_and(|query| {
-            query
-                .children()
-                .any(|f| f.name() == "feature" && f.attr("var") == Some("msgoffline"))
+        let stores_offline = server::lists_offline_storage(iq);
+        let news = self.learn(|state| {
+            let current = state.connection == connection;
+            if current {
+                info!(stores_offline, "server features known");
+                state.stores_offline = Some(stores_offline);
+            } else {
+                debug!(id, "answer to the query of an earlier connection; ignored");
+            }
+            current
         });
-        info!(stores_offline, "server features known");
-        self.update_server_state(|state| state.stores_offline = Some(stores_offline))
-            .await;
+        if let Some(news) = news {
+            self.tell(news).await;
+        }
         true
+    }
+
+    async fn probe_answered(&self, id: &str, from: Option<Jid>, reachable: bool) {
+        let (Some(attempt), Some(from)) = (AttemptId::of_probe(id), from) else {
+            debug!(id, "probe answer without a usable id or 'from'; ignored");
+            return;
+        };
+        self.tell(DeliveryEvent::ProbeAnswer {
+            attempt,
+            from,
+            reachable,
+        })
+        .await;
     }
 
     /// The link is up: ask the server what it does. Returns the stanzas to send.
     pub fn link_up(&self) -> Vec<Element> {
-        let id = {
-            let mut state = self.server_state.lock().unwrap_or_else(|p| p.into_inner());
-            state.privileges = None;
-            state.stores_offline = None;
-            state.queries_sent += 1;
-            format!("{SERVER_INFO_ID}{}", state.queries_sent)
-        };
-        let _ = self.events.try_send(DeliveryEvent::LinkUp);
+        let mut state = self.server_state.lock().unwrap_or_else(|p| p.into_inner());
+        let id = state.connected();
+        self.link.send_replace(LinkStatus {
+            up: true,
+            connection: state.connection,
+        });
         let query = Iq::from_get(id, DiscoInfoQuery { node: None })
             .with_from(self.component.clone().into())
             .with_to(self.server.clone().into());
@@ -469,36 +477,25 @@ impl Relay {
     }
 
     pub fn link_down(&self) {
-        let _ = self.events.try_send(DeliveryEvent::LinkDown);
+        self.link.send_modify(|status| status.up = false);
     }
 
-    async fn update_server_state(&self, change: impl FnOnce(&mut ServerState)) {
-        let capabilities = {
-            let mut state = self.server_state.lock().unwrap_or_else(|p| p.into_inner());
-            change(&mut state);
-            // Nothing is decided before the disco answer: privileges come first.
-            let Some(stores_offline) = state.stores_offline else {
-                return;
-            };
-            Capabilities {
-                send_as: state
-                    .privileges
-                    .filter(|p| p.message_outgoing)
-                    .map(|p| p.version),
-                sees_presence: state
-                    .privileges
-                    .is_some_and(|p| p.presence != PresencePermission::None),
-                stores_offline,
-            }
-        };
-        self.tell(DeliveryEvent::ServerCapabilities(capabilities))
-            .await;
+    /// Applies `change` to what is known of the server; what the delivery
+    /// task must now know, if `change` changed anything.
+    fn learn(&self, change: impl FnOnce(&mut ServerState) -> bool) -> Option<DeliveryEvent> {
+        let mut state = self.server_state.lock().unwrap_or_else(|p| p.into_inner());
+        if change(&mut state) {
+            state.news()
+        } else {
+            None
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::record::samples::relay_to;
     use crate::storage::test_support::service_store_in;
 
     /// A relay for `upload.example.org` whose delivery task starts with
@@ -527,6 +524,17 @@ mod tests {
         .unwrap()
     }
 
+    fn announcement() -> Element {
+        "<message xmlns='jabber:component:accept' from='example.org' to='upload.example.org'>\
+           <privilege xmlns='urn:xmpp:privilege:2'>\
+             <perm access='message' type='outgoing'/>\
+             <perm access='presence' type='managed_entity'/>\
+           </privilege>\
+         </message>"
+            .parse()
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn only_the_server_answers_the_query_about_the_server() {
         let dir = tempfile::tempdir().unwrap();
@@ -546,27 +554,57 @@ mod tests {
         assert_eq!(stores_offline(), Some(true));
     }
 
+    #[tokio::test]
+    async fn an_answer_meant_for_an_earlier_connection_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (relay, _sent) = relay(dir.path(), &[], 16);
+        let first = relay.link_up().remove(0);
+        relay.link_down();
+        relay.link_up();
+        let late = answer_from(
+            "example.org",
+            first.attr("id").unwrap(),
+            "<feature var='msgoffline'/>",
+        );
+        assert!(relay.handle_iq_response(&late).await);
+        assert_eq!(relay.server_state.lock().unwrap().stores_offline, None);
+    }
+
+    /// What the server sends right after the handshake may be handled after
+    /// its answer to Satchel's query (stanzas are handled concurrently): the
+    /// first message still goes out as the sender, to a recipient whose
+    /// presence came with the announcement.
+    #[tokio::test(start_paused = true)]
+    async fn an_announcement_handled_after_the_answer_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = relay_to(&["bob@example.org"]);
+        let (relay, mut sent) = relay(dir.path(), std::slice::from_ref(&stored), 16);
+        let query = relay.link_up().remove(0);
+        relay
+            .handle_iq_response(&answer_from("example.org", query.attr("id").unwrap(), ""))
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            sent.try_recv().is_err(),
+            "nothing sent before the announcement"
+        );
+        relay.handle_message(announcement()).await;
+        let presence: Element = "<presence xmlns='jabber:component:accept' from='bob@example.org/phone' to='upload.example.org'/>"
+            .parse()
+            .unwrap();
+        relay.handle_presence(&presence).await;
+        let probe = tokio::time::timeout(Duration::from_secs(1), sent.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(probe.name(), "iq", "bob is probed: {probe:?}");
+        assert_eq!(probe.attr("to"), Some("bob@example.org/phone"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_bounce_waits_for_a_busy_delivery_task_rather_than_being_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let stored = RelayRecord {
-            id: RelayId([7; 16]),
-            sender: "alice@example.org".into(),
-            sender_full: "alice@example.org/phone".into(),
-            request_id: "m1".into(),
-            file: crate::storage::FileId([7; 16]),
-            url: "https://upload.example.org/file/x/a.jpg".into(),
-            expires: u64::MAX,
-            payload: "<body xmlns='jabber:component:accept'>u</body>".into(),
-            recipients: ["bob@example.org", "carol@example.org"]
-                .iter()
-                .map(|jid| Recipient {
-                    jid: (*jid).into(),
-                    status: DeliveryStatus::Pending,
-                    download_token: None,
-                })
-                .collect(),
-        };
+        let stored = relay_to(&["bob@example.org", "carol@example.org"]);
         // Room for one message: the delivery task blocks on the second.
         let (relay, mut sent) = relay(dir.path(), std::slice::from_ref(&stored), 1);
         let query = relay.link_up().remove(0);
@@ -577,7 +615,8 @@ mod tests {
                 "<feature var='msgoffline'/>",
             ))
             .await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Without an announcement the task sends once the settle time is over.
+        tokio::time::sleep(Duration::from_secs(4)).await;
 
         // Bounces for nothing in flight, enough to fill the task's queue,
         // then the real ones (whichever of the two messages went first).
@@ -593,9 +632,13 @@ mod tests {
             let relay = relay.clone();
             let stem = stored.id.to_string();
             tokio::spawn(async move {
+                let nothing_in_flight = RelayId([9; 16]);
                 for n in 0..2000 {
                     relay
-                        .handle_message(bounce(&format!("junk-{n}"), "mallory@example.org"))
+                        .handle_message(bounce(
+                            &format!("{nothing_in_flight}-0-{n}"),
+                            "mallory@example.org",
+                        ))
                         .await;
                 }
                 for (index, recipient) in

@@ -1,5 +1,5 @@
-//! The durable half of a relay: what must be delivered, to whom, and how far
-//! each recipient has got.
+//! The durable half of a relay: the [`RelayRecord`]s not yet fully
+//! delivered, in their own sled tree.
 //!
 //! A relay is acknowledged to its sender only once its record is on disk
 //! (flushed), so an acknowledged relay survives a crash of Satchel or of the
@@ -7,82 +7,18 @@
 //! once every recipient has reached a final state. Timing (backoff, who is
 //! online) is deliberately not stored: after a restart everything pending is
 //! simply tried again, which is what "at least once" asks for.
+//!
+//! A stored value is a format byte ([`FORMAT_FACTS`]) and the postcard
+//! encoding of the record. Values written before the format byte existed
+//! ([`RelayRecordWithXml`]) begin with their own key, the relay id, which
+//! tells them apart; they are upgraded when read, and stored in the current
+//! format at their next change.
 
-use serde::{Deserialize, Serialize};
+use super::legacy::RelayRecordWithXml;
+use super::record::{DeliveryStatus, RelayId, RelayRecord};
 
-use crate::storage::FileId;
-
-/// A relay's random name; also the stem of the ids of its messages.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RelayId(pub [u8; 16]);
-
-impl RelayId {
-    pub fn random() -> RelayId {
-        RelayId(rand::random())
-    }
-}
-
-impl std::fmt::Display for RelayId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Debug for RelayId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RelayId({self})")
-    }
-}
-
-/// Where one recipient stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    /// Ended by a permanent error; the text says which.
-    Failed(String),
-}
-
-impl DeliveryStatus {
-    pub fn is_final(&self) -> bool {
-        !matches!(self, DeliveryStatus::Pending)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recipient {
-    /// Bare JID.
-    pub jid: String,
-    pub status: DeliveryStatus,
-    /// The `?r=` token of this recipient's URL, when downloads are tracked.
-    pub download_token: Option<String>,
-}
-
-/// One accepted relay.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayRecord {
-    pub id: RelayId,
-    /// Bare JID of the sender.
-    pub sender: String,
-    /// Full JID the request came from, for error reports.
-    pub sender_full: String,
-    /// The `id` of the sender's request, echoed in error reports.
-    pub request_id: String,
-    pub file: FileId,
-    /// The URL as the sender gave it.
-    pub url: String,
-    /// Unix seconds; after this the file is gone and delivery stops.
-    pub expires: u64,
-    /// The children every recipient's message carries, as XML text.
-    pub payload: String,
-    pub recipients: Vec<Recipient>,
-}
-
-impl RelayRecord {
-    pub fn is_complete(&self) -> bool {
-        self.recipients.iter().all(|r| r.status.is_final())
-    }
-}
+/// The first byte of a value holding a [`RelayRecord`] as it is today.
+pub const FORMAT_FACTS: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -90,6 +26,8 @@ pub enum OutboxError {
     Db(#[from] sled::Error),
     #[error("undecodable relay record: {0}")]
     Decode(#[from] postcard::Error),
+    #[error("relay record in an unknown format ({0})")]
+    UnknownFormat(u8),
 }
 
 /// The relays not yet fully delivered, in their own sled tree.
@@ -105,8 +43,7 @@ impl Outbox {
 
     /// Stores a new relay and waits until it is on disk.
     pub fn insert(&self, record: &RelayRecord) -> Result<(), OutboxError> {
-        self.tree
-            .insert(record.id.0, postcard::to_stdvec(record)?)?;
+        self.tree.insert(record.id.0, encode(record)?)?;
         self.tree.flush()?;
         Ok(())
     }
@@ -115,8 +52,10 @@ impl Outbox {
     pub fn all(&self) -> Result<Vec<RelayRecord>, OutboxError> {
         self.tree
             .iter()
-            .values()
-            .map(|value| Ok(postcard::from_bytes(&value?)?))
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode(&key, &value)
+            })
             .collect()
     }
 
@@ -132,7 +71,7 @@ impl Outbox {
         let Some(bytes) = self.tree.get(id.0)? else {
             return Ok(None);
         };
-        let mut record: RelayRecord = postcard::from_bytes(&bytes)?;
+        let mut record = decode(&id.0, &bytes)?;
         let Some(slot) = record.recipients.get_mut(recipient) else {
             return Ok(Some(record));
         };
@@ -140,46 +79,53 @@ impl Outbox {
         if record.is_complete() {
             self.tree.remove(id.0)?;
         } else {
-            self.tree.insert(id.0, postcard::to_stdvec(&record)?)?;
+            self.tree.insert(id.0, encode(&record)?)?;
         }
         Ok(Some(record))
+    }
+}
+
+fn encode(record: &RelayRecord) -> Result<Vec<u8>, OutboxError> {
+    Ok(postcard::to_extend(record, vec![FORMAT_FACTS])?)
+}
+
+/// Reads the value stored under `key`, in either format.
+///
+/// An older value is the postcard encoding of a [`RelayRecordWithXml`],
+/// whose first field is the id, that is the key. A current value starts
+/// with [`FORMAT_FACTS`] and then the id, so it starts with its key only
+/// if the id is sixteen times that byte.
+fn decode(key: &[u8], value: &[u8]) -> Result<RelayRecord, OutboxError> {
+    if value.starts_with(key) {
+        let old: RelayRecordWithXml = postcard::from_bytes(value)?;
+        return Ok(old.into());
+    }
+    match value.split_first() {
+        Some((&FORMAT_FACTS, record)) => Ok(postcard::from_bytes(record)?),
+        Some((&format, _)) => Err(OutboxError::UnknownFormat(format)),
+        None => Err(OutboxError::Decode(
+            postcard::Error::DeserializeUnexpectedEnd,
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::record::samples::{photo_facts_stored_with_xml, relay_to};
+    use crate::storage::test_support::{service_test_store, TestStore};
+    use crate::storage::Tree;
 
-    fn record(recipients: &[&str]) -> RelayRecord {
-        RelayRecord {
-            id: RelayId::random(),
-            sender: "alice@example.org".into(),
-            sender_full: "alice@example.org/phone".into(),
-            request_id: "m1".into(),
-            file: FileId([3; 16]),
-            url: "https://upload.example.org/file/x/a.jpg".into(),
-            expires: u64::MAX,
-            payload: "<body xmlns='jabber:component:accept'>u</body>".into(),
-            recipients: recipients
-                .iter()
-                .map(|jid| Recipient {
-                    jid: (*jid).into(),
-                    status: DeliveryStatus::Pending,
-                    download_token: None,
-                })
-                .collect(),
-        }
-    }
-
-    fn outbox() -> (Outbox, sled::Db) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        (Outbox::new(db.open_tree("relays").unwrap()), db)
+    /// An outbox in a throwaway store, which must outlive it.
+    fn outbox() -> (Outbox, TestStore) {
+        let t = service_test_store();
+        (Outbox::new(t.store.open_tree(Tree::Relays).unwrap()), t)
     }
 
     #[test]
     fn relays_stay_until_every_recipient_is_done() {
-        let (outbox, _db) = outbox();
-        let relay = record(&["bob@example.org", "carol@example.org"]);
+        let (outbox, _store) = outbox();
+        let relay = relay_to(&["bob@example.org", "carol@example.org"]);
         outbox.insert(&relay).unwrap();
         assert_eq!(outbox.all().unwrap(), vec![relay.clone()]);
         let after = outbox
@@ -201,14 +147,14 @@ mod tests {
 
     #[test]
     fn unknown_relays_and_recipients_are_harmless() {
-        let (outbox, _db) = outbox();
+        let (outbox, _store) = outbox();
         assert_eq!(
             outbox
                 .set_status(RelayId::random(), 0, DeliveryStatus::Delivered)
                 .unwrap(),
             None
         );
-        let relay = record(&["bob@example.org"]);
+        let relay = relay_to(&["bob@example.org"]);
         outbox.insert(&relay).unwrap();
         let unchanged = outbox
             .set_status(relay.id, 7, DeliveryStatus::Delivered)
@@ -219,18 +165,71 @@ mod tests {
 
     #[test]
     fn relays_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let relay = record(&["bob@example.org"]);
-        {
-            let db = sled::open(dir.path()).unwrap();
-            Outbox::new(db.open_tree("relays").unwrap())
-                .insert(&relay)
-                .unwrap();
-        }
-        let db = sled::open(dir.path()).unwrap();
+        let relay = relay_to(&["bob@example.org"]);
+        let (outbox, t) = outbox();
+        outbox.insert(&relay).unwrap();
+        drop(outbox);
+        let t = t.reopen();
         assert_eq!(
-            Outbox::new(db.open_tree("relays").unwrap()).all().unwrap(),
+            Outbox::new(t.store.open_tree(Tree::Relays).unwrap())
+                .all()
+                .unwrap(),
             vec![relay]
         );
+    }
+
+    /// A record as Satchel stored it while it kept the message as XML text,
+    /// byte for byte (`src/relay/testdata/`, written by that version).
+    fn stored_with_xml(hex_file: &str) -> (RelayId, Vec<u8>) {
+        let value = hex::decode(hex_file.trim()).unwrap();
+        let id = RelayId(value[..16].try_into().unwrap());
+        (id, value)
+    }
+
+    #[test]
+    fn relays_stored_with_xml_are_read_as_facts_and_rewritten_at_their_next_change() {
+        let (outbox, _store) = outbox();
+        let (id, value) = stored_with_xml(include_str!("testdata/record_with_xml_photo.hex"));
+        outbox.tree.insert(id.0, value).unwrap();
+        let [record] = <[RelayRecord; 1]>::try_from(outbox.all().unwrap()).unwrap();
+        assert_eq!(record.id, id);
+        assert_eq!(record.sender, "alice@example.org");
+        assert_eq!(record.sender_full, "alice@example.org/phone");
+        assert_eq!(record.request_id, "m1");
+        assert_eq!(record.file.to_string(), "0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            record.url,
+            "https://upload.example.org/file/0123456789abcdef0123456789abcdef/summit.jpg"
+        );
+        assert_eq!(record.expires, 1_900_000_000);
+        assert_eq!(record.caption.as_deref(), Some("Photo from the summit."));
+        assert_eq!(record.facts, photo_facts_stored_with_xml());
+        assert_eq!(record.recipients.len(), 1);
+        assert_eq!(record.recipients[0].jid, "bob@example.org");
+        assert_eq!(
+            record.recipients[0].download_token.as_deref(),
+            Some("00112233445566778899aabbccddeeff")
+        );
+
+        // A change stores it in today's format, facts unchanged.
+        let mut two = record.clone();
+        two.recipients.push(two.recipients[0].clone());
+        outbox.tree.insert(id.0, encode(&two).unwrap()).unwrap();
+        outbox.set_status(id, 0, DeliveryStatus::Delivered).unwrap();
+        assert_eq!(outbox.tree.get(id.0).unwrap().unwrap()[0], FORMAT_FACTS);
+        assert_eq!(outbox.all().unwrap()[0].facts, record.facts);
+    }
+
+    #[test]
+    fn formats_are_told_apart_by_their_first_bytes() {
+        let (_, with_xml) = stored_with_xml(include_str!("testdata/record_with_xml_encrypted.hex"));
+        let current = encode(&relay_to(&["bob@example.org"])).unwrap();
+        assert!(postcard::from_bytes::<RelayRecord>(&with_xml).is_err());
+        assert!(matches!(
+            decode(&[9; 16], &[7, 1, 2]),
+            Err(OutboxError::UnknownFormat(7))
+        ));
+        assert!(decode(&with_xml[..16], &with_xml).is_ok());
+        assert!(decode(&current[1..17], &current).is_ok());
     }
 }

@@ -5,7 +5,8 @@
 //! `noreply`, `ofrom` or already-`delivered` tricks; duplicates collapsed),
 //! how many recipients, the URL (a file of this Satchel), and an optional
 //! thumbnail the sender made (its cid must be the SHA-1 of its bytes). The
-//! checks that need the store or the configuration are in `validate`.
+//! checks that need the store or the configuration ([`crate::relay::Relay`]'s
+//! domains, the file's uploader) come after, when the relay is accepted.
 
 use jid::{BareJid, Jid};
 use minidom::Element;
@@ -13,7 +14,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::oob::Oob;
 
 use crate::storage::FileId;
-use crate::xmpp::addresses::{AddressType, Addresses};
+use crate::xmpp::addresses::{Address, AddressType, Addresses};
 use crate::xmpp::bob::Data as BobData;
 use crate::xmpp::sfs::FileSharing;
 
@@ -96,6 +97,27 @@ pub fn parse(
     max_recipients: usize,
     file_url_prefix: &str,
 ) -> Result<RelayRequest, Refusal> {
+    let recipients = recipients(message, max_recipients)?;
+    let url = the_url(message)?;
+    let (file, client_encrypted) =
+        file_of_url(&url, file_url_prefix).ok_or(Refusal::ItemNotFound)?;
+    let caption = caption(message, &url)?;
+    Ok(RelayRequest {
+        id: message.attr("id").unwrap_or_default().to_owned(),
+        from,
+        recipients,
+        caption,
+        url,
+        file,
+        client_encrypted,
+        wants_receipt: message.has_child("request", ns::RECEIPTS),
+        sender_thumbnail: sender_thumbnail(message)?,
+    })
+}
+
+/// The recipients named by the request's one `<addresses/>`: bare JIDs of
+/// users, in the order given, without duplicates.
+fn recipients(message: &Element, max_recipients: usize) -> Result<Vec<BareJid>, Refusal> {
     let mut address_headers = message
         .children()
         .filter(|child| child.is("addresses", crate::xmpp::addresses::NS));
@@ -108,36 +130,14 @@ pub fn parse(
         }
     };
     // Counted before parsing: ten thousand addresses are refused cheaply.
-    let count = header.children().count();
-    if count > max_recipients {
+    if header.children().count() > max_recipients {
         return Err(Refusal::TooManyRecipients(max_recipients));
     }
     let addresses =
         Addresses::try_from(header).map_err(|_| Refusal::BadRequest("Malformed <addresses/>"))?;
     let mut recipients: Vec<BareJid> = Vec::with_capacity(addresses.addresses.len());
     for address in addresses.addresses {
-        match address.type_ {
-            AddressType::To | AddressType::Cc | AddressType::Bcc => {}
-            _ => {
-                return Err(Refusal::BadRequest(
-                    "Only to, cc and bcc addresses are relayed",
-                ))
-            }
-        }
-        if address.delivered {
-            return Err(Refusal::BadRequest(
-                "An address is already marked delivered",
-            ));
-        }
-        let (Some(jid), None, None) = (address.jid, address.uri, address.node) else {
-            return Err(Refusal::BadRequest("Every address must be a plain JID"));
-        };
-        if jid.node().is_none() {
-            return Err(Refusal::BadRequest(
-                "Recipients are users, not servers or services",
-            ));
-        }
-        let bare = jid.into_bare();
+        let bare = recipient(address)?;
         if !recipients.contains(&bare) {
             recipients.push(bare);
         }
@@ -145,36 +145,58 @@ pub fn parse(
     if recipients.is_empty() {
         return Err(Refusal::BadRequest("No recipient"));
     }
+    Ok(recipients)
+}
 
-    let mut oobs = message.children().filter(|c| c.is("x", ns::OOB));
-    let oob = match (oobs.next(), oobs.next()) {
-        (Some(only), None) => Oob::try_from(only.clone())
-            .map_err(|_| Refusal::BadRequest("Malformed <x xmlns='jabber:x:oob'/>"))?,
-        _ => return Err(Refusal::BadRequest("Exactly one OOB URL is needed")),
+/// The user one address names: only `to`, `cc` and `bcc` to a plain JID,
+/// not yet delivered.
+fn recipient(address: Address) -> Result<BareJid, Refusal> {
+    match address.type_ {
+        AddressType::To | AddressType::Cc | AddressType::Bcc => {}
+        _ => {
+            return Err(Refusal::BadRequest(
+                "Only to, cc and bcc addresses are relayed",
+            ))
+        }
+    }
+    if address.delivered {
+        return Err(Refusal::BadRequest(
+            "An address is already marked delivered",
+        ));
+    }
+    let (Some(jid), None, None) = (address.jid, address.uri, address.node) else {
+        return Err(Refusal::BadRequest("Every address must be a plain JID"));
     };
-    let (file, client_encrypted) =
-        file_of_url(&oob.url, file_url_prefix).ok_or(Refusal::ItemNotFound)?;
+    if jid.node().is_none() {
+        return Err(Refusal::BadRequest(
+            "Recipients are users, not servers or services",
+        ));
+    }
+    Ok(jid.into_bare())
+}
 
+/// The URL of the request's one OOB element.
+fn the_url(message: &Element) -> Result<String, Refusal> {
+    let mut oobs = message.children().filter(|c| c.is("x", ns::OOB));
+    match (oobs.next(), oobs.next()) {
+        (Some(only), None) => Oob::try_from(only.clone())
+            .map(|oob| oob.url)
+            .map_err(|_| Refusal::BadRequest("Malformed <x xmlns='jabber:x:oob'/>")),
+        _ => Err(Refusal::BadRequest("Exactly one OOB URL is needed")),
+    }
+}
+
+/// The body, unless it is empty or just the URL again.
+fn caption(message: &Element, url: &str) -> Result<Option<String>, Refusal> {
     let caption = message
         .children()
         .find(|c| c.name() == "body" && c.ns() == ns::DEFAULT_NS)
         .map(|body| body.text())
-        .filter(|text| !text.trim().is_empty() && *text != oob.url);
+        .filter(|text| !text.trim().is_empty() && text != url);
     if caption.as_ref().is_some_and(|c| c.len() > 4096) {
         return Err(Refusal::BadRequest("The caption is longer than 4096 bytes"));
     }
-
-    Ok(RelayRequest {
-        id: message.attr("id").unwrap_or_default().to_owned(),
-        from,
-        recipients,
-        caption,
-        url: oob.url,
-        file,
-        client_encrypted,
-        wants_receipt: message.has_child("request", ns::RECEIPTS),
-        sender_thumbnail: sender_thumbnail(message)?,
-    })
+    Ok(caption)
 }
 
 /// The file id in a GET URL of this service, and whether the URL is an

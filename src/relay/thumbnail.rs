@@ -46,7 +46,6 @@ use image::{
     DynamicImage, ExtendedColorType, GrayImage, ImageDecoder, ImageEncoder, ImageError,
     ImageFormat, ImageReader, Rgb, RgbImage, RgbaImage,
 };
-use sha1::{Digest, Sha1};
 
 /// JPEG qualities tried in turn until the thumbnail fits the byte budget.
 const JPEG_QUALITY_STEPS: [u8; 4] = [75, 60, 45, 30];
@@ -162,11 +161,6 @@ pub fn make_thumbnail(
 
     let thumbnail = encode_within_budget(small, limits.max_bytes)?;
     Ok((displayed_size(width, height, orientation), thumbnail))
-}
-
-/// XEP-0231 content id of some bytes: "sha1+<hex>@bob.xmpp.org".
-pub fn bob_cid(bytes: &[u8]) -> String {
-    format!("sha1+{}@bob.xmpp.org", hex::encode(Sha1::digest(bytes)))
 }
 
 /// Reads just the dimensions (after orientation) without decoding pixels, for
@@ -744,14 +738,6 @@ mod tests {
         // And an image declared as something else is still recognised.
         let png = encode(&gradient(10, 10), ImageFormat::Png);
         assert!(make_thumbnail(&png, "image/jpeg", &ThumbnailLimits::default()).is_ok());
-    }
-
-    #[test]
-    fn bob_cid_is_the_sha1_content_id() {
-        assert_eq!(
-            bob_cid(b""),
-            "sha1+da39a3ee5e6b4b0d3255bfef95601890afd80709@bob.xmpp.org"
-        );
     }
 
     #[test]

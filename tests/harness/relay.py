@@ -1,7 +1,7 @@
-"""Helpers for the relay tests (issue 3): build a XEP-0033 relay request, wait
-for Satchel's answer (a XEP-0184 receipt or a message error), and check a
-delivered relay message against the spec, down to the file's bytes and the
-thumbnail's pixels.
+"""Helpers for the relay tests: build a XEP-0033 relay request, wait for
+Satchel's answer (a XEP-0184 receipt or a message error), check a delivered
+relay message against the spec, down to the file's bytes and the thumbnail's
+pixels, and follow a relay's delivery in Satchel's log.
 
     rid = send_relay(alice, ["bob@localhost"], slot.get_url, caption="hi")
     answer = wait_relay_answer(alice, rid)          # RelayAnswer(kind="receipt"|"error", ...)
@@ -14,6 +14,8 @@ import base64
 import functools
 import hashlib
 import io
+import re
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -54,7 +56,7 @@ def bare(jid):
 # -- the request ----------------------------------------------------------------------
 def relay_request_xml(recipients, url, caption=None, id=None, receipt=True,
                       to=COMPONENT_JID, extra=""):
-    """The XEP-0033 relay request of issue 3 as a string. `recipients` is a list of
+    """A XEP-0033 relay request as a string. `recipients` is a list of
     JIDs (type 'to') or of (type, jid) pairs; `extra` is appended verbatim inside
     the <message/> (e.g. a sender-made thumbnail)."""
     addrs = []
@@ -168,7 +170,7 @@ def _text(el, path):
 
 def check_relay_message(msg, url, expected, sender, privileged=None, download=True,
                         expect_thumbnail=None):
-    """Assert that `msg` is the relay message of issue 3 for `url`, sent on behalf
+    """Assert that `msg` is the relay message for `url` as Satchel sends it, on behalf
     of `sender` (a bare JID). privileged: True (must come from the sender), False
     (must come from Satchel with ofrom + nick), None (either, consistently).
     expect_thumbnail defaults to whether `expected` has dimensions. Downloads the
@@ -295,6 +297,45 @@ def check_relay_message(msg, url, expected, sender, privileged=None, download=Tr
 
     return RelaySummary(sender_as=sender_as, from_jid=msg.get("from"), type=msg.get("type"),
                         stanza_bytes=size, file=meta, thumbnail=thumb, xml=raw)
+
+
+# -- what Satchel's log says of a relay ----------------------------------------------------
+def log_size(satchel):
+    """Where Satchel's log ends now: a `since` for wait_for_log."""
+    return satchel.log_path.stat().st_size if satchel.log_path.exists() else 0
+
+
+def wait_for_log(satchel, pattern, since=0, timeout=15):
+    """Wait until a line of Satchel's log after byte `since` matches `pattern`.
+    Returns the match and where its line ends (a `since` for what follows)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(satchel.log_path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        match = re.search(pattern, text)
+        if match:
+            line_end = text.find("\n", match.end())
+            line_end = len(text) if line_end < 0 else line_end
+            return match, since + len(text[:line_end].encode("utf-8"))
+        assert time.monotonic() < deadline, \
+            f"nothing matches {pattern!r} in Satchel's log within {timeout}s:\n{text[-3000:]}"
+        time.sleep(0.1)
+
+
+def relay_id_of(satchel, request_id, timeout=15):
+    """The id Satchel gave the relay that request `request_id` asked for."""
+    pattern = (r"relay\{id=" + re.escape(request_id) + r" [^}]*\}: [^\n]*"
+               r"relay accepted relay=([0-9a-f]{32})")
+    match, _ = wait_for_log(satchel, pattern, timeout=timeout)
+    return match.group(1)
+
+
+def wait_for_a_bounce(satchel, relay_id, since, timeout=60):
+    """Wait until Satchel, connected anew after byte `since` of its log, has
+    had a message of relay `relay_id` bounce: it knows its recipient is away."""
+    _, connected = wait_for_log(satchel, r"connected to the XMPP server", since, timeout)
+    wait_for_log(satchel, r"bounced;[^\n]* relay=" + relay_id, connected, timeout)
 
 
 # -- test files -------------------------------------------------------------------------

@@ -22,7 +22,8 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use minidom::Element;
 use satchel::config::Config;
-use satchel::relay::outbox::{DeliveryStatus, Outbox, Recipient, RelayId, RelayRecord};
+use satchel::relay::outbox::Outbox;
+use satchel::relay::record::{DeliveryStatus, FileFacts, Recipient, RelayId, RelayRecord};
 use satchel::relay::Relay;
 use satchel::slots::SlotService;
 use satchel::storage::{FileId, Store, StoreOptions, Tree};
@@ -74,11 +75,9 @@ fn relay(id: u8, recipients: &[(&str, Option<&str>)], expires: u64) -> RelayReco
         sender_full: "alice@example.org/phone".into(),
         request_id: format!("request-{id}"),
         file: FileId([id; 16]),
-        payload: format!(
-            "<body xmlns='jabber:component:accept'>{url}</body>\
-             <x xmlns='jabber:x:oob'><url>{url}</url></x><store xmlns='urn:xmpp:hints'/>"
-        ),
         url,
+        caption: None,
+        facts: FileFacts::default(),
         expires,
         recipients: recipients
             .iter()
