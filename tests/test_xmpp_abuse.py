@@ -127,13 +127,16 @@ def test_another_recipient_cannot_bounce_someone_elses_message(satchel, server, 
     stem, index, attempt = mine.get("id").rsplit("-", 2)
     bobs = f"{stem}-{1 - int(index)}-{attempt}"
     carol.send_raw(bounce(bobs))
-    # Her server's word as bob does not pass either: Prosody puts carol's own JID
-    # over the forged one, so Satchel sees a second bounce from carol; ejabberd does
-    # not pass the forged one on.
+    # Her server's word as bob does not pass either.
     carol.send_raw(bounce(bobs).replace("<message ", f"<message from='{BOB}' ", 1))
-    # Her server passes her stanzas on in order: Satchel has both once this is answered.
-    assert carol.ping(COMPONENT_JID)
-    bounces = 2 if server.kind == "prosody" else 1
+    if server.kind == "prosody":
+        # Prosody puts carol's own JID over the forged one: Satchel gets a second
+        # bounce from carol. Her stanzas arrive in order: both are in once this is answered.
+        assert carol.ping(COMPONENT_JID)
+        bounces = 2
+    else:
+        # ejabberd ends carol's stream for the forged 'from' (invalid-from): it goes nowhere.
+        bounces = 1
     wait_until(lambda: satchel.logs(200).count("bounce from someone other than the recipient")
                == bounces, 10, lambda: satchel.logs(40))
     # Whatever Satchel sent alice about them went out before the answer to this ping.
