@@ -25,11 +25,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import make_server  # noqa: E402
-from harness.client import connect_user, wait_component  # noqa: E402
-from harness.satchel import Satchel, deep_merge, satchel_binary  # noqa: E402
-
-SERVER_KINDS = [k.strip() for k in
-                os.environ.get("SATCHEL_TEST_SERVERS", "prosody,ejabberd").split(",") if k.strip()]
+from harness.client import connect_user  # noqa: E402
+from harness.satchel import deep_merge, satchel_binary  # noqa: E402
+from harness.session import (  # noqa: E402
+    SERVER_KINDS, SatchelManager, report_logs_of, reported_satchels,
+)
 
 
 def pytest_configure(config):
@@ -38,53 +38,6 @@ def pytest_configure(config):
         "satchel_config(fresh=False, **sections): Satchel config overrides for this test, "
         "e.g. satchel_config(limits={'daily_upload_bytes': 4000}); fresh=True forces a "
         "new process with an empty store")
-
-
-# -- helpers -------------------------------------------------------------------
-def connect_client(server, user="alice", timeout=15):
-    return connect_user(server, user, timeout=timeout)
-
-
-class SatchelManager:
-    """At most one Satchel per server; reused while the requested config is the same."""
-
-    def __init__(self, server):
-        self.server = server
-        self.current = None
-        self.current_overrides = None
-        self.all = []
-
-    def get(self, overrides=None, fresh=False):
-        overrides = overrides or {}
-        if (self.current is not None and not fresh and self.current_overrides == overrides
-                and self.current.running()):
-            return self.current
-        self.stop_current()
-        s = Satchel(self.server, overrides)
-        self.all.append(s)
-        self.current, self.current_overrides = s, overrides
-        s.start()
-        wait_component(self.server, satchel=s)
-        return s
-
-    def invalidate(self):
-        """Make the next get() start a new process (after a test that disturbed it)."""
-        self.stop_current()
-
-    def stop_current(self):
-        if self.current is not None:
-            self.current.stop()
-            self.current = None
-            self.current_overrides = None
-
-    def cleanup(self):
-        self.stop_current()
-        keep = os.environ.get("SATCHEL_KEEP_TMP")
-        for s in self.all:
-            if keep:
-                s.stop()
-            else:
-                s.cleanup()
 
 
 # -- fixtures ------------------------------------------------------------------
@@ -126,7 +79,7 @@ def satchel(request, satchel_manager):
             overrides = deep_merge(overrides, arg)
         overrides = deep_merge(overrides, kwargs)
     s = satchel_manager.get(overrides, fresh=fresh)
-    request.node.stash[_SATCHELS] = [s]
+    report_logs_of(request.node, s)
     return s
 
 
@@ -135,7 +88,7 @@ def connect(server):
     clients = []
 
     def _connect(user="alice"):
-        c = connect_client(server, user)
+        c = connect_user(server, user)
         clients.append(c)
         return c
 
@@ -155,9 +108,6 @@ def bob(connect):
 
 
 # -- failure reports -------------------------------------------------------------
-_SATCHELS = pytest.StashKey()
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -165,7 +115,7 @@ def pytest_runtest_makereport(item, call):
     if not rep.failed:
         return
     try:
-        satchels = item.stash.get(_SATCHELS, [])
+        satchels = reported_satchels(item)
         mgr = item.funcargs.get("satchel_manager") if hasattr(item, "funcargs") else None
         if not satchels and mgr is not None and mgr.all:
             satchels = [mgr.all[-1]]

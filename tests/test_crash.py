@@ -14,6 +14,7 @@ import requests
 
 from harness.client import wait_component
 from harness.relay import is_answer_to, is_relay_of, send_relay
+from harness.util import wait_until
 
 ROUNDS = 20
 TIMEOUT = 15
@@ -54,6 +55,7 @@ def test_sigkill_loses_nothing_that_was_acknowledged(satchel, satchel_manager, s
             # Relays of files stored in earlier rounds, sent while uploads run.
             for url in rng.sample(sorted(stored), min(2, len(stored))):
                 relays[send_relay(alice, [BOB], url)] = url
+            # Not a wait: the kill lands at a random moment of the uploads and relays.
             time.sleep(rng.uniform(0.0, 0.4))
             satchel.kill()
             for t in threads:
@@ -80,13 +82,11 @@ def test_sigkill_loses_nothing_that_was_acknowledged(satchel, satchel_manager, s
             bob.wait_for_message(is_relay_of(relays[rid]), timeout=60)
 
         # Abandoned uploads leave no data once the collector has run.
-        deadline = time.monotonic() + 10
-        while True:
-            parts = list((satchel.store_path / "content").rglob("*.part"))
-            if not parts:
-                break
-            assert time.monotonic() < deadline, f"abandoned upload data left: {parts}"
-            time.sleep(0.5)
+        def part_files():
+            return list((satchel.store_path / "content").rglob("*.part"))
+
+        wait_until(lambda: not part_files(), 10,
+                   lambda: f"abandoned upload data left: {part_files()}", interval=0.5)
         assert "panicked" not in satchel.logs(5000)
     finally:
         satchel_manager.invalidate()

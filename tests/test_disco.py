@@ -3,23 +3,32 @@
 import pytest
 
 from harness import COMPONENT_JID
-from harness.client import NS_UPLOAD, XmppError
+from harness.client import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_UPLOAD, XmppError
 
-NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_PURPOSE = "urn:xmpp:http:upload:purpose:0"
+FEATURES = {
+    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING,
+    NS_UPLOAD, f"{NS_PURPOSE}#message", f"{NS_PURPOSE}#ephemeral", f"{NS_PURPOSE}#permanent",
+    "http://jabber.org/protocol/address",   # the relay (XEP-0033)
+}
+
+
+def assert_is_the_service(info):
+    """One identity, a file store (XEP-0363 §2), and the service's features."""
+    assert [(cat, typ) for cat, typ, _name in info.identities] == [("store", "file")], \
+        info.identities
+    assert info.features == FEATURES
 
 
 def test_disco_info_identity_and_feature(satchel, alice):
-    info = alice.disco_info(COMPONENT_JID)
-    assert any(cat == "store" and typ == "file" for cat, typ, _ in info.identities), info.identities
-    assert NS_UPLOAD in info.features
-    assert NS_DISCO_INFO in info.features
+    assert_is_the_service(alice.disco_info(COMPONENT_JID))
 
 
 def test_disco_info_max_file_size(satchel, alice):
     info = alice.disco_info(COMPONENT_JID)
-    form = info.form(NS_UPLOAD)
-    assert form is not None, f"no XEP-0128 form with FORM_TYPE {NS_UPLOAD}: {info.forms}"
-    assert form.get("max-file-size") == [str(satchel.max_file_size)]
+    # One XEP-0128 form, as XEP-0363 §2 shows it.
+    assert info.forms == [{"FORM_TYPE": [NS_UPLOAD],
+                           "max-file-size": [str(satchel.max_file_size)]}], info.forms
 
 
 def test_disco_items_empty(satchel, alice):
@@ -38,30 +47,34 @@ def test_ping(satchel, alice):
 
 @pytest.mark.parametrize("type_", ["get", "set"])
 def test_unknown_iq_is_refused(satchel, alice, type_):
-    # One child: Prosody drops IQs with zero or two children before they reach a component.
+    """An IQ whose one child Satchel does not know: service-unavailable (RFC 6120
+    §8.4). (IQs with no child or two are test_xmpp_abuse.py's.)"""
     with pytest.raises(XmppError) as e:
         alice.iq("<frobnicate xmlns='urn:example:satchel:unknown'/>", to=COMPONENT_JID, type_=type_)
-    assert e.value.condition in ("service-unavailable", "feature-not-implemented"), str(e.value)
-    assert e.value.type == "cancel"
+    assert (e.value.type, e.value.condition) == ("cancel", "service-unavailable"), str(e.value)
 
 
 def test_still_answers_after_unknown_iqs(satchel, alice):
     for _ in range(3):
-        with pytest.raises(XmppError):
+        with pytest.raises(XmppError) as e:
             alice.iq("<frobnicate xmlns='urn:example:satchel:unknown'/>", to=COMPONENT_JID)
+        assert e.value.condition == "service-unavailable", str(e.value)
     assert alice.ping(COMPONENT_JID)
 
 
-def test_disco_info_to_a_node_or_user_of_the_component(satchel, alice):
-    """A disco#info to some resource-less user at the component is not the service itself:
-    it must not crash Satchel (any answer or error is fine, as long as one comes)."""
+def test_disco_info_to_a_user_of_the_component_is_answered_by_the_service(satchel, alice):
+    """Satchel has no users: an IQ to someone@ its domain is answered by the
+    service itself, from its own JID, with the service's disco#info."""
     resp = alice.iq_raw(f"<query xmlns='{NS_DISCO_INFO}'/>", to=f"nobody@{COMPONENT_JID}")
-    assert resp.get("type") in ("result", "error")
+    assert resp.get("type") == "result", resp
+    assert resp.get("from") == COMPONENT_JID
+    assert_is_the_service(alice.disco_info(f"nobody@{COMPONENT_JID}"))
     assert alice.ping(COMPONENT_JID)
 
 
 def test_disco_nodes_are_item_not_found(satchel, alice):
-    for ns in (NS_DISCO_INFO, "http://jabber.org/protocol/disco#items"):
+    for ns in (NS_DISCO_INFO, NS_DISCO_ITEMS):
         resp = alice.iq_raw(f"<query xmlns='{ns}' node='some-node'/>")
         assert resp.get("type") == "error"
-        assert resp.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
+        error = XmppError(resp)
+        assert (error.type, error.condition) == ("cancel", "item-not-found"), str(error)

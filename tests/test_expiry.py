@@ -1,9 +1,9 @@
 """Retention: files of the default ("message") class expire and are collected."""
 
-import time
-
 import pytest
 import requests
+
+from harness.util import wait_until
 
 TIMEOUT = 15
 
@@ -17,14 +17,8 @@ def test_file_expires(satchel, alice):
     assert r.status_code == 201
     first = requests.get(slot.get_url, timeout=TIMEOUT)
     assert first.status_code == 200 and first.content == data
-    deadline = time.monotonic() + 10
-    status = first.status_code
-    while time.monotonic() < deadline:
-        status = requests.get(slot.get_url, timeout=TIMEOUT).status_code
-        if status == 404:
-            break
-        time.sleep(0.25)
-    assert status == 404, f"still {status} 10 s after a 2 s retention"
+    wait_until(lambda: requests.get(slot.get_url, timeout=TIMEOUT).status_code == 404, 10,
+               "still served 10 s after a 2 s retention", interval=0.25)
     assert requests.head(slot.get_url, timeout=TIMEOUT).status_code == 404
     # The service keeps working after collecting.
     again = alice.request_slot("next.txt", 3, "text/plain")

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import SERVER_KINDS
 from harness import rawhttp
+from harness.session import SERVER_KINDS
+from harness.util import wait_until
 
 TIMEOUT = 15
 IDLE_CONNECTIONS = 5000
@@ -58,13 +59,6 @@ def close_all(sockets):
         sock.close()
 
 
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def closed_by_server(sock):
     """Whether the server has closed `sock`, without waiting."""
     sock.setblocking(False)
@@ -97,13 +91,15 @@ def curl_round_trip(alice, path, name):
     size = path.stat().st_size
     slot = alice.request_slot(name, size, "application/octet-stream")
     rates = []
-    for args, url in ((["-T", str(path), "-H", "Content-Type: application/octet-stream"],
-                       slot.put_url), (["-o", f"{path}.back"], slot.get_url)):
+    for args, url, expected in (
+            (["-T", str(path), "-H", "Content-Type: application/octet-stream"], slot.put_url,
+             "201"),
+            (["-o", f"{path}.back"], slot.get_url, "200")):
         out = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), "-w",
                               "%{http_code} %{time_total}", *args, url],
                              capture_output=True, text=True, check=True).stdout
         status, seconds = out.split()[-2:]
-        assert status in ("200", "201"), out
+        assert status == expected, out
         rates.append(size / (1 << 20) / float(seconds))
     assert Path(f"{path}.back").read_bytes() == path.read_bytes()
     return rates
@@ -115,7 +111,7 @@ def test_idle_connections_leave_room_and_are_closed_by_the_header_timeout(satche
     idle = open_idle(satchel.public_url, IDLE_CONNECTIONS)
     all_open = time.monotonic()
     try:
-        wait_for(lambda: server_fds(satchel) >= fds_before + IDLE_CONNECTIONS, 2,
+        wait_until(lambda: server_fds(satchel) >= fds_before + IDLE_CONNECTIONS, 2,
                  "Satchel did not accept every idle connection")
         rss_with = rss_kib(satchel)
         print(f"\nRSS {rss_before} KiB, {rss_with} KiB with {IDLE_CONNECTIONS} idle "
@@ -123,10 +119,10 @@ def test_idle_connections_leave_room_and_are_closed_by_the_header_timeout(satche
         round_trip(alice, os.urandom(256 * 1024), timeout=5)
         # Under the default cap nobody had to give way.
         assert not any(closed_by_server(sock) for sock in idle[-100:])
-        wait_for(lambda: all(closed_by_server(sock) for sock in idle), HEADER_TIMEOUT + 3,
+        wait_until(lambda: all(closed_by_server(sock) for sock in idle), HEADER_TIMEOUT + 3,
                  "idle connections outlived the header timeout")
         assert time.monotonic() - all_open >= HEADER_TIMEOUT - 1
-        wait_for(lambda: server_fds(satchel) <= fds_before + 5, 5, "Satchel kept descriptors")
+        wait_until(lambda: server_fds(satchel) <= fds_before + 5, 5, "Satchel kept descriptors")
     finally:
         close_all(idle)
     assert "no complete request within the header timeout" in satchel.log_path.read_text()
@@ -139,7 +135,7 @@ def test_at_the_cap_idle_connections_give_way_to_newcomers(satchel, alice):
     idle = open_idle(satchel.public_url, 1000)
     try:
         # The oldest idle ones were shed to make room, long before any header timeout.
-        wait_for(lambda: closed_by_server(idle[0]) and closed_by_server(idle[799]), 5,
+        wait_until(lambda: closed_by_server(idle[0]) and closed_by_server(idle[799]), 5,
                  "the oldest idle connections were not shed")
         assert not closed_by_server(idle[-1])
         # A client gets in at once, and its connection is not shed while it works.
@@ -159,14 +155,11 @@ def test_at_the_cap_with_every_connection_busy_newcomers_get_503(satchel, alice)
     busy = []
     try:
         for slot in slots:
-            sock = rawhttp.connect(slot.put_url)
-            busy.append(sock)
-            sock.sendall(rawhttp.request("PUT", slot.put_url, body=b"12345", length=10,
-                                         headers=["Content-Type: application/octet-stream"]))
-        time.sleep(0.3)
+            # Once begun, each upload makes its connection busy.
+            busy.append(rawhttp.begin_put(slot.put_url, 10, b"12345"))
         r = requests.get(slots[0].get_url, timeout=TIMEOUT)
         assert r.status_code == 503, (r.status_code, r.text)
-        assert r.headers.get("Retry-After") and "retry later" in r.text
+        assert r.headers.get("Retry-After") == "5" and "retry later" in r.text
         # The busy uploads are untouched and finish.
         for sock in busy:
             sock.sendall(b"67890")
@@ -189,13 +182,20 @@ class Abuse:
         self.stalled_slot = stalled_slot
         self.stop = threading.Event()
         self.refusals = {}
-        self.threads = [threading.Thread(target=target, daemon=True) for target in
-                        (self.slow_headers, self.slow_body, self.idle_flood, self.huge_headers)]
+        abusers = (self.slow_headers, self.slow_body, self.idle_flood, self.huge_headers)
+        # Each abuser sets its event once its connections are in place.
+        self.in_place = {abuser.__name__: threading.Event() for abuser in abusers}
+        self.threads = [threading.Thread(target=abuser, daemon=True) for abuser in abusers]
 
     def __enter__(self):
         for thread in self.threads:
             thread.start()
         return self
+
+    def wait_in_place(self, timeout=30):
+        """Returns once every abuser is at work."""
+        for name, event in self.in_place.items():
+            assert event.wait(timeout), f"the {name} abuse did not get going"
 
     def __exit__(self, *exc):
         self.stop.set()
@@ -206,6 +206,7 @@ class Abuse:
         socks = [rawhttp.connect(self.url) for _ in range(connections)]
         line = b"GET /file/x/y HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000
         sent = 0
+        self.in_place["slow_headers"].set()
         while not self.stop.wait(0.05):
             for sock in socks:
                 try:
@@ -216,15 +217,14 @@ class Abuse:
         close_all(socks)
 
     def slow_body(self):
-        slot = self.stalled_slot
-        with rawhttp.connect(slot.put_url) as sock:
-            sock.sendall(rawhttp.request("PUT", slot.put_url, length=STALLED_SIZE,
-                                         headers=["Content-Type: application/octet-stream"]))
+        with rawhttp.begin_put(self.stalled_slot.put_url, STALLED_SIZE) as sock:
+            self.in_place["slow_body"].set()
             while not self.stop.wait(0.2):
                 sock.send(b"z")
 
     def idle_flood(self):
         socks = open_idle(self.url, IDLE_CONNECTIONS)
+        self.in_place["idle_flood"].set()
         self.stop.wait()
         close_all(socks)
 
@@ -234,6 +234,7 @@ class Abuse:
             status = rawhttp.exchange(self.url, head, timeout=5)
             key = status[0].status if status else "closed"
             self.refusals[key] = self.refusals.get(key, 0) + 1
+            self.in_place["huge_headers"].set()
 
 
 @pytest.mark.satchel_config(http={"header_timeout_secs": 30, "body_idle_timeout_secs": 30},
@@ -244,7 +245,7 @@ def test_an_upload_during_abuse_succeeds_at_speed(satchel, alice, tmp_path):
     put_alone, get_alone = curl_round_trip(alice, data, "alone.bin")
     stalled = alice.request_slot("stalled.bin", STALLED_SIZE, "application/octet-stream")
     with Abuse(satchel, stalled) as abuse:
-        time.sleep(1.5)
+        abuse.wait_in_place()
         put_abused, get_abused = curl_round_trip(alice, data, "abused.bin")
     print(f"\nPUT {put_alone:.1f} MiB/s alone, {put_abused:.1f} MiB/s under abuse; "
           f"GET {get_alone:.1f} / {get_abused:.1f} MiB/s; huge-header answers {abuse.refusals}")

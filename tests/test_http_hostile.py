@@ -1,7 +1,7 @@
 """Hostile HTTP requests: each gets a clean refusal, and the service keeps serving."""
 
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import pytest
 import requests
@@ -39,25 +39,39 @@ def base_of(slot):
     return f"{parts.scheme}://{parts.netloc}"
 
 
-@pytest.mark.parametrize("path", [
-    "/file/../../../../etc/passwd",
-    "/file/%2e%2e/%2e%2e/etc/passwd",
-    "/file/..%2f..%2fetc%2fpasswd/x",
-    "/upload/../file/x/y",
-    "/file/00000000000000000000000000000000/x",
-    "/file/ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ/x",
-    "/file/" + "a" * 5000 + "/x",
-    "/file/%00/x",
-    "/file/%252e%252e/%252e%252e/etc/passwd",
-    "/file/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
-    "/file/%c0%af%c0%afetc%c0%afpasswd/x",
-    "/file/%ff%fe/x",
-    "/",
-    "/etc/passwd",
+def decodes_to_utf8(segment):
+    """Whether a path segment percent-decodes to UTF-8. axum's path extractor
+    refuses a route's segment that does not with 400, before Satchel sees it."""
+    try:
+        unquote_to_bytes(segment).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+@pytest.mark.parametrize("path, status", [
+    # requests resolves the dot segments before sending: this is GET /etc/passwd.
+    ("/file/../../../../etc/passwd", 404),
+    ("/file/%2e%2e/%2e%2e/etc/passwd", 404),
+    ("/file/..%2f..%2fetc%2fpasswd/x", 404),
+    # ...and this GET /file/x/y.
+    ("/upload/../file/x/y", 404),
+    ("/file/00000000000000000000000000000000/x", 404),
+    ("/file/ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ/x", 404),
+    ("/file/" + "a" * 5000 + "/x", 404),
+    ("/file/%00/x", 404),
+    ("/file/%252e%252e/%252e%252e/etc/passwd", 404),
+    # Overlong UTF-8 for "." and "/": in a path of another shape, nothing is routed...
+    ("/file/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd", 404),
+    # ...in a file id, not UTF-8: 400.
+    ("/file/%c0%af%c0%afetc%c0%afpasswd/x", 400),
+    ("/file/%ff%fe/x", 400),
+    ("/", 404),
+    ("/etc/passwd", 404),
 ])
-def test_path_tricks_find_nothing(uploaded, path):
+def test_path_tricks_find_nothing(uploaded, path, status):
     r = requests.get(base_of(uploaded) + path, timeout=TIMEOUT)
-    assert r.status_code in (400, 404), (path, r.status_code)
+    assert r.status_code == status, (path, r.status_code)
     assert b"root:" not in r.content
 
 
@@ -66,7 +80,7 @@ def test_file_is_served_whatever_the_name_segment(uploaded):
     other = uploaded.get_url.rsplit("/", 1)[0] + "/other-name.html"
     r = requests.get(other, timeout=TIMEOUT)
     assert r.status_code == 200 and r.content == b"hello"
-    assert "text/plain" in r.headers["Content-Type"]
+    assert r.headers["Content-Type"] == "text/plain"
 
 
 @pytest.mark.parametrize("method", ["POST", "DELETE", "PATCH", "TRACE", "PROPFIND"])
@@ -92,28 +106,22 @@ def test_token_of_another_slot_is_refused(satchel, alice):
         url = "/".join(other_parts[:-2] + [token, other_parts[-1]])
         r = requests.put(url, data=b"abc", headers={"Content-Type": "text/plain"},
                          timeout=TIMEOUT)
-        assert r.status_code in (403, 404), (token, r.status_code)
+        assert r.status_code == 403, (token, r.status_code)
     # The real token still works afterwards.
     assert requests.put(other.put_url, data=b"abc", headers={"Content-Type": "text/plain"},
                         timeout=TIMEOUT).status_code == 201
 
 
-def test_chunked_put_without_length_is_refused(satchel, alice):
+@pytest.mark.parametrize("length", ["", "Content-Length: 5\r\n"], ids=["alone", "with-length"])
+def test_chunked_put_is_refused_with_411(satchel, alice, length):
+    """A PUT must say its length: chunked is refused, and beside a Content-Length
+    chunked wins (RFC 9112 6.3), so the length is dropped and the PUT refused too."""
     slot = alice.request_slot("chunked.bin", 5)
     parts = urlsplit(slot.put_url)
     status = raw(slot.put_url,
-                 f"PUT {parts.path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 "5\r\nhello\r\n0\r\n\r\n".encode())
-    assert status.startswith("HTTP/1.1 411"), status
-
-
-def test_conflicting_length_and_chunked_is_refused(satchel, alice):
-    slot = alice.request_slot("smuggle.bin", 5)
-    parts = urlsplit(slot.put_url)
-    status = raw(slot.put_url,
-                 f"PUT {parts.path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                 "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode())
-    assert status.split(" ")[1] in ("400", "411"), status
+                 f"PUT {parts.path} HTTP/1.1\r\nHost: x\r\n{length}Transfer-Encoding: chunked"
+                 "\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode())
+    assert status == "HTTP/1.1 411 Length Required", status
     assert requests.get(slot.get_url, timeout=TIMEOUT).status_code == 404
 
 
@@ -130,12 +138,13 @@ def test_too_many_headers_are_refused(uploaded):
     junk = "".join(f"X-{i}: {i}\r\n" for i in range(200))
     status = raw(uploaded.get_url,
                  f"GET {urlsplit(uploaded.get_url).path} HTTP/1.1\r\nHost: x\r\n{junk}\r\n".encode())
-    assert status.split(" ")[1] in ("400", "431"), status
+    assert status == "HTTP/1.1 431 Request Header Fields Too Large", status
 
 
 def test_garbage_request_line_is_refused(uploaded):
+    # A TLS ClientHello, as from a client that thinks the port speaks HTTPS.
     status = raw(uploaded.get_url, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
-    assert status == "" or status.startswith("HTTP/1.1 400"), status
+    assert status == "HTTP/1.1 400 Bad Request", status
     assert requests.get(uploaded.get_url, timeout=TIMEOUT).content == b"hello"
 
 
@@ -224,9 +233,10 @@ def test_framing_tricks_are_refused_and_smuggle_nothing(satchel, alice, framing,
 
 
 def test_huge_url_is_refused(uploaded):
+    # The request line counts towards the 16 KiB of request head.
     status = raw(uploaded.get_url, f"GET {urlsplit(uploaded.get_url).path}?{'a' * 65536} "
                  "HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    assert status.split(" ")[1] in ("414", "431"), status
+    assert status == "HTTP/1.1 431 Request Header Fields Too Large", status
 
 
 # -- percent-encoding tricks: an id or a token is what it is, never a path ------------
@@ -235,27 +245,35 @@ TRICKS = ["%2F", "%2f..%2f", "%252F", "%c0%af", "%e0%80%af", "%00", "%0d%0a", "%
 
 @pytest.mark.parametrize("trick", TRICKS)
 def test_percent_tricks_around_the_id_find_nothing(uploaded, trick):
+    """404, or 400 where the tricked id does not decode to UTF-8 (a lone "%" may
+    take two hex digits of the random id with it)."""
     file_id = uploaded.get_url.split("/")[-2]
-    paths = [f"/file/{file_id}{trick}/x", f"/file/{trick}{file_id}/x",
-             f"/file/{file_id[:16]}{trick}{file_id[16:]}/x", f"/file/{file_id}{trick}x"]
-    for path in paths:
+    tricked_ids = [f"{file_id}{trick}", f"{trick}{file_id}",
+                   f"{file_id[:16]}{trick}{file_id[16:]}"]
+    expected = [(f"/file/{tricked}/x", 404 if decodes_to_utf8(tricked) else 400)
+                for tricked in tricked_ids]
+    # A path of another shape than /file/{id}/{name} is not routed at all.
+    expected.append((f"/file/{file_id}{trick}x", 404))
+    for path, status in expected:
         responses = rawhttp.exchange(uploaded.get_url, (f"GET {path} HTTP/1.1\r\nHost: x\r\n"
                                                         "Connection: close\r\n\r\n").encode())
-        assert len(responses) == 1 and responses[0].status in (400, 404), (path, responses)
+        assert [r.status for r in responses] == [status], (path, responses)
 
 
 @pytest.mark.parametrize("trick", TRICKS)
 def test_percent_tricks_in_put_urls_store_nothing(satchel, alice, trick):
+    """A tricked id names no slot (404), a tricked token opens nothing (403);
+    400 where the tricked segment does not decode to UTF-8."""
     slot = alice.request_slot("tricked.txt", 5, "text/plain")
     segments = rawhttp.path_of(slot.put_url).split("/")  # "", "upload", id, token, name
-    for index in (2, 3):
+    for index, wrong in ((2, 404), (3, 403)):
         for tricked in (segments[index] + trick, trick + segments[index]):
             path = "/".join(segments[:index] + [tricked] + segments[index + 1:])
             responses = rawhttp.exchange(slot.put_url, (
                 f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                 "Content-Length: 5\r\nConnection: close\r\n\r\nhello").encode())
-            assert len(responses) == 1 and responses[0].status in (400, 403, 404), \
-                (path, responses)
+            status = wrong if decodes_to_utf8(tricked) else 400
+            assert [r.status for r in responses] == [status], (path, responses)
     assert requests.get(slot.get_url, timeout=TIMEOUT).status_code == 404
     assert requests.put(slot.put_url, data=b"hello", headers={"Content-Type": "text/plain"},
                         timeout=TIMEOUT).status_code == 201

@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from harness.client import NS_UPLOAD, XmppError
+from harness import rawhttp
+from harness.client import NS_UPLOAD, XmppError, retry_stamp
 from harness.rawhttp import closed_within
+from harness.util import wait_until
 
 TIMEOUT = 15
 PURPOSE_NS = "urn:xmpp:http:upload:purpose:0"
@@ -38,8 +40,8 @@ def put_head(slot, length):
             f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n").encode()
 
 
-def parse_stamp(stamp):
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+def utc_now():
+    return dt.datetime.now(dt.timezone.utc)
 
 
 @pytest.mark.satchel_config(http={"header_timeout_secs": 1}, fresh=True)
@@ -70,15 +72,12 @@ def test_stalled_body_is_cut_off_and_the_slot_can_be_retried(satchel, alice):
 def test_concurrent_uploads_are_capped(satchel, alice):
     first = alice.request_slot("first.bin", 1000, "application/octet-stream")
     second = alice.request_slot("second.bin", 4, "application/octet-stream")
-    sock, _ = raw_connection(first.put_url)
-    with sock:
-        sock.sendall(put_head(first, 1000) + b"a" * 10)
-        time.sleep(0.5)
+    with rawhttp.begin_put(first.put_url, 1000, b"a" * 10) as sock:
         refused = requests.put(second.put_url, data=b"abcd",
                                headers={"Content-Type": "application/octet-stream"},
                                timeout=TIMEOUT)
         assert refused.status_code == 503, (refused.status_code, refused.text)
-        assert refused.headers.get("Retry-After")
+        assert refused.headers.get("Retry-After") == "5"
         sock.sendall(b"a" * 990)
         assert sock.recv(100).startswith(b"HTTP/1.1 201")
     # The cap is released with the upload.
@@ -88,28 +87,27 @@ def test_concurrent_uploads_are_capped(satchel, alice):
 @pytest.mark.satchel_config(limits={"max_file_size": 1000, "user_storage_bytes": 1500},
                             retention={"message_secs": 3, "gc_interval_secs": 1}, fresh=True)
 def test_storage_quota_frees_up_when_files_expire(satchel, alice, bob):
+    before_upload = utc_now().replace(microsecond=0)
     put_ok(alice.request_slot("a.bin", 1000), b"a" * 1000)
     with pytest.raises(XmppError) as refusal:
         alice.request_slot("b.bin", 1000)
     assert refusal.value.condition == "resource-constraint", str(refusal.value)
     assert refusal.value.type == "wait"
-    retry = refusal.value.find(f"{{{NS_UPLOAD}}}retry")
-    stamp = parse_stamp(retry.get("stamp"))
-    now = dt.datetime.now(dt.timezone.utc)
-    # The retry stamp is when alice's file expires, not a day later.
-    assert now - dt.timedelta(seconds=2) <= stamp <= now + dt.timedelta(seconds=10), stamp
+    # The retry stamp is when alice's file expires (3 s after its upload), not a day later.
+    retention = dt.timedelta(seconds=3)
+    assert before_upload + retention <= retry_stamp(refusal.value) <= utc_now() + retention
     # Other users have their own quota.
     put_ok(bob.request_slot("c.bin", 1000), b"c" * 1000)
+
     # Once the collector has deleted alice's file, her quota has room again.
-    deadline = time.monotonic() + 15
-    while True:
+    def slot_granted():
         try:
-            slot = alice.request_slot("b.bin", 1000)
-            break
+            return alice.request_slot("b.bin", 1000)
         except XmppError as e:
             assert e.condition == "resource-constraint"
-            assert time.monotonic() < deadline, "quota still full long after expiry"
-            time.sleep(0.5)
+            return None
+
+    slot = wait_until(slot_granted, 15, "quota still full long after expiry", interval=0.5)
     put_ok(slot, b"b" * 1000)
 
 
@@ -117,8 +115,12 @@ def test_storage_quota_frees_up_when_files_expire(satchel, alice, bob):
 def test_global_storage_cap_refuses_with_retry(satchel, alice):
     with pytest.raises(XmppError) as refusal:
         alice.request_slot("full.bin", 100)
-    assert refusal.value.condition == "resource-constraint", str(refusal.value)
-    assert refusal.value.find(f"{{{NS_UPLOAD}}}retry") is not None
+    now = utc_now()
+    assert (refusal.value.type, refusal.value.condition) == ("wait", "resource-constraint"), \
+        str(refusal.value)
+    # No stored file will expire to make room: the stamp is a day away.
+    day = dt.timedelta(days=1)
+    assert now + day - dt.timedelta(seconds=5) <= retry_stamp(refusal.value) <= now + day
 
 
 @pytest.mark.satchel_config(retention={"ephemeral_secs": 2, "message_secs": 3600,
@@ -134,8 +136,11 @@ def test_purpose_decides_retention(satchel, alice):
         get_url = answer.find(f"{{{NS_UPLOAD}}}get").get("url")
         assert requests.put(put_url, data=b"hi", timeout=TIMEOUT).status_code == 201
         urls.append(get_url)
-    time.sleep(4)
-    assert requests.get(urls[0], timeout=TIMEOUT).status_code == 404, "ephemeral file outlived 2 s"
+    uploaded = time.monotonic()
+    # Served while unix time <= upload + 2 s (whole seconds): gone within 3 s.
+    wait_until(lambda: requests.get(urls[0], timeout=TIMEOUT).status_code == 404, 4,
+               "the ephemeral file outlived its 2 s", interval=0.25)
+    assert time.monotonic() - uploaded >= 1, "the ephemeral file went before its 2 s"
     assert requests.get(urls[1], timeout=TIMEOUT).content == b"hi", "message file expired early"
     info = alice.disco_info()
     for purpose in ("message", "ephemeral", "permanent"):
@@ -145,6 +150,8 @@ def test_purpose_decides_retention(satchel, alice):
 @pytest.mark.satchel_config(limits={"slot_lifetime_secs": 1}, fresh=True)
 def test_expired_slot_is_refused(satchel, alice):
     slot = alice.request_slot("late.bin", 3)
+    # The slot's lifetime passing is what is tested: no condition to wait for
+    # (a PUT that came early would be accepted). Expiry is checked in whole seconds.
     time.sleep(2.2)
     r = requests.put(slot.put_url, data=b"abc", timeout=TIMEOUT)
     assert r.status_code == 403 and "expired" in r.text, (r.status_code, r.text)
@@ -175,10 +182,10 @@ def test_slot_requests_are_rate_limited_per_user(satchel, alice, bob):
         alice.request_slot(f"burst{i}.bin", 10)
     with pytest.raises(XmppError) as refusal:
         alice.request_slot("one-too-many.bin", 10)
+    now = utc_now()
     assert refusal.value.condition == "resource-constraint", str(refusal.value)
-    retry = refusal.value.find(f"{{{NS_UPLOAD}}}retry")
-    stamp = parse_stamp(retry.get("stamp"))
-    now = dt.datetime.now(dt.timezone.utc)
-    assert now < stamp <= now + dt.timedelta(seconds=61), stamp
+    # A minute from the refusal (in whole seconds).
+    minute = dt.timedelta(seconds=60)
+    assert now + minute - dt.timedelta(seconds=5) <= retry_stamp(refusal.value) <= now + minute
     # Another user is not affected.
     assert bob.request_slot("bobs.bin", 10).put_url

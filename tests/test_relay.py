@@ -16,13 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from conftest import _SATCHELS, SERVER_KINDS, SatchelManager, connect_client
 from harness import COMPONENT_JID, make_server
+from harness.client import connect_user
 from harness.relay import (
     NS_ADDRESS, ExpectedFile, check_relay_message, expect_error, expect_receipt,
     is_relay_of, log_size, relay_id_of, send_relay, upload, upload_image,
     wait_for_a_bounce, wait_relay_answer,
 )
+from harness.session import SERVER_KINDS, SatchelManager, report_logs_of
 from harness.util import variant_name
 
 DELIVERY_TIMEOUT = 20          # live delivery, or delivery by the server's offline storage
@@ -88,11 +89,11 @@ def variant_server(request, satchel_bin):
 def variant(request, variant_server):
     server, mgr = variant_server
     satchel = mgr.get()
-    request.node.stash[_SATCHELS] = [satchel]   # its log goes into failure reports
+    report_logs_of(request.node, satchel)   # its log goes into failure reports
     clients = []
 
     def _connect(user="alice"):
-        c = connect_client(server, user)
+        c = connect_user(server, user)
         clients.append(c)
         return c
 

@@ -3,11 +3,13 @@ store and exits 0; what it stored is there after a restart."""
 
 import signal
 import socket
-import time
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+
+from harness import rawhttp
+from harness.util import wait_port_closed
 
 TIMEOUT = 15
 
@@ -16,14 +18,10 @@ TIMEOUT = 15
 def test_sigterm_finishes_the_upload_in_flight_and_exits_cleanly(satchel, satchel_manager, alice):
     slot = alice.request_slot("in-flight.bin", 1000, "application/octet-stream")
     parts = urlsplit(slot.put_url)
-    head = (f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            "Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n").encode()
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
-            sock.sendall(head + b"a" * 500)
-            time.sleep(0.3)
+        with rawhttp.begin_put(slot.put_url, 1000, b"a" * 500) as sock:
             satchel.process.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
+            assert wait_port_closed(parts.port), "Satchel still accepts after SIGTERM"
             with pytest.raises(OSError):
                 socket.create_connection((parts.hostname, parts.port), timeout=2).close()
             sock.sendall(b"a" * 500)

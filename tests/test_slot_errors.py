@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 import requests
 
-from harness.client import NS_UPLOAD, XmppError
+from harness.client import NS_UPLOAD, XmppError, retry_stamp
 
 TIMEOUT = 15
 
@@ -42,24 +42,26 @@ def test_exactly_max_size_is_accepted(satchel, alice):
 def test_bad_request(satchel, alice, filename, size):
     with pytest.raises(XmppError) as e:
         alice.request_slot(filename, size, "text/plain")
-    assert e.value.condition == "bad-request", str(e.value)
-    assert e.value.type in ("modify", "cancel")
+    assert (e.value.type, e.value.condition) == ("modify", "bad-request"), str(e.value)
     # A refused request does not disturb the service.
     assert alice.ping()
 
 
 def test_missing_attributes_are_bad_request(satchel, alice):
-    resp = alice.iq_raw(f"<request xmlns='{NS_UPLOAD}' size='10'/>")
-    assert resp.get("type") == "error"
-    assert XmppError(resp).condition == "bad-request"
-    resp = alice.iq_raw(f"<request xmlns='{NS_UPLOAD}' filename='a.txt'/>")
-    assert resp.get("type") == "error"
-    assert XmppError(resp).condition == "bad-request"
+    for request in (f"<request xmlns='{NS_UPLOAD}' size='10'/>",
+                    f"<request xmlns='{NS_UPLOAD}' filename='a.txt'/>"):
+        resp = alice.iq_raw(request)
+        assert resp.get("type") == "error"
+        error = XmppError(resp)
+        assert (error.type, error.condition) == ("modify", "bad-request"), str(error)
 
 
 def test_slot_request_must_be_get(satchel, alice):
+    """A slot request sent as type='set' is not one Satchel answers."""
     resp = alice.iq_raw(f"<request xmlns='{NS_UPLOAD}' filename='a.txt' size='10'/>", type_="set")
     assert resp.get("type") == "error"
+    error = XmppError(resp)
+    assert (error.type, error.condition) == ("cancel", "service-unavailable"), str(error)
 
 
 def test_name_of_255_bytes_is_fine(satchel, alice):
@@ -76,11 +78,6 @@ def test_slot_without_content_type(satchel, alice):
     assert got.status_code == 200 and got.content == b"12345"
 
 
-def _parse_stamp(stamp):
-    # XEP-0082 DateTime, e.g. 2026-11-25T17:00:00Z or with +00:00 and fractions
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 @pytest.mark.satchel_config(limits={"max_file_size": 3000, "daily_upload_bytes": 4000}, fresh=True)
 def test_daily_quota(satchel, alice, bob):
     first = alice.request_slot("q1.bin", 3000, "application/octet-stream")
@@ -93,12 +90,12 @@ def test_daily_quota(satchel, alice, bob):
     err = e.value
     assert err.condition == "resource-constraint", str(err)
     assert err.type == "wait"
-    retry = err.find(f"{{{NS_UPLOAD}}}retry")
-    assert retry is not None, str(err)
-    stamp = _parse_stamp(retry.get("stamp"))
-    assert stamp.tzinfo is not None
+    # The daily allowance starts again at the next midnight, UTC.
+    stamp = retry_stamp(err)
     now = dt.datetime.now(dt.timezone.utc)
-    assert now - dt.timedelta(seconds=60) < stamp <= now + dt.timedelta(hours=25), stamp
+    assert stamp.utcoffset() == dt.timedelta(0), stamp
+    assert stamp.time() == dt.time(0, 0), stamp
+    assert now < stamp <= now + dt.timedelta(days=1), stamp
     # The quota is per user: bob is not affected.
     assert bob.request_slot("b.bin", 3000, "application/octet-stream").put_url
 

@@ -20,6 +20,7 @@ element, across reconnects) for tests that wait for one:
     bob.disconnect(); …; bob.reconnect()"""
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import threading
@@ -131,6 +132,19 @@ def xml_str(el):
     return ET.tostring(el, encoding="unicode")
 
 
+def parse_xep0082(stamp):
+    """An aware datetime from a XEP-0082 DateTime (2026-11-25T17:00:00Z, or with
+    +00:00 and fractions)."""
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def retry_stamp(error):
+    """The time in the XEP-0363 <retry stamp/> of an <error/> element (or XmppError)."""
+    retry = error.find(f"{{{NS_UPLOAD}}}retry")
+    assert retry is not None, f"no <retry/> in {xml_str(error) if ET.iselement(error) else error}"
+    return parse_xep0082(retry.get("stamp"))
+
+
 class _AnswersWithIdPrefix(MatcherBase):
     """IQ results and errors whose id starts with a prefix; never requests, so
     slixmpp still answers the IQ requests others send (Satchel's probes)."""
@@ -157,7 +171,6 @@ class Client:
         self._thread = threading.Thread(target=self._run_loop, name=f"xmpp-{jid}", daemon=True)
         self._thread.start()
         self.xmpp = None
-        self.failure = None
 
     # -- loop plumbing -------------------------------------------------------
     def _run_loop(self):
@@ -391,18 +404,18 @@ class Client:
         return self._call(self._send_iq(to, type_, elements, timeout or self.timeout),
                           timeout=timeout)
 
-    def raw_iq_answers(self, stanzas, timeout=None):
+    def raw_iq_answers(self, stanzas, timeout=None, answers=None):
         """Send IQs given as XML strings, each with an id of its own, in one go
         (as fast as the stream takes them, without waiting for answers), and
         return {id: answer element} for those answered within `timeout`.
 
-        An IQ the server drops (Prosody drops one with zero or two children)
-        simply has no entry."""
+        An IQ nobody answers simply has no entry. `answers`: a dict to fill as
+        the answers arrive, for another thread to watch."""
         timeout = self.timeout if timeout is None else timeout
         ids = [ET.fromstring(xml).get("id") for xml in stanzas]
         prefix = os.path.commonprefix(ids)
         assert len(set(ids)) == len(ids), "every IQ needs an id of its own"
-        answers = {}
+        answers = {} if answers is None else answers
         done = threading.Event()
         wanted = set(ids)
 
@@ -434,12 +447,15 @@ class Client:
         return resp
 
     # -- helpers ---------------------------------------------------------------
-    def disco_info(self, jid=COMPONENT_JID, node=None):
-        q = ET.Element(f"{{{NS_DISCO_INFO}}}query")
+    def _disco_query(self, ns, jid, node):
+        """The <query/> of the answer to a disco query in namespace `ns`."""
+        q = ET.Element(f"{{{ns}}}query")
         if node:
             q.set("node", node)
-        resp = self.iq(q, to=jid)
-        query = resp.find(f"{{{NS_DISCO_INFO}}}query")
+        return self.iq(q, to=jid).find(f"{{{ns}}}query")
+
+    def disco_info(self, jid=COMPONENT_JID, node=None):
+        query = self._disco_query(NS_DISCO_INFO, jid, node)
         identities = [(i.get("category"), i.get("type"), i.get("name"))
                       for i in query.findall(f"{{{NS_DISCO_INFO}}}identity")]
         features = {f.get("var") for f in query.findall(f"{{{NS_DISCO_INFO}}}feature")}
@@ -452,11 +468,7 @@ class Client:
         return DiscoInfo(identities, features, forms, query)
 
     def disco_items(self, jid=COMPONENT_JID, node=None):
-        q = ET.Element(f"{{{NS_DISCO_ITEMS}}}query")
-        if node:
-            q.set("node", node)
-        resp = self.iq(q, to=jid)
-        query = resp.find(f"{{{NS_DISCO_ITEMS}}}query")
+        query = self._disco_query(NS_DISCO_ITEMS, jid, node)
         return [(i.get("jid"), i.get("node"), i.get("name"))
                 for i in query.findall(f"{{{NS_DISCO_ITEMS}}}item")]
 
@@ -498,7 +510,6 @@ def connect_user(server, user="alice", timeout=15.0, send_presence=True):
 
 def wait_component(server, timeout=20.0, satchel=None, user="carol"):
     """Wait until the server routes to a connected component (a ping is answered)."""
-    import time
     deadline = time.monotonic() + timeout
     last = None
     with connect_user(server, user) as probe:

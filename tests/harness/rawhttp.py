@@ -101,3 +101,28 @@ def closed_within(sock, seconds):
         return False
     except ConnectionResetError:
         return True
+
+
+def begin_put(url, length, body_start=b"", headers=("Content-Type: application/octet-stream",),
+              timeout=TIMEOUT):
+    """A PUT of `length` bytes that Satchel has begun to take, and the socket it
+    runs on (for the rest of the body, or to drop it half-way).
+
+    The head asks `Expect: 100-continue`; hyper sends the 100 Continue when the
+    handler first reads the body, that is once the slot is opened, the upload
+    has begun in the store and holds one of the upload permits, and the
+    connection counts as busy. Then `body_start` goes out."""
+    sock = connect(url, timeout)
+    try:
+        sock.sendall(request("PUT", url, [*headers, "Expect: 100-continue"], length=length))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(4096)
+            assert data, f"connection closed before 100 Continue: {answer!r}"
+            answer += data
+        assert answer.startswith(b"HTTP/1.1 100 Continue\r\n"), answer
+        sock.sendall(body_start)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -6,13 +6,13 @@ logs() returns the tail for failure reports."""
 
 import copy
 import os
-import shutil
 import subprocess
 import threading
 from pathlib import Path
 
 from . import COMPONENT_JID, DOMAIN
-from .util import REPO_ROOT, Process, free_port, make_tempdir, tail, wait_port
+from .service import Service
+from .util import REPO_ROOT, free_port
 
 _build_lock = threading.Lock()
 _built = None
@@ -85,19 +85,26 @@ def deep_merge(base, overrides):
 MAX_FILE_SIZE = 10 * 1024 * 1024
 
 
-class Satchel:
+class Satchel(Service):
+    """The binary with a config of its own (the test defaults, deep-merged with
+    `overrides`), storing in its temp dir. The config file is written at each
+    start, so a test may change `config` and restart."""
+
+    name = "satchel"
+    tempdir_prefix = "satchel-"
+    log_lines = 60
+
     def __init__(self, server, overrides=None, binary=None, workdir=None, rust_log=None):
+        super().__init__(workdir)
         self.server = server
-        self.dir = Path(workdir) if workdir else make_tempdir("satchel-")
         self.http_port = free_port()
         self.public_url = f"http://127.0.0.1:{self.http_port}"
         self.config_path = self.dir / "satchel.toml"
-        self.log_path = self.dir / "satchel.log"
+        self.log_path = self.console_log = self.dir / "satchel.log"
         self.store_path = self.dir / "store"
         self.key_file = self.dir / "master.key"
         self.binary = binary
         self.rust_log = rust_log or os.environ.get("SATCHEL_RUST_LOG", "info,satchel=debug")
-        self.process = None
         self.config = deep_merge({
             "component": {
                 "jid": COMPONENT_JID,
@@ -124,51 +131,21 @@ class Satchel:
     def max_file_size(self):
         return self.config["limits"]["max_file_size"]
 
-    def write_config(self):
-        self.config_path.write_text(to_toml(self.config))
-
-    def start(self, timeout=30):
+    def prepare(self):
         if self.binary is None:
             self.binary = satchel_binary()
-        self.write_config()
+        self.config_path.write_text(to_toml(self.config))
+
+    def command(self):
         env = dict(os.environ)
         env["RUST_LOG"] = self.rust_log
         env.setdefault("NO_COLOR", "1")  # plain log files
         env.setdefault("RUST_BACKTRACE", "1")
         env.pop("SATCHEL_CONFIG", None)
-        self.process = Process([self.binary, "--config", self.config_path], self.log_path,
-                               env=env, cwd=self.dir, name="satchel").start()
-        try:
-            wait_port(self.http_port, timeout=timeout, proc=self.process, what="satchel",
-                      log=self.log_path)
-        except Exception:
-            self.stop()
-            raise
-        return self
+        return [self.binary, "--config", self.config_path], env
 
-    def stop(self):
-        if self.process is not None:
-            self.process.stop(timeout=10)
-            self.process = None
-
-    def kill(self):
-        if self.process is not None:
-            self.process.kill()
-            self.process = None
-
-    def restart(self, timeout=30):
-        self.stop()
-        return self.start(timeout=timeout)
-
-    def running(self):
-        return self.process is not None and self.process.running()
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def logs(self, lines=60):
-        return tail(self.log_path, lines)
+    def ready_ports(self):
+        return [self.http_port]
 
     def __repr__(self):
         return f"<Satchel http={self.public_url} dir={self.dir}>"

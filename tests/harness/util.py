@@ -60,6 +60,21 @@ def wait_port(port, host=LOOPBACK, timeout=30.0, proc=None, what="service", log=
     )
 
 
+def wait_until(condition, timeout, what, interval=0.1):
+    """Calls `condition` until it returns something true, and returns that; raises
+    AssertionError(`what`, a callable or a string) when `timeout` seconds pass first.
+
+    The tests wait for what they need to have happened, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"after {timeout} s: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
 def wait_port_closed(port, host=LOOPBACK, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
