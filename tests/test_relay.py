@@ -20,9 +20,10 @@ from harness import COMPONENT_JID, make_server
 from harness.client import connect_user
 from harness.relay import (
     NS_ADDRESS, ExpectedFile, check_relay_message, expect_error, expect_receipt,
-    is_relay_of, log_size, relay_id_of, send_relay, upload, upload_image,
+    is_relay_of, relay_id_of, send_relay, upload, upload_image,
     wait_for_a_bounce, wait_relay_answer,
 )
+from harness.satchel import log_size
 from harness.session import SERVER_KINDS, SatchelManager, report_logs_of
 from harness.util import variant_name
 

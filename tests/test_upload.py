@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from harness import rawhttp
+from harness.satchel import log_size, wait_for_log
 from harness.util import wait_until
 
 TIMEOUT = 15
@@ -215,6 +216,37 @@ def test_put_content_type_mismatch(satchel, alice):
     assert requests.get(slot.get_url, timeout=TIMEOUT).status_code == 404
     # The right type still works afterwards.
     assert put(slot, b"abcd", "text/plain").status_code == 201
+
+
+def test_put_without_content_type_is_served_with_the_slot_type(satchel, alice):
+    """A PUT that sends no Content-Type (as Libervia's does) is no mismatch: the
+    file is stored, and served with the type its slot request named."""
+    slot = alice.request_slot("untyped.png", 4, "image/png")
+    r = put(slot, b"\x89PNG", content_type=None)
+    assert r.status_code == 201, (r.status_code, r.text)
+    got = requests.get(slot.get_url, timeout=TIMEOUT)
+    assert got.content == b"\x89PNG"
+    assert got.headers["Content-Type"] == "image/png"
+
+
+def test_a_refusal_leaves_one_log_line_without_the_ticket(satchel, alice):
+    """Each refused request is logged with its method, status, reason, file id and
+    client, so an operator sees why a client failed; the ticket never appears."""
+    slot = alice.request_slot("refused.txt", 4, "text/plain")
+    file_id, ticket = urlsplit(slot.put_url).path.split("/")[2:4]
+    since = log_size(satchel)
+    assert put(slot, b"abcd", "image/png").status_code == 415
+    match, _ = wait_for_log(
+        satchel, r"request refused[^\n]*method=PUT[^\n]*status=415[^\n]*\n", since)
+    line = match.group(0)
+    assert "differs from the slot request" in line, line
+    assert file_id in line and "client=" in line and "127.0.0.1" in line, line
+    text = satchel.log_path.read_text(errors="replace")
+    assert ticket not in text, "the ticket reached the log"
+    since = log_size(satchel)
+    assert requests.get(f"{satchel.public_url}/file/{'cd' * 16}/x", timeout=TIMEOUT).status_code == 404
+    match, _ = wait_for_log(satchel, r"request refused[^\n]*method=GET[^\n]*status=404[^\n]*\n", since)
+    assert "cd" * 16 in match.group(0)
 
 
 def test_second_put_conflicts(satchel, alice):

@@ -25,6 +25,7 @@ import requests
 
 from . import COMPONENT_JID
 from .client import stanza_error, xml_str
+from .satchel import wait_for_log
 
 NS_CLIENT = "jabber:client"
 NS_ADDRESS = "http://jabber.org/protocol/address"
@@ -300,29 +301,6 @@ def check_relay_message(msg, url, expected, sender, privileged=None, download=Tr
 
 
 # -- what Satchel's log says of a relay ----------------------------------------------------
-def log_size(satchel):
-    """Where Satchel's log ends now: a `since` for wait_for_log."""
-    return satchel.log_path.stat().st_size if satchel.log_path.exists() else 0
-
-
-def wait_for_log(satchel, pattern, since=0, timeout=15):
-    """Wait until a line of Satchel's log after byte `since` matches `pattern`.
-    Returns the match and where its line ends (a `since` for what follows)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with open(satchel.log_path, "rb") as f:
-            f.seek(since)
-            text = f.read().decode("utf-8", "replace")
-        match = re.search(pattern, text)
-        if match:
-            line_end = text.find("\n", match.end())
-            line_end = len(text) if line_end < 0 else line_end
-            return match, since + len(text[:line_end].encode("utf-8"))
-        assert time.monotonic() < deadline, \
-            f"nothing matches {pattern!r} in Satchel's log within {timeout}s:\n{text[-3000:]}"
-        time.sleep(0.1)
-
-
 def relay_id_of(satchel, request_id, timeout=15):
     """The id Satchel gave the relay that request `request_id` asked for."""
     pattern = (r"relay\{id=" + re.escape(request_id) + r" [^}]*\}: [^\n]*"

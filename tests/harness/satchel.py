@@ -6,8 +6,10 @@ logs() returns the tail for failure reports."""
 
 import copy
 import os
+import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from . import COMPONENT_JID, DOMAIN
@@ -149,3 +151,27 @@ class Satchel(Service):
 
     def __repr__(self):
         return f"<Satchel http={self.public_url} dir={self.dir}>"
+
+
+# -- what Satchel's log says ------------------------------------------------------------------
+def log_size(satchel):
+    """Where Satchel's log ends now: a `since` for wait_for_log."""
+    return satchel.log_path.stat().st_size if satchel.log_path.exists() else 0
+
+
+def wait_for_log(satchel, pattern, since=0, timeout=15):
+    """Wait until a line of Satchel's log after byte `since` matches `pattern`.
+    Returns the match and where its line ends (a `since` for what follows)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(satchel.log_path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        match = re.search(pattern, text)
+        if match:
+            line_end = text.find("\n", match.end())
+            line_end = len(text) if line_end < 0 else line_end
+            return match, since + len(text[:line_end].encode("utf-8"))
+        assert time.monotonic() < deadline, \
+            f"nothing matches {pattern!r} in Satchel's log within {timeout}s:\n{text[-3000:]}"
+        time.sleep(0.1)
