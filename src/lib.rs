@@ -12,8 +12,9 @@
 //!    seconds, UTC days), [`domains`] (which domains Satchel serves),
 //!    [`media`] (what a browser may show inline), [`logging`] (what of a
 //!    user may reach the log), [`rate_limit`] (how often one user may
-//!    ask), [`config`] (the operator's file) and [`storage`] (encrypted
-//!    files, metadata in sled).
+//!    ask), [`config`] (the operator's file), [`storage`] (encrypted
+//!    files, metadata in sled) and [`systemd`] (telling systemd Satchel is
+//!    ready).
 //! 2. [`slots`]: the upload policy. Who may upload what and how much, the
 //!    ticket sealed into the PUT URL, and its redemption when the PUT comes.
 //! 3. The two faces of the service: [`xmpp`] (the link to the server, the
@@ -23,8 +24,10 @@
 //!    It sends through the XMPP link, and takes the stanzas the router does
 //!    not answer as its [`Delegate`](xmpp::delegate::Delegate).
 //! 5. `service`, behind [`run`]: starts every part and wires them together;
-//!    the one module that knows them all.
+//!    the one module that knows them all. Beside it [`check`], behind
+//!    `satchel check-config`: tries what start-up would, without starting.
 
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod domains;
@@ -35,6 +38,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod slots;
 pub mod storage;
+pub mod systemd;
 pub mod xmpp;
 
 mod service;

@@ -76,11 +76,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         public_url = %config.http.public_url,
         "Satchel started"
     );
+    crate::systemd::notify_ready();
 
     tokio::select! {
         _ = terminate.recv() => info!("SIGTERM received, stopping"),
         _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),
     }
+    crate::systemd::notify_stopping();
     server.stop_accepting().await;
     finish_uploads(&http_state).await;
     flush(store).await;

@@ -1,5 +1,6 @@
-//! The `satchel` binary as an operator meets it: `--help`, and a bad
-//! configuration answered with one clear line and a non-zero exit.
+//! The `satchel` binary as an operator meets it: `--help`, a bad
+//! configuration answered with one clear line and a non-zero exit,
+//! `satchel check-config`, and the readiness it reports to systemd.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -212,4 +213,326 @@ fn a_master_key_readable_by_others_is_refused() {
         stderr.contains("master.key") && stderr.contains("chmod"),
         "{stderr}"
     );
+}
+
+// --- satchel check-config ---------------------------------------------------------------
+
+/// `satchel check-config --config` on `text` written in `dir`: the exit
+/// code, stdout and stderr's lines.
+fn check_config_in(dir: &Path, text: &[u8]) -> (i32, String, Vec<String>) {
+    let path = dir.join("satchel.toml");
+    std::fs::write(&path, text).unwrap();
+    check_config_path(&path)
+}
+
+fn check_config_path(path: &Path) -> (i32, String, Vec<String>) {
+    let output = satchel(&["check-config", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines = stderr.lines().map(str::to_owned).collect();
+    (output.status.code().unwrap(), stdout, lines)
+}
+
+/// The problems check-config reports, asserting exit 2 and an empty stdout.
+fn problems_in(dir: &Path, text: &str) -> Vec<String> {
+    let (code, stdout, lines) = check_config_in(dir, text.as_bytes());
+    assert_eq!(code, 2, "check-config accepted:\n{text}\n{stdout}");
+    assert_eq!(stdout, "");
+    assert!(!lines.is_empty());
+    lines
+}
+
+fn world_readable_key(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join("master.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[test]
+fn check_config_accepts_a_good_config_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data").join("store");
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100");
+    let (code, stdout, lines) = check_config_in(dir.path(), text.as_bytes());
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(
+        stdout,
+        format!(
+            "config OK: upload.localhost, http on 127.0.0.1:0, store {}\n",
+            storage.display()
+        )
+    );
+    assert!(lines.is_empty(), "{lines:?}");
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["satchel.toml"], "check-config created files");
+}
+
+#[test]
+fn check_config_accepts_the_config_of_a_running_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    std::fs::create_dir(&storage).unwrap();
+    std::fs::write(storage.join("db"), b"data").unwrap();
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100");
+    let (code, stdout, lines) = check_config_in(dir.path(), text.as_bytes());
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(stdout.starts_with("config OK: "), "{stdout}");
+}
+
+#[test]
+fn check_config_names_a_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), "127.0.0.1:0", "/tmp/x", "100") + "max_fiel_size = 3\n";
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("unknown key `limits.max_fiel_size`"),
+        "{lines:?}"
+    );
+    let text = config(dir.path(), "127.0.0.1:0", "/tmp/x", "100").replace("127.0.0.1:1", "h:x");
+    let lines = problems_in(dir.path(), &text);
+    assert!(lines[0].contains("component.server"), "{lines:?}");
+}
+
+#[test]
+fn check_config_refuses_a_key_file_others_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    world_readable_key(dir.path());
+    let storage = dir.path().join("store");
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100");
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("storage.key_file: "), "{lines:?}");
+    assert!(
+        lines[0].contains("mode 0644") && lines[0].contains("chmod 600"),
+        "{lines:?}"
+    );
+    // Also once the store exists (start-up's own check runs then).
+    std::fs::create_dir(&storage).unwrap();
+    let lines = problems_in(dir.path(), &text);
+    assert!(lines[0].contains("chmod 600"), "{lines:?}");
+}
+
+#[test]
+fn check_config_names_a_port_in_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    let text = config(dir.path(), &address, storage.to_str().unwrap(), "100");
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("http.listen: cannot listen on {address}")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn check_config_names_a_store_under_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let storage = file.join("store");
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100");
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("storage.path: "), "{lines:?}");
+    assert!(lines[0].contains("a-file is not a directory"), "{lines:?}");
+}
+
+#[test]
+fn check_config_names_missing_and_misplaced_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    // A store with data and no key: a new key could not read it.
+    std::fs::create_dir(&storage).unwrap();
+    std::fs::write(storage.join("db"), b"data").unwrap();
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100");
+    let lines = problems_in(dir.path(), &text);
+    assert!(
+        lines[0].starts_with("storage.key_file: ") && lines[0].contains("restore the key file"),
+        "{lines:?}"
+    );
+    // An earlier key that is not there.
+    let text = text.replace(
+        "[limits]",
+        "previous_key_files = [\"/nonexistent/old.key\"]\n[limits]",
+    );
+    let lines = problems_in(dir.path(), &text);
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("storage.previous_key_files: ")
+                && line.contains("/nonexistent/old.key")),
+        "{lines:?}"
+    );
+    // A key inside the store.
+    let inside = storage.join("master.key");
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100").replace(
+        &dir.path().join("master.key").display().to_string(),
+        inside.to_str().unwrap(),
+    );
+    let lines = problems_in(dir.path(), &text);
+    assert!(lines[0].contains("inside the store"), "{lines:?}");
+    // A key in a directory that does not exist, for a new store.
+    let new_store = dir.path().join("new-store");
+    let text = config(
+        dir.path(),
+        "127.0.0.1:0",
+        new_store.to_str().unwrap(),
+        "100",
+    )
+    .replace(
+        &dir.path().join("master.key").display().to_string(),
+        "/nonexistent/dir/master.key",
+    );
+    let lines = problems_in(dir.path(), &text);
+    assert!(
+        lines[0].starts_with("storage.key_file: ") && lines[0].contains("does not exist"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn check_config_reports_every_problem_on_its_own_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    world_readable_key(dir.path());
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let storage = file.join("store");
+    let text = config(dir.path(), &address, storage.to_str().unwrap(), "100");
+    let lines = problems_in(dir.path(), &text);
+    let keys: Vec<&str> = lines
+        .iter()
+        .map(|line| line.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["storage.path", "storage.key_file", "http.listen"],
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn check_config_survives_hostile_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let answer = |path: &Path| {
+        let (code, stdout, lines) = check_config_path(path);
+        assert_eq!(code, 2, "{}", path.display());
+        assert_eq!(stdout, "");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines.into_iter().next().unwrap()
+    };
+    // A directory.
+    assert!(answer(dir.path()).contains("not a regular file"));
+    // A FIFO: refused without waiting for a writer.
+    let fifo = dir.path().join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    assert!(answer(&fifo).contains("not a regular file"));
+    // A huge file.
+    let huge = dir.path().join("huge.toml");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(1 << 30).unwrap();
+    assert!(answer(&huge).contains("more than a configuration's"));
+    // Bytes that are not UTF-8, and NUL bytes.
+    let (code, _, lines) = check_config_in(dir.path(), b"\xff\xfe[component]\n\xc3");
+    assert_eq!(code, 2);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].contains("not UTF-8"), "{lines:?}");
+    let (code, _, lines) = check_config_in(dir.path(), b"[component]\0\0\n");
+    assert_eq!(code, 2);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // A missing file.
+    assert!(answer(Path::new("/nonexistent/satchel.toml")).contains("/nonexistent/satchel.toml"));
+}
+
+#[test]
+fn the_service_refuses_a_huge_or_binary_config_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let output = satchel(&["--config", huge.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("larger than"), "{stderr}");
+    let stderr = failure_for("\u{feff}[component]\n\u{0}");
+    assert!(stderr.contains("satchel.toml"), "{stderr}");
+}
+
+// --- readiness (systemd Type=notify) --------------------------------------------------
+
+#[test]
+fn satchel_tells_systemd_it_is_ready_then_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("notify");
+    let listener = UnixDatagram::bind(&socket).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let storage = dir.path().join("store");
+    let path = dir.path().join("satchel.toml");
+    std::fs::write(
+        &path,
+        config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100"),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_satchel"))
+            .args(["--config", path.to_str().unwrap()])
+            .env_remove("SATCHEL_CONFIG")
+            .env("NOTIFY_SOCKET", &socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buffer = [0u8; 256];
+    let received = |buffer: &mut [u8]| {
+        let len = listener.recv(buffer).expect("a notification within 30 s");
+        String::from_utf8(buffer[..len].to_vec()).unwrap()
+    };
+    let ready = received(&mut buffer);
+    // Ready means the start-up checks are done: the store and key exist.
+    assert!(ready.lines().any(|line| line == "READY=1"), "{ready:?}");
+    assert!(storage.is_dir() && dir.path().join("master.key").is_file());
+    // SAFETY: kill only sends a signal to the child we started.
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let stopping = received(&mut buffer);
+    assert!(
+        stopping.lines().any(|line| line == "STOPPING=1"),
+        "{stopping:?}"
+    );
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// A child process killed if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

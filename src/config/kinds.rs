@@ -200,10 +200,16 @@ impl Kind for HostPort {
     const UNIT: Unit = Unit::None;
     fn read(value: &toml::Value) -> Result<String, Refusal> {
         let address = string(value)?;
-        if address.trim().is_empty() || !address.contains(':') {
-            return Err(unusable("expected HOST:PORT"));
+        let port = match address.rsplit_once(':') {
+            Some((host, port)) if !host.trim().is_empty() => port,
+            _ => return Err(unusable("expected HOST:PORT")),
+        };
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(address.to_owned()),
+            _ => Err(unusable(format!(
+                "expected HOST:PORT, and `{port}` is not a port (1-65535)"
+            ))),
         }
-        Ok(address.to_owned())
     }
 }
 
@@ -394,6 +400,19 @@ mod tests {
             Err(Refusal::WrongType("a list of strings"))
         );
         assert_eq!(reason::<HostPort>("\"  \""), "expected HOST:PORT");
+        assert_eq!(reason::<HostPort>("\":5347\""), "expected HOST:PORT");
+        for bad in [
+            "\"localhost:\"",
+            "\"localhost:0\"",
+            "\"localhost:70000\"",
+            "\"h:p\"",
+        ] {
+            assert!(reason::<HostPort>(bad).contains("is not a port"), "{bad}");
+        }
+        assert_eq!(
+            read::<HostPort>("\"[::1]:5347\""),
+            Ok("[::1]:5347".to_owned())
+        );
         assert!(reason::<ListenAddress>("\"localhost:80\"").contains("IP:PORT"));
         assert!(reason::<ComponentJid>("\"a@b\"").contains("bare domain"));
         assert!(reason::<ComponentJid>("\"\"").contains("not a JID"));

@@ -29,6 +29,9 @@ pub use error::ConfigError;
 pub use help::keys_help;
 use raw::RawConfig;
 
+/// The largest configuration file Satchel reads (a real one is a few KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// The checked configuration Satchel runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -123,12 +126,26 @@ pub struct RelayConfig {
 }
 
 impl Config {
-    /// Reads and checks the file at `path`.
+    /// Reads and checks the file at `path`: UTF-8 text of at most
+    /// [`MAX_FILE_BYTES`], so that a wrong path cannot fill the memory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::{Error, ErrorKind, Read};
+        let read_error = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(read_error(Error::new(
+                ErrorKind::InvalidData,
+                format!("larger than {MAX_FILE_BYTES} bytes, not a configuration"),
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| read_error(Error::new(ErrorKind::InvalidData, "not UTF-8 text")))?;
         Config::parse(&text).map_err(|error| match error {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),

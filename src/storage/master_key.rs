@@ -58,6 +58,17 @@ impl MasterKey {
         load(path, file)
     }
 
+    /// Checks the key file at `path` as loading does (a regular file of a
+    /// key's length, readable by its owner only), without keeping the key:
+    /// for `satchel check-config`, which may run before the store exists.
+    pub fn check_file(path: &Path) -> Result<(), StorageError> {
+        let file = File::open(path).map_err(|source| StorageError::Io {
+            context: format!("opening key file {}", path.display()),
+            source,
+        })?;
+        load(path, file).map(drop)
+    }
+
     /// Identifies the key without revealing it: the first four bytes of its
     /// BLAKE3 hash. Recorded with every file so a key mix-up is detectable.
     pub fn id(&self) -> u32 {
