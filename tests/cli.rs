@@ -536,3 +536,88 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+// --- the example configuration (examples/systemd/satchel.toml) ------------------------
+
+fn example_config() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/systemd/satchel.toml");
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The `(section, key)` pairs `satchel --help` documents.
+fn keys_in_help() -> Vec<(String, String)> {
+    let help = String::from_utf8(satchel(&["--help"]).stdout).unwrap();
+    let mut section = None;
+    let mut keys = Vec::new();
+    for line in help
+        .lines()
+        .skip_while(|line| !line.starts_with("CONFIGURATION"))
+    {
+        if let Some(rest) = line.strip_prefix("  [") {
+            section = rest.split(']').next().map(str::to_owned);
+        } else if let Some(rest) = line.strip_prefix("    ") {
+            // A key's line; its help's continuation lines are indented further.
+            if !rest.starts_with(' ') {
+                let key = rest.split_whitespace().next().unwrap();
+                keys.push((section.clone().unwrap(), key.to_owned()));
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_example_config_shows_every_key_of_the_help() {
+    let example = example_config();
+    let keys = keys_in_help();
+    for sure in [("component", "jid"), ("logging", "show_jids")] {
+        let sure = (sure.0.to_owned(), sure.1.to_owned());
+        assert!(keys.contains(&sure), "the help's keys misread: {keys:?}");
+    }
+    let mut section = String::new();
+    let mut written = Vec::new();
+    for line in example.lines() {
+        if let Some(rest) = line.strip_prefix('[') {
+            section = rest.trim_end_matches(']').to_owned();
+        } else if let Some((key, _)) = line.trim_start_matches("# ").split_once(" = ") {
+            written.push((section.clone(), key.to_owned()));
+        }
+    }
+    for key in &keys {
+        assert!(written.contains(key), "the example lacks {key:?}");
+    }
+    for key in &written {
+        assert!(
+            keys.contains(key),
+            "the example has {key:?}, unknown to --help"
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_the_example_config_with_its_paths_in_a_temp_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = example_config()
+        .replace("/var/lib/satchel", dir.path().to_str().unwrap())
+        .replace("127.0.0.1:5050", "127.0.0.1:0");
+    let (code, stdout, lines) = check_config_in(dir.path(), example.as_bytes());
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(
+        stdout,
+        format!(
+            "config OK: upload.example.org, http on 127.0.0.1:0, store {}/store\n",
+            dir.path().display()
+        )
+    );
+    // Each commented-out default is valid as written.
+    let uncommented: String = example
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(setting) if setting.contains(" = ") => format!("{setting}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert_ne!(uncommented, example);
+    let (code, _, lines) = check_config_in(dir.path(), uncommented.as_bytes());
+    assert_eq!(code, 0, "{lines:?}");
+}
