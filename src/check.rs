@@ -40,9 +40,19 @@ pub struct Problem {
     pub reason: String,
 }
 
+/// One line, whatever the reason quotes: control characters (a newline or a
+/// NUL in a configured path) are shown escaped.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
+        write!(f, "{}: ", self.key)?;
+        for c in self.reason.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -131,7 +141,7 @@ fn check_store_dir(path: &Path, problems: &mut Vec<Problem>) -> StoreDir {
                     .unwrap_or(false),
             },
             Err(reason) => {
-                problems.push(problem(KEY, format!("{}: {reason}", path.display())));
+                problems.push(problem(KEY, reason));
                 StoreDir::Unusable
             }
         },
@@ -346,6 +356,12 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_problem_is_one_line_whatever_the_path() {
+        let shown = problem("storage.path", "a\nb\0c is not a directory").to_string();
+        assert_eq!(shown, "storage.path: a\\nb\\u{0}c is not a directory");
+    }
 
     #[test]
     fn parent_of_odd_paths() {

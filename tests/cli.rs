@@ -348,6 +348,12 @@ fn check_config_names_a_store_under_a_file() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("storage.path: "), "{lines:?}");
     assert!(lines[0].contains("a-file is not a directory"), "{lines:?}");
+    // A path with a newline and a NUL in it still makes one line.
+    let text = config(dir.path(), "127.0.0.1:0", "STORE", "100")
+        .replace("STORE", &format!("{}/new\\nline\\u0000", file.display()));
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("new\\nline"), "{lines:?}");
 }
 
 #[test]
