@@ -28,7 +28,7 @@ use std::net::TcpListener;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, MAX_FILE_BYTES};
+use crate::config::{Config, ConfigError, MAX_FILE_BYTES};
 use crate::http::connections::{connection_cap, raise_open_file_limit};
 use crate::storage::master_key::MasterKey;
 
@@ -109,8 +109,11 @@ fn read(path: &Path) -> Result<Config, Problem> {
             ),
         ));
     }
-    // The config error names the file's line or the key itself.
-    Config::load(path).map_err(|error| problem("--config", error.to_string()))
+    Config::load(path).map_err(|error| match error {
+        ConfigError::Invalid { key, reason } => problem(key, reason),
+        // The text itself is at fault: the message quotes the line.
+        other => problem("--config", other.to_string()),
+    })
 }
 
 /// What the store directory is now.

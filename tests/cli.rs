@@ -300,7 +300,11 @@ fn check_config_names_a_bad_key() {
     );
     let text = config(dir.path(), "127.0.0.1:0", "/tmp/x", "100").replace("127.0.0.1:1", "h:x");
     let lines = problems_in(dir.path(), &text);
-    assert!(lines[0].contains("component.server"), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("component.server: expected HOST:PORT"),
+        "{lines:?}"
+    );
 }
 
 #[test]
