@@ -174,6 +174,9 @@ def test_a_renewed_certificate_is_served_without_dropping_connections(satchel, a
     path = "/" + slot.get_url.split("/", 3)[3]
 
     before = served_serial(port)
+    # The renewal is made first, so that the kept connection idles briefly.
+    staged_cert, staged_key = PKI / "staged-cert.pem", PKI / "staged-key.pem"
+    issue(before + 1, cert=staged_cert, key=staged_key)
     kept = https_connection(satchel)
     kept.request("GET", path)
     assert kept.getresponse().read() == data
@@ -181,7 +184,8 @@ def test_a_renewed_certificate_is_served_without_dropping_connections(satchel, a
 
     # Renewed, then SIGHUP.
     since = log_size(satchel)
-    issue(before + 1)
+    os.replace(staged_cert, CERT)
+    os.replace(staged_key, KEY)
     os.kill(satchel.process.pid, signal.SIGHUP)
     wait_until(lambda: served_serial(port) == before + 1, TIMEOUT,
                "new connections get the renewed certificate")
@@ -237,3 +241,15 @@ def test_a_bad_certificate_or_key_stops_the_start_naming_the_key(break_it, key, 
     assert len(lines) == 1, r.stderr
     assert str(tmp_path) in lines[0], lines[0]
     assert not (tmp_path / "store").exists(), "nothing is created before the pair is checked"
+
+
+def test_sighup_without_tls_reloads_nothing_and_satchel_keeps_serving(satchel, alice):
+    # SIGHUP's default action is to end the process; Satchel takes it as a reload.
+    since = log_size(satchel)
+    os.kill(satchel.process.pid, signal.SIGHUP)
+    wait_for_log(satchel, r"SIGHUP received; nothing to reload", since)
+    assert satchel.running()
+    data = b"still here"
+    slot = alice.request_slot("after-hup.txt", len(data), "application/octet-stream")
+    code, status, err = curl_put(slot, data)
+    assert (code, status) == (0, b"201"), err
