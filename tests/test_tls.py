@@ -14,6 +14,7 @@ pair stops the start with one line naming the key."""
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -70,6 +71,8 @@ def pki():
             "-addext", "keyUsage=critical,keyCertSign", "-out", "ca.pem")
     issue(1)
     yield
+    if not os.environ.get("SATCHEL_KEEP_TMP"):
+        shutil.rmtree(PKI, ignore_errors=True)
 
 
 def curl(*args, data=None):
