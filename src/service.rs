@@ -10,18 +10,22 @@
 //! key file, the HTTP port) is tried before Satchel reports itself started, so
 //! a bad deployment fails at once with one clear line. The XMPP link is the
 //! exception: the server may come up later, and Satchel waits for it.
+//!
+//! SIGHUP asks for a reload ([`reload_on_hangup`]): today of the TLS
+//! certificate, which is also reloaded when its files change.
 
 use std::sync::Arc;
 
 use minidom::Element;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::clock::unix_now;
 use crate::config::Config;
+use crate::http::tls::{ReloadingCert, TlsError};
 use crate::http::{self, HttpState};
 use crate::relay::{Relay, RelayStartError};
 use crate::slots::SlotService;
@@ -50,6 +54,8 @@ pub enum StartError {
     OpenFiles(String),
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Relay(#[from] RelayStartError),
 }
@@ -60,18 +66,33 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     crate::logging::show_jids(config.show_jids);
     // The port first: it has no side effects, the store may create a key.
     let (listener, max_connections) = listen(&config)?;
+    let tls = load_certificate(&config).await?;
     let store = open_store(&config).await?;
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
+    tokio::spawn(reload_on_hangup(hangup, tls.clone()));
 
     let downloads = download_tracker(&config, &store)?;
     let slots = SlotService::new(&config, store.clone());
     let http_state = HttpState::new(&config, store.clone(), downloads.clone(), slots.redeemer());
     start_xmpp(&config, store.clone(), slots, downloads)?;
     tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
-    let server = HttpServer::start(listener, max_connections, &config, http_state.clone());
+    let acceptor = tls.map(|cert| {
+        tokio::spawn(http::tls::watch_files(cert.clone()));
+        http::tls::acceptor(cert)
+    });
+    let https = acceptor.is_some();
+    let server = HttpServer::start(
+        listener,
+        max_connections,
+        &config,
+        http_state.clone(),
+        acceptor,
+    );
     info!(
         jid = %config.component.jid,
         http = %config.http.listen,
+        https,
         max_connections,
         public_url = %config.http.public_url,
         "Satchel started"
@@ -100,6 +121,31 @@ fn listen(config: &Config) -> Result<(TcpListener, usize), StartError> {
         http::connections::connection_cap(config.http.max_connections, open_file_limit)
             .map_err(StartError::OpenFiles)?;
     Ok((listener, max_connections))
+}
+
+/// The TLS certificate, when the configuration names one.
+async fn load_certificate(config: &Config) -> Result<Option<Arc<ReloadingCert>>, StartError> {
+    let Some(files) = config.http.tls.clone() else {
+        return Ok(None);
+    };
+    let loaded = tokio::task::spawn_blocking(move || ReloadingCert::load(files))
+        .await
+        .expect("loading a certificate does not panic")?;
+    Ok(Some(loaded))
+}
+
+/// Reloads what can change while Satchel runs, on each SIGHUP: the TLS
+/// certificate, if there is one. Whatever else a reload should re-read
+/// belongs here too.
+async fn reload_on_hangup(mut hangup: Signal, tls: Option<Arc<ReloadingCert>>) {
+    while hangup.recv().await.is_some() {
+        let Some(tls) = tls.clone() else {
+            info!("SIGHUP received; nothing to reload");
+            continue;
+        };
+        info!("SIGHUP received, reloading the TLS certificate");
+        let _ = tokio::task::spawn_blocking(move || tls.reload_logged("SIGHUP")).await;
+    }
 }
 
 /// Opens the store (creating it, and its master key, on the first start).
@@ -163,13 +209,14 @@ impl HttpServer {
         max_connections: usize,
         config: &Config,
         state: HttpState,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> HttpServer {
         let app = http::router(config, state);
         let config = config.clone();
         let (stop_accepting, accepting) = watch::channel(true);
         let connections = http::connections::ConnectionLimit::new(max_connections);
         let task = tokio::spawn(async move {
-            http::serve(listener, app, &config, connections, accepting).await
+            http::serve(listener, app, &config, connections, tls, accepting).await
         });
         HttpServer {
             stop_accepting,

@@ -95,6 +95,8 @@ fn help_documents_every_key() {
         "max_concurrent_uploads",
         "max_connections",
         "cache_max_age_secs",
+        "tls_cert",
+        "tls_key",
         "previous_key_files",
         "cache_capacity_bytes",
         "slot_requests_per_minute",

@@ -53,6 +53,11 @@ define_keys! {
         max_connections: Count, derived "(open-file limit - 256) / 2, at most 16384";
         /// Cache-Control max-age of downloads
         cache_max_age_secs: Seconds = 31536000;
+        /// PEM certificate chain: with `tls_key`, Satchel speaks HTTPS on `listen`;
+        /// reloaded on SIGHUP or when the file changes
+        tls_cert: FilePath, derived "unset: plain HTTP, for a proxy in front";
+        /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1)
+        tls_key: FilePath, derived "unset: plain HTTP";
     }
 
     /// where files are kept, encrypted

@@ -27,6 +27,7 @@ use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
 pub use error::ConfigError;
 pub use help::keys_help;
+use key::Key;
 use raw::RawConfig;
 
 /// The largest configuration file Satchel reads (a real one is a few KiB).
@@ -80,6 +81,15 @@ pub struct HttpConfig {
     /// ([`crate::http::connections::connection_cap`]).
     pub max_connections: Option<usize>,
     pub cache_max_age: Duration,
+    /// Where the certificate and key are, when Satchel speaks HTTPS itself.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the HTTPS certificate (`http.tls_cert`, `http.tls_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +217,24 @@ fn http(raw: &RawConfig) -> Result<HttpConfig, ConfigError> {
         // Left to the service, which knows the open-file limit.
         max_connections: raw.written(&key::max_connections)?,
         cache_max_age: raw.get(&key::cache_max_age_secs)?,
+        tls: tls_files(raw)?,
     })
+}
+
+/// Both TLS files or neither: one alone is a mistake, not a wish for plain HTTP.
+fn tls_files(raw: &RawConfig) -> Result<Option<TlsFiles>, ConfigError> {
+    use keys::http as key;
+    let missing =
+        |present: &Key<kinds::FilePath>, absent: &Key<kinds::FilePath>| ConfigError::Invalid {
+            key: absent.spec.path,
+            reason: format!("missing; it goes with `{}`", present.spec.path),
+        };
+    match (raw.written(&key::tls_cert)?, raw.written(&key::tls_key)?) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(missing(&key::tls_cert, &key::tls_key)),
+        (None, Some(_)) => Err(missing(&key::tls_key, &key::tls_cert)),
+    }
 }
 
 fn storage(raw: &RawConfig) -> Result<StorageConfig, ConfigError> {
@@ -452,6 +479,25 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 20, "only {checked} defaults");
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        assert_eq!(Config::parse(MINIMAL).unwrap().http.tls, None);
+        let with_cert = with_key(MINIMAL, "http", "tls_cert", "\"/etc/satchel/cert.pem\"");
+        let error = error_of(&with_cert);
+        assert!(error.contains("`http.tls_key`"), "{error}");
+        assert!(error.contains("http.tls_cert"), "{error}");
+        let error = error_of(&with_key(MINIMAL, "http", "tls_key", "\"/k.pem\""));
+        assert!(error.contains("`http.tls_cert`: missing"), "{error}");
+        let both = with_key(&with_cert, "http", "tls_key", "\"/etc/satchel/key.pem\"");
+        assert_eq!(
+            Config::parse(&both).unwrap().http.tls,
+            Some(TlsFiles {
+                cert: "/etc/satchel/cert.pem".into(),
+                key: "/etc/satchel/key.pem".into(),
+            })
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! serves a file whole or by [`range`], both from the [`HttpState`] they
 //! share, and `error` turns a refusal into a status and a reason.
 //! [`serve`] runs the server, within the cap on open connections that
-//! [`connections`] keeps.
+//! [`connections`] keeps, in plain HTTP or, with a certificate, over [`tls`].
 
 pub mod connections;
 mod download;
@@ -18,6 +18,7 @@ pub mod range;
 mod refusals;
 mod server;
 mod state;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -4,6 +4,13 @@
 //! `axum::serve`, for the header read timeout, which `axum::serve` does not
 //! expose, and for the cap on open connections ([`super::connections`]),
 //! which sheds idle ones rather than lock out newcomers.
+//!
+//! With a certificate ([`super::tls`]) every connection is HTTPS. The TLS
+//! handshake counts as part of the first request: it must be done within
+//! the header timeout, and a connection still in it is shed like one that
+//! has sent nothing, so handshakes that never finish cost what silent
+//! connections cost. A client speaking plain HTTP to the HTTPS port is told
+//! so in a plain 400, and closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,7 +21,9 @@ use axum::body::Body;
 use axum::Router;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -49,12 +58,14 @@ pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts connections until `accepting` turns false; connections already
-/// open carry on. `connections` decides who may stay when there are too many.
+/// open carry on. `connections` decides who may stay when there are too many;
+/// with `tls`, connections speak HTTPS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: &Config,
     connections: Arc<ConnectionLimit>,
+    tls: Option<TlsAcceptor>,
     mut accepting: tokio::sync::watch::Receiver<bool>,
 ) {
     let header_timeout = config.http.header_timeout;
@@ -75,8 +86,10 @@ pub async fn serve(
         match connections.admit() {
             Some(connection) => {
                 let app = app.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let served = serve_connection(socket, peer, app, header_timeout, connection);
+                    let served =
+                        serve_connection(socket, peer, app, header_timeout, connection, tls);
                     if tokio::time::timeout(MAX_CONNECTION_LIFETIME, served)
                         .await
                         .is_err()
@@ -84,6 +97,11 @@ pub async fn serve(
                         debug!(%peer, "connection open for a day; closed");
                     }
                 });
+            }
+            // A plain 503 means nothing to a TLS client, and a handshake
+            // to say it costs what is short at the cap: it is just closed.
+            None if tls.is_some() => {
+                debug!(%peer, "every connection is busy; refused (closed)");
             }
             None => {
                 debug!(%peer, "every connection is busy; refused with 503");
@@ -94,20 +112,70 @@ pub async fn serve(
 }
 
 /// Runs one connection until it ends, is shed to make room, or fails to
-/// send its first request head within `header_timeout` of connecting.
+/// send its first request head (and finish its TLS handshake, with `tls`)
+/// within `header_timeout` of connecting.
 async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
     app: Router,
     header_timeout: Duration,
     connection: Arc<OpenConnection>,
+    tls: Option<TlsAcceptor>,
 ) {
     let first_request_deadline = tokio::time::Instant::now() + header_timeout;
     // Small responses must not wait for Nagle's algorithm.
     let _ = socket.set_nodelay(true);
-    if !first_byte_arrives(&socket, &connection, first_request_deadline, peer).await {
+    let Some(first_byte) =
+        first_byte_arrives(&socket, &connection, first_request_deadline, peer).await
+    else {
         return;
+    };
+    let Some(tls) = tls else {
+        return serve_http(
+            socket,
+            peer,
+            app,
+            header_timeout,
+            connection,
+            first_request_deadline,
+        )
+        .await;
+    };
+    if first_byte != TLS_HANDSHAKE_RECORD {
+        return refuse_plain_http(socket, peer).await;
     }
+    let stream = tokio::select! {
+        accepted = tls.accept(socket) => match accepted {
+            Ok(stream) => stream,
+            Err(error) => return debug!(%peer, %error, "TLS handshake failed"),
+        },
+        () = connection.shed_requested() => return debug!(%peer, "{SHED}"),
+        () = tokio::time::sleep_until(first_request_deadline) => {
+            return debug!(%peer, "{NO_REQUEST}")
+        }
+    };
+    serve_http(
+        stream,
+        peer,
+        app,
+        header_timeout,
+        connection,
+        first_request_deadline,
+    )
+    .await
+}
+
+/// Runs hyper on `stream` until the connection ends or is shed.
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    header_timeout: Duration,
+    connection: Arc<OpenConnection>,
+    first_request_deadline: tokio::time::Instant,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         // Between requests; the first one has `first_request_deadline`.
@@ -116,7 +184,7 @@ async fn serve_connection(
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
         .serve_connection(
-            TokioIo::new(socket),
+            TokioIo::new(stream),
             busy_while_answering(app, &connection, peer),
         );
     tokio::pin!(http);
@@ -148,13 +216,39 @@ async fn serve_connection(
     }
 }
 
+/// The first byte of every TLS connection: a handshake record's type.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How long the request of a plain-HTTP client on the HTTPS port is drained
+/// after the answer: closing with it unread would reset the connection and
+/// lose the answer.
+const PLAIN_HTTP_LINGER: Duration = Duration::from_secs(1);
+const PLAIN_HTTP_REASON: &str = "this port speaks HTTPS; use an https:// URL\n";
+
+/// Tells a client that sent plain HTTP to the HTTPS port so, then closes.
+async fn refuse_plain_http(mut socket: TcpStream, peer: SocketAddr) {
+    debug!(%peer, "plain HTTP on the HTTPS port; refused with 400");
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_REASON}",
+        PLAIN_HTTP_REASON.len()
+    );
+    if socket.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = socket.shutdown().await;
+    let mut sink = [0; 4096];
+    let drain = async { while socket.read(&mut sink).await.is_ok_and(|n| n > 0) {} };
+    let _ = tokio::time::timeout(PLAIN_HTTP_LINGER, drain).await;
+}
+
 /// Logged when a connection that has sent no request is closed to make room.
 const SHED: &str = "no request yet and the connection cap is reached: shed to make room";
 /// Logged when a connection's first request head does not arrive in time.
 const NO_REQUEST: &str = "no complete request within the header timeout; closed";
 
-/// Waits for the first byte of a new connection; false if the connection
-/// closes first, is shed, or sends nothing before `deadline`.
+/// Waits for the first byte of a new connection and returns it, without
+/// consuming it; None if the connection closes first, is shed, or sends
+/// nothing before `deadline`.
 ///
 /// hyper allocates its buffers (16 KiB) when it starts: a connection that
 /// never sends a byte does not get them. (`readable` may wake without data;
@@ -164,17 +258,20 @@ async fn first_byte_arrives(
     connection: &OpenConnection,
     deadline: tokio::time::Instant,
     peer: SocketAddr,
-) -> bool {
+) -> Option<u8> {
     let mut first_byte = [0];
     tokio::select! {
-        read = socket.peek(&mut first_byte) => matches!(read, Ok(bytes) if bytes > 0),
+        read = socket.peek(&mut first_byte) => match read {
+            Ok(bytes) if bytes > 0 => Some(first_byte[0]),
+            _ => None,
+        },
         () = connection.shed_requested() => {
             debug!(%peer, "{SHED}");
-            false
+            None
         }
         () = tokio::time::sleep_until(deadline) => {
             debug!(%peer, "{NO_REQUEST}");
-            false
+            None
         }
     }
 }

@@ -100,7 +100,9 @@ class Satchel(Service):
         super().__init__(workdir)
         self.server = server
         self.http_port = free_port()
-        self.public_url = f"http://127.0.0.1:{self.http_port}"
+        # With a certificate (http.tls_cert) Satchel speaks HTTPS on its port.
+        tls = (overrides or {}).get("http", {}).get("tls_cert")
+        self.public_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.http_port}"
         self.config_path = self.dir / "satchel.toml"
         self.log_path = self.console_log = self.dir / "satchel.log"
         self.store_path = self.dir / "store"
