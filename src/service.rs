@@ -104,6 +104,7 @@ fn listen(config: &Config) -> Result<(TcpListener, usize), StartError> {
 async fn open_store(config: &Config) -> Result<Store, StartError> {
     let options = StoreOptions {
         previous_key_files: config.storage.previous_key_files.clone(),
+        cipher: config.storage.cipher,
         ..StoreOptions::new(
             config.storage.path.clone(),
             config.storage.key_file.clone(),

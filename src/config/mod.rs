@@ -25,6 +25,7 @@ use jid::BareJid;
 
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
+use crate::storage::crypto::CipherChoice;
 pub use error::ConfigError;
 pub use help::keys_help;
 use raw::RawConfig;
@@ -86,6 +87,8 @@ pub struct StorageConfig {
     /// Earlier master keys, kept to read the files they sealed.
     pub previous_key_files: Vec<PathBuf>,
     pub cache_capacity_bytes: u64,
+    /// The AEAD new files are sealed with.
+    pub cipher: CipherChoice,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +212,7 @@ fn storage(raw: &RawConfig) -> Result<StorageConfig, ConfigError> {
         key_file,
         previous_key_files: raw.get(&key::previous_key_files)?,
         cache_capacity_bytes: raw.get(&key::cache_capacity_bytes)?,
+        cipher: raw.get(&key::cipher)?,
     })
 }
 

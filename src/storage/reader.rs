@@ -108,7 +108,7 @@ impl RangeReader {
         Ok(RangeReader {
             sealed,
             file: file.id,
-            key: Arc::new(master_key.file_key(&file.id)),
+            key: Arc::new(master_key.file_key(&file.id, file.cipher)),
             nonce_prefix: file.nonce_prefix,
             chunk_size,
             file_size: file.size,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::blobs::Blobs;
 use super::claims::Claims;
+use super::crypto::CipherChoice;
 use super::disk_space::{DiskGauge, DiskSpace};
 use super::error::StorageError;
 use super::gc::{GarbageCollector, GcReport};
@@ -59,13 +60,16 @@ pub struct StoreOptions {
     /// with their record instead of in a blob; `None`: every file gets a
     /// blob.
     pub small_file_max_bytes: Option<u64>,
+    /// The AEAD new files are sealed with; existing files keep theirs.
+    pub cipher: CipherChoice,
 }
 
 impl StoreOptions {
     /// The options Satchel runs with: a store in `path`, its master key in
     /// `key_file`, no earlier keys, a page cache of `cache_capacity` bytes,
-    /// chunks of [`CHUNK_SIZE`], and files up to [`SMALL_FILE_MAX_BYTES`] in
-    /// the database.
+    /// chunks of [`CHUNK_SIZE`], files up to [`SMALL_FILE_MAX_BYTES`] in
+    /// the database, and the cipher that suits the CPU
+    /// ([`CipherChoice::Auto`]).
     pub fn new(path: PathBuf, key_file: PathBuf, cache_capacity: u64) -> StoreOptions {
         StoreOptions {
             path,
@@ -74,6 +78,7 @@ impl StoreOptions {
             cache_capacity,
             chunk_size: CHUNK_SIZE,
             small_file_max_bytes: Some(SMALL_FILE_MAX_BYTES),
+            cipher: CipherChoice::Auto,
         }
     }
 }
@@ -110,12 +115,19 @@ impl Store {
         warn_of_unreadable_files(&files_per_key, &keys);
         let blobs = Blobs::open(&options.path)?;
         let claims = Claims::default();
+        let (cipher, why) = options.cipher.resolve();
+        tracing::info!(
+            %cipher,
+            choice = ?options.cipher,
+            "new files are sealed with {cipher}: {why}"
+        );
         Ok(Store {
             inner: Arc::new(Inner {
                 collector: GarbageCollector::new(blobs.clone(), metadata.clone(), claims.clone()),
                 settings: WriteSettings {
                     chunk_size: options.chunk_size,
                     small_file_max_bytes: options.small_file_max_bytes,
+                    cipher,
                 },
                 disk: DiskGauge::new(options.path),
                 metadata,

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::blobs::{Blobs, PendingBlob};
 use super::claims::{Claim, Claims};
-use super::crypto::{seal_chunk, FileKey, TAG_LEN};
+use super::crypto::{seal_chunk, Cipher, FileKey, TAG_LEN};
 use super::error::{io_error, StorageError};
 use super::master_key::MasterKey;
 use super::metadata::Metadata;
@@ -38,6 +38,8 @@ pub(super) struct WriteSettings {
     /// with their record, instead of in a blob; `None`: every file gets a
     /// blob.
     pub small_file_max_bytes: Option<u64>,
+    /// The AEAD new files are sealed with.
+    pub cipher: Cipher,
 }
 
 /// An upload in progress; see [`Store::begin_upload`](super::Store::begin_upload).
@@ -210,7 +212,7 @@ impl UploadWriter {
             metadata: metadata.clone(),
             key_id: master_key.id(),
             sealer: ChunkSealer {
-                key: master_key.file_key(&upload.id),
+                key: master_key.file_key(&upload.id, settings.cipher),
                 nonce_prefix: rand::random(),
                 chunk_size,
                 sink,
@@ -313,6 +315,7 @@ impl UploadWriter {
             chunk_size: self.sealer.chunk_size as u32,
             nonce_prefix: self.sealer.nonce_prefix,
             key_id: self.key_id,
+            cipher: self.sealer.key.cipher(),
         }
     }
 }
