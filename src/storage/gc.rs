@@ -419,9 +419,9 @@ mod tests {
         assert!(!t.has_part(&id));
     }
 
-    #[test]
-    fn finishes_deleting_a_file_interrupted_by_a_crash() {
-        let t = test_store();
+    test_each_cipher! {
+    fn finishes_deleting_a_file_interrupted_by_a_crash(cipher) {
+        let t = test_store_sealing(cipher);
         let file = upload(
             &t.store,
             &slot_for("juliet@example.org", 40),
@@ -442,6 +442,7 @@ mod tests {
         assert_eq!(report.abandoned_uploads, 1);
         assert_eq!(report.orphan_blobs, 0);
         assert_eq!(t.blob_len(&file.id), None);
+    }
     }
 
     #[test]

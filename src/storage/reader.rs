@@ -325,9 +325,9 @@ mod tests {
         std::fs::write(&path, blob).unwrap();
     }
 
-    #[test]
-    fn every_range_reads_exactly_its_bytes() {
-        let t = test_store();
+    test_each_cipher! {
+    fn every_range_reads_exactly_its_bytes(cipher) {
+        let t = test_store_sealing(cipher);
         let (bytes, file) = sample(&t);
         let size = bytes.len() as u64;
         for start in 0..size {
@@ -336,6 +336,7 @@ mod tests {
                 assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
             }
         }
+    }
     }
 
     #[test]
@@ -373,9 +374,9 @@ mod tests {
         assert_eq!(pieces(3..file.size), vec![13, 16, 16, 8]);
     }
 
-    #[test]
-    fn reads_only_the_chunks_it_needs() {
-        let t = test_store();
+    test_each_cipher! {
+    fn reads_only_the_chunks_it_needs(cipher) {
+        let t = test_store_sealing(cipher);
         let (bytes, file) = sample(&t);
         let chunk = u64::from(CHUNK);
         tamper(&t, &file, 0);
@@ -394,10 +395,11 @@ mod tests {
             Err(StorageError::Corrupt { chunk: 2, .. })
         ));
     }
+    }
 
-    #[test]
-    fn tampered_chunk_is_never_served() {
-        let t = test_store();
+    test_each_cipher! {
+    fn tampered_chunk_is_never_served(cipher) {
+        let t = test_store_sealing(cipher);
         let (bytes, file) = sample(&t);
         tamper(&t, &file, 1);
         let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
@@ -408,10 +410,11 @@ mod tests {
             Err(StorageError::Corrupt { chunk: 1, file: id }) if id == file.id
         ));
     }
+    }
 
-    #[test]
-    fn swapped_chunks_are_corrupt() {
-        let t = test_store();
+    test_each_cipher! {
+    fn swapped_chunks_are_corrupt(cipher) {
+        let t = test_store_sealing(cipher);
         let (_, file) = sample(&t);
         let path = blob_path(&t, &file);
         let mut blob = std::fs::read(&path).unwrap();
@@ -427,10 +430,11 @@ mod tests {
             Err(StorageError::Corrupt { chunk: 1, .. })
         ));
     }
+    }
 
-    #[test]
-    fn a_truncated_blob_is_corrupt() {
-        let t = test_store();
+    test_each_cipher! {
+    fn a_truncated_blob_is_corrupt(cipher) {
+        let t = test_store_sealing(cipher);
         let (bytes, file) = sample(&t);
         let blob = std::fs::OpenOptions::new()
             .write(true)
@@ -453,6 +457,7 @@ mod tests {
             Err(StorageError::Corrupt { chunk: 2, .. })
         ));
     }
+    }
 
     #[test]
     fn a_missing_blob_is_corrupt() {
@@ -465,9 +470,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_open_reader_survives_the_blob_being_unlinked() {
-        let t = test_store();
+    test_each_cipher! {
+    fn an_open_reader_survives_the_blob_being_unlinked(cipher) {
+        let t = test_store_sealing(cipher);
         let (bytes, file) = sample(&t);
         let mut reader = t.store.read_range(&file, 0..file.size).unwrap();
         assert_eq!(reader.next().unwrap().unwrap(), &bytes[..16]);
@@ -475,10 +480,11 @@ mod tests {
         let rest: Vec<u8> = reader.flat_map(|piece| piece.unwrap()).collect();
         assert_eq!(rest, &bytes[16..]);
     }
+    }
 
-    #[test]
-    fn a_record_cut_short_is_corrupt() {
-        let t = test_store();
+    test_each_cipher! {
+    fn a_record_cut_short_is_corrupt(cipher) {
+        let t = test_store_sealing(cipher);
         let (_, mut file) = sample(&t);
         // A record claiming fewer chunks makes chunk 2 "last": its seal disagrees.
         file.size = 3 * u64::from(CHUNK);
@@ -486,6 +492,7 @@ mod tests {
             read(&t.store, &file, 0..file.size),
             Err(StorageError::Corrupt { chunk: 2, .. })
         ));
+    }
     }
 
     #[test]

@@ -393,9 +393,9 @@ mod tests {
         Some((size + chunks * TAG_LEN) as u64)
     }
 
-    #[test]
-    fn round_trips_every_size_shape() {
-        let t = test_store();
+    test_each_cipher! {
+    fn round_trips_every_size_shape(cipher) {
+        let t = test_store_sealing(cipher);
         let chunk = CHUNK as usize;
         // (size, chunks it must be stored in)
         for (size, chunks) in [
@@ -424,6 +424,7 @@ mod tests {
             assert_eq!(read(&t.store, &file, 0..size as u64).unwrap(), bytes);
         }
     }
+    }
 
     #[test]
     fn write_boundaries_do_not_matter() {
@@ -445,11 +446,11 @@ mod tests {
         assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
     }
 
-    #[test]
-    fn batches_hashed_in_parallel_store_the_same_file() {
+    test_each_cipher! {
+    fn batches_hashed_in_parallel_store_the_same_file(cipher) {
         // Real-sized chunks: a file big enough for the hashing thread would
         // take long in 16-byte chunks.
-        let t = test_store_with_chunks(64 * 1024);
+        let t = test_store_sealing_chunks(cipher, 64 * 1024);
         // Big enough for the two-thread path, in uneven pieces.
         let bytes = data(3 * HASH_THREAD_MIN_FILE_BYTES as usize + 5);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
@@ -466,6 +467,7 @@ mod tests {
         assert_eq!(file.sha256, sha256(&bytes));
         assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
         assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+    }
     }
 
     #[test]
@@ -519,9 +521,9 @@ mod tests {
         assert_eq!(t.store.stored_bytes(), bytes.len() as u64);
     }
 
-    #[test]
-    fn dropped_writer_leaves_nothing_and_can_restart() {
-        let t = test_store();
+    test_each_cipher! {
+    fn dropped_writer_leaves_nothing_and_can_restart(cipher) {
+        let t = test_store_sealing(cipher);
         let bytes = data(3 * CHUNK as usize + 5);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
 
@@ -536,10 +538,11 @@ mod tests {
         let file = upload(&t.store, &slot, &bytes, NOW + 60);
         assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
     }
+    }
 
-    #[test]
-    fn restart_replaces_the_blob_left_by_an_earlier_attempt() {
-        let t = test_store();
+    test_each_cipher! {
+    fn restart_replaces_the_blob_left_by_an_earlier_attempt(cipher) {
+        let t = test_store_sealing(cipher);
         let slot = slot_for("juliet@example.org", 10);
         // The blob of an attempt whose process died, longer than what a
         // new attempt of this size writes, and one that died between the
@@ -551,6 +554,7 @@ mod tests {
         assert_eq!(t.blob_len(&file.id), sealed_len(10, 1));
         assert!(!t.has_part(&file.id));
         assert_eq!(read(&t.store, &file, 0..10).unwrap(), data(10));
+    }
     }
 
     #[test]
@@ -661,9 +665,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn data_survives_reopen() {
-        let t = test_store();
+    test_each_cipher! {
+    fn data_survives_reopen(cipher) {
+        let t = test_store_sealing(cipher);
         let bytes = data(4 * CHUNK as usize + 9);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
         let file = upload(&t.store, &slot, &bytes, NOW + 60);
@@ -675,10 +679,11 @@ mod tests {
         assert_eq!(sha256(&plain), file.sha256);
         assert_eq!(*blake3::hash(&plain).as_bytes(), file.blake3);
     }
+    }
 
-    #[test]
-    fn plaintext_never_reaches_the_disk() {
-        let t = test_store();
+    test_each_cipher! {
+    fn plaintext_never_reaches_the_disk(cipher) {
+        let t = test_store_sealing(cipher);
         // Shorter than half a chunk, so every chunk holds a whole copy.
         let marker = b"SATCHEL!";
         let bytes = marker.repeat(40);
@@ -704,10 +709,11 @@ mod tests {
         assert!(contains(slot.filename.as_bytes()));
         assert!(!contains(marker));
     }
+    }
 
-    #[test]
-    fn small_files_live_in_the_database_and_read_back_like_the_others() {
-        let t = small_files_test_store();
+    test_each_cipher! {
+    fn small_files_live_in_the_database_and_read_back_like_the_others(cipher) {
+        let t = small_files_test_store_sealing(cipher);
         // 0, 1 and 100 bytes go to the database (up to 7 chunks of 16), 101
         // to a blob file.
         for size in [0, 1, 16, 17, 100, 101] {
@@ -734,6 +740,7 @@ mod tests {
             assert_eq!(file.sha256, sha256(&bytes));
         }
     }
+    }
 
     #[test]
     fn an_unfinished_small_upload_leaves_nothing_and_can_restart() {
@@ -753,9 +760,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_altered_small_file_is_corrupt_not_served() {
-        let t = small_files_test_store();
+    test_each_cipher! {
+    fn an_altered_small_file_is_corrupt_not_served(cipher) {
+        let t = small_files_test_store_sealing(cipher);
         let slot = slot_for("juliet@example.org", 40);
         let file = upload(&t.store, &slot, &data(40), NOW + 60);
         let small_files = t.store.metadata().small_files_for_tests();
@@ -771,6 +778,7 @@ mod tests {
         // Cut short: the chunk now at the end was not sealed as the last.
         small_files.insert(file.id.0, &sealed[..32]).unwrap();
         assert!(read(&t.store, &file, 0..40).is_err());
+    }
     }
 
     #[test]
