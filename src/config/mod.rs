@@ -305,6 +305,33 @@ mod tests {
     }
 
     #[test]
+    fn the_cipher_of_new_files_is_auto_unless_pinned() {
+        use crate::storage::crypto::Cipher;
+        let config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(config.storage.cipher, CipherChoice::Auto);
+        for (written, expected) in [
+            ("\"auto\"", CipherChoice::Auto),
+            (
+                "\"chacha20-poly1305\"",
+                CipherChoice::Pinned(Cipher::ChaCha20Poly1305),
+            ),
+            ("\"aes-256-gcm\"", CipherChoice::Pinned(Cipher::Aes256Gcm)),
+        ] {
+            let config = Config::parse(&with_key(MINIMAL, "storage", "cipher", written)).unwrap();
+            assert_eq!(config.storage.cipher, expected, "{written}");
+        }
+        for written in ["\"aes\"", "\"AES-256-GCM\"", "\"\"", "1"] {
+            let error = error_of(&with_key(MINIMAL, "storage", "cipher", written));
+            assert!(error.contains("storage.cipher"), "{written}: {error}");
+        }
+        let error = error_of(&with_key(MINIMAL, "storage", "cipher", "\"aes-128-gcm\""));
+        assert!(
+            error.contains("\"auto\", \"chacha20-poly1305\" or \"aes-256-gcm\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn missing_key_is_named() {
         let text = MINIMAL.replace("max_file_size = 104857600", "");
         assert!(
