@@ -107,8 +107,8 @@ pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
 
 /// A completed, immutable upload.
 ///
-/// Stored as [`encode`](FileRecord::encode) writes it, not with serde: see
-/// the module documentation.
+/// Stored in two parts, not with serde's derive: see the module
+/// documentation and [`decode`](FileRecord::decode).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRecord {
     pub id: FileId,
@@ -198,7 +198,7 @@ impl FileRecord {
 
     /// Reads a record in either stored form; one without an extension is
     /// from before ciphers were named, so sealed with ChaCha20-Poly1305.
-    pub(super) fn decode(bytes: &[u8]) -> Result<FileRecord, BadRecord> {
+    pub fn decode(bytes: &[u8]) -> Result<FileRecord, BadRecord> {
         let (fields, rest) = postcard::take_from_bytes::<StoredFields>(bytes)?;
         let extension = if rest.is_empty() {
             Extension {
