@@ -326,17 +326,17 @@ mod tests {
     }
 
     test_each_cipher! {
-    fn every_range_reads_exactly_its_bytes(cipher) {
-        let t = test_store_sealing(cipher);
-        let (bytes, file) = sample(&t);
-        let size = bytes.len() as u64;
-        for start in 0..size {
-            for end in start + 1..=size {
-                let got = read(&t.store, &file, start..end).unwrap();
-                assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
+        fn every_range_reads_exactly_its_bytes(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let size = bytes.len() as u64;
+            for start in 0..size {
+                for end in start + 1..=size {
+                    let got = read(&t.store, &file, start..end).unwrap();
+                    assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
+                }
             }
         }
-    }
     }
 
     #[test]
@@ -375,88 +375,88 @@ mod tests {
     }
 
     test_each_cipher! {
-    fn reads_only_the_chunks_it_needs(cipher) {
-        let t = test_store_sealing(cipher);
-        let (bytes, file) = sample(&t);
-        let chunk = u64::from(CHUNK);
-        tamper(&t, &file, 0);
-        tamper(&t, &file, 2);
-        // Chunk 1 alone, and the last chunk alone, are untouched.
-        assert_eq!(
-            read(&t.store, &file, chunk..2 * chunk).unwrap(),
-            &bytes[16..32]
-        );
-        assert_eq!(
-            read(&t.store, &file, 3 * chunk..file.size).unwrap(),
-            &bytes[48..]
-        );
-        assert!(matches!(
-            read(&t.store, &file, 2 * chunk - 1..2 * chunk + 1),
-            Err(StorageError::Corrupt { chunk: 2, .. })
-        ));
-    }
-    }
-
-    test_each_cipher! {
-    fn tampered_chunk_is_never_served(cipher) {
-        let t = test_store_sealing(cipher);
-        let (bytes, file) = sample(&t);
-        tamper(&t, &file, 1);
-        let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
-        assert_eq!(pieces.len(), 2, "stops after the error");
-        assert_eq!(pieces[0].as_ref().unwrap(), &bytes[..16]);
-        assert!(matches!(
-            pieces[1],
-            Err(StorageError::Corrupt { chunk: 1, file: id }) if id == file.id
-        ));
-    }
+        fn reads_only_the_chunks_it_needs(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let chunk = u64::from(CHUNK);
+            tamper(&t, &file, 0);
+            tamper(&t, &file, 2);
+            // Chunk 1 alone, and the last chunk alone, are untouched.
+            assert_eq!(
+                read(&t.store, &file, chunk..2 * chunk).unwrap(),
+                &bytes[16..32]
+            );
+            assert_eq!(
+                read(&t.store, &file, 3 * chunk..file.size).unwrap(),
+                &bytes[48..]
+            );
+            assert!(matches!(
+                read(&t.store, &file, 2 * chunk - 1..2 * chunk + 1),
+                Err(StorageError::Corrupt { chunk: 2, .. })
+            ));
+        }
     }
 
     test_each_cipher! {
-    fn swapped_chunks_are_corrupt(cipher) {
-        let t = test_store_sealing(cipher);
-        let (_, file) = sample(&t);
-        let path = blob_path(&t, &file);
-        let mut blob = std::fs::read(&path).unwrap();
-        let (first, second) = blob.split_at_mut(sealed(1).start);
-        first[sealed(0)].swap_with_slice(&mut second[..sealed(0).len()]);
-        std::fs::write(&path, blob).unwrap();
-        assert!(matches!(
-            read(&t.store, &file, 0..4),
-            Err(StorageError::Corrupt { chunk: 0, .. })
-        ));
-        assert!(matches!(
-            read(&t.store, &file, u64::from(CHUNK)..u64::from(CHUNK) + 1),
-            Err(StorageError::Corrupt { chunk: 1, .. })
-        ));
-    }
+        fn tampered_chunk_is_never_served(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            tamper(&t, &file, 1);
+            let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
+            assert_eq!(pieces.len(), 2, "stops after the error");
+            assert_eq!(pieces[0].as_ref().unwrap(), &bytes[..16]);
+            assert!(matches!(
+                pieces[1],
+                Err(StorageError::Corrupt { chunk: 1, file: id }) if id == file.id
+            ));
+        }
     }
 
     test_each_cipher! {
-    fn a_truncated_blob_is_corrupt(cipher) {
-        let t = test_store_sealing(cipher);
-        let (bytes, file) = sample(&t);
-        let blob = std::fs::OpenOptions::new()
-            .write(true)
-            .open(blob_path(&t, &file))
-            .unwrap();
-        let full = blob.metadata().unwrap().len();
-        // One byte short: the tag of the last chunk is cut.
-        blob.set_len(full - 1).unwrap();
-        assert!(matches!(
-            read(&t.store, &file, file.size - 1..file.size),
-            Err(StorageError::Corrupt { chunk: 3, .. })
-        ));
-        // The whole last chunk gone, and part of the one before.
-        blob.set_len(sealed(2).start as u64 + 5).unwrap();
-        let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
-        assert_eq!(pieces.len(), 3, "stops after the error");
-        assert_eq!(pieces[1].as_ref().unwrap(), &bytes[16..32]);
-        assert!(matches!(
-            pieces[2],
-            Err(StorageError::Corrupt { chunk: 2, .. })
-        ));
+        fn swapped_chunks_are_corrupt(cipher) {
+            let t = test_store_sealing(cipher);
+            let (_, file) = sample(&t);
+            let path = blob_path(&t, &file);
+            let mut blob = std::fs::read(&path).unwrap();
+            let (first, second) = blob.split_at_mut(sealed(1).start);
+            first[sealed(0)].swap_with_slice(&mut second[..sealed(0).len()]);
+            std::fs::write(&path, blob).unwrap();
+            assert!(matches!(
+                read(&t.store, &file, 0..4),
+                Err(StorageError::Corrupt { chunk: 0, .. })
+            ));
+            assert!(matches!(
+                read(&t.store, &file, u64::from(CHUNK)..u64::from(CHUNK) + 1),
+                Err(StorageError::Corrupt { chunk: 1, .. })
+            ));
+        }
     }
+
+    test_each_cipher! {
+        fn a_truncated_blob_is_corrupt(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let blob = std::fs::OpenOptions::new()
+                .write(true)
+                .open(blob_path(&t, &file))
+                .unwrap();
+            let full = blob.metadata().unwrap().len();
+            // One byte short: the tag of the last chunk is cut.
+            blob.set_len(full - 1).unwrap();
+            assert!(matches!(
+                read(&t.store, &file, file.size - 1..file.size),
+                Err(StorageError::Corrupt { chunk: 3, .. })
+            ));
+            // The whole last chunk gone, and part of the one before.
+            blob.set_len(sealed(2).start as u64 + 5).unwrap();
+            let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
+            assert_eq!(pieces.len(), 3, "stops after the error");
+            assert_eq!(pieces[1].as_ref().unwrap(), &bytes[16..32]);
+            assert!(matches!(
+                pieces[2],
+                Err(StorageError::Corrupt { chunk: 2, .. })
+            ));
+        }
     }
 
     #[test]
@@ -471,28 +471,28 @@ mod tests {
     }
 
     test_each_cipher! {
-    fn an_open_reader_survives_the_blob_being_unlinked(cipher) {
-        let t = test_store_sealing(cipher);
-        let (bytes, file) = sample(&t);
-        let mut reader = t.store.read_range(&file, 0..file.size).unwrap();
-        assert_eq!(reader.next().unwrap().unwrap(), &bytes[..16]);
-        std::fs::remove_file(blob_path(&t, &file)).unwrap();
-        let rest: Vec<u8> = reader.flat_map(|piece| piece.unwrap()).collect();
-        assert_eq!(rest, &bytes[16..]);
-    }
+        fn an_open_reader_survives_the_blob_being_unlinked(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let mut reader = t.store.read_range(&file, 0..file.size).unwrap();
+            assert_eq!(reader.next().unwrap().unwrap(), &bytes[..16]);
+            std::fs::remove_file(blob_path(&t, &file)).unwrap();
+            let rest: Vec<u8> = reader.flat_map(|piece| piece.unwrap()).collect();
+            assert_eq!(rest, &bytes[16..]);
+        }
     }
 
     test_each_cipher! {
-    fn a_record_cut_short_is_corrupt(cipher) {
-        let t = test_store_sealing(cipher);
-        let (_, mut file) = sample(&t);
-        // A record claiming fewer chunks makes chunk 2 "last": its seal disagrees.
-        file.size = 3 * u64::from(CHUNK);
-        assert!(matches!(
-            read(&t.store, &file, 0..file.size),
-            Err(StorageError::Corrupt { chunk: 2, .. })
-        ));
-    }
+        fn a_record_cut_short_is_corrupt(cipher) {
+            let t = test_store_sealing(cipher);
+            let (_, mut file) = sample(&t);
+            // A record claiming fewer chunks makes chunk 2 "last": its seal disagrees.
+            file.size = 3 * u64::from(CHUNK);
+            assert!(matches!(
+                read(&t.store, &file, 0..file.size),
+                Err(StorageError::Corrupt { chunk: 2, .. })
+            ));
+        }
     }
 
     #[test]
