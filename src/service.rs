@@ -152,6 +152,7 @@ async fn reload_on_hangup(mut hangup: Signal, tls: Option<Arc<ReloadingCert>>) {
 async fn open_store(config: &Config) -> Result<Store, StartError> {
     let options = StoreOptions {
         previous_key_files: config.storage.previous_key_files.clone(),
+        cipher: config.storage.cipher,
         ..StoreOptions::new(
             config.storage.path.clone(),
             config.storage.key_file.clone(),

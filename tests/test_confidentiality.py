@@ -19,6 +19,17 @@ def upload(client, data, name="secret.bin"):
     return slot
 
 
+def cpu_has_aes_and_clmul():
+    """What Satchel's "auto" cipher looks for (x86-64 flags, or ARMv8 ones)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = {flag for line in f if line.startswith(("flags", "Features"))
+                     for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return False
+    return {"aes", "pclmulqdq"} <= flags or {"aes", "pmull"} <= flags
+
+
 def blob_of(satchel, slot):
     file_id = urlsplit(slot.get_url).path.split("/")[2]
     return satchel.store_path / "content" / file_id[:2] / file_id
@@ -37,6 +48,9 @@ def test_known_plaintext_is_nowhere_in_the_store(satchel, alice):
     assert blob_of(satchel, small) not in files
     for path in files + [satchel.key_file]:
         assert MARKER not in path.read_bytes(), f"plaintext found in {path}"
+    # "auto" says at start which cipher it chose, and why.
+    expected = "aes-256-gcm" if cpu_has_aes_and_clmul() else "chacha20-poly1305"
+    assert f"new files are sealed with {expected}: the CPU" in satchel.log_path.read_text()
 
 
 def test_tokens_and_contents_never_reach_the_log(satchel, alice):
@@ -55,7 +69,11 @@ def test_tokens_and_contents_never_reach_the_log(satchel, alice):
     assert b"from=user-" in log
 
 
-def test_a_tampered_chunk_is_never_served(satchel, alice):
+@pytest.mark.parametrize("cipher", [
+    pytest.param(cipher, marks=pytest.mark.satchel_config(storage={"cipher": cipher}))
+    for cipher in ("chacha20-poly1305", "aes-256-gcm")
+])
+def test_a_tampered_chunk_is_never_served(satchel, alice, cipher):
     chunk = 64 * 1024
     data = os.urandom(4 * chunk)
     slot = upload(alice, data)
@@ -78,3 +96,5 @@ def test_a_tampered_chunk_is_never_served(satchel, alice):
     r = requests.get(slot.get_url, headers={"Range": f"bytes=0-{chunk - 1}"}, timeout=TIMEOUT)
     assert r.status_code == 206 and r.content == data[:chunk]
     assert "failed to decrypt" in satchel.logs(200)
+    assert f"new files are sealed with {cipher}: the configuration pins it" \
+        in satchel.log_path.read_text()

@@ -15,8 +15,8 @@
 
 use super::key::{define_keys, Key, KeyDefault, Section};
 use super::kinds::{
-    Bytes, ComponentJid, Count, Domains, FilePath, FilePaths, Flag, HostPort, ListenAddress,
-    Origin, Percent, Pixels, PublicUrl, Seconds, Secret,
+    Bytes, CipherName, ComponentJid, Count, Domains, FilePath, FilePaths, Flag, HostPort,
+    ListenAddress, Origin, Percent, Pixels, PublicUrl, Seconds, Secret,
 };
 
 define_keys! {
@@ -70,6 +70,10 @@ define_keys! {
         previous_key_files: FilePaths = [];
         /// sled page cache
         cache_capacity_bytes: Bytes = 16777216;
+        /// AEAD of new files: `"auto"` (AES-256-GCM if the CPU has AES
+        /// instructions, else ChaCha20-Poly1305), `"aes-256-gcm"` or
+        /// `"chacha20-poly1305"`; stored files keep theirs
+        cipher: CipherName = "auto";
     }
 
     /// who may upload, and how much

@@ -14,6 +14,7 @@ use std::time::Duration;
 use jid::BareJid;
 
 use crate::clock::SECONDS_PER_DAY;
+use crate::storage::crypto::CipherChoice;
 
 /// The type of a configuration key.
 pub(crate) trait Kind {
@@ -124,6 +125,19 @@ impl Kind for Flag {
     const UNIT: Unit = Unit::None;
     fn read(value: &toml::Value) -> Result<bool, Refusal> {
         value.as_bool().ok_or(Refusal::WrongType("true or false"))
+    }
+}
+
+/// The AEAD of new files: `auto` or a cipher's name.
+pub(crate) struct CipherName;
+
+impl Kind for CipherName {
+    type Value = CipherChoice;
+    const UNIT: Unit = Unit::None;
+    fn read(value: &toml::Value) -> Result<CipherChoice, Refusal> {
+        string(value)?
+            .parse()
+            .map_err(|err: crate::storage::crypto::UnknownCipher| unusable(err.to_string()))
     }
 }
 

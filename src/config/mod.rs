@@ -25,6 +25,7 @@ use jid::BareJid;
 
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
+use crate::storage::crypto::CipherChoice;
 pub use error::ConfigError;
 pub use help::keys_help;
 use key::Key;
@@ -99,6 +100,8 @@ pub struct StorageConfig {
     /// Earlier master keys, kept to read the files they sealed.
     pub previous_key_files: Vec<PathBuf>,
     pub cache_capacity_bytes: u64,
+    /// The AEAD new files are sealed with.
+    pub cipher: CipherChoice,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +256,7 @@ fn storage(raw: &RawConfig) -> Result<StorageConfig, ConfigError> {
         key_file,
         previous_key_files: raw.get(&key::previous_key_files)?,
         cache_capacity_bytes: raw.get(&key::cache_capacity_bytes)?,
+        cipher: raw.get(&key::cipher)?,
     })
 }
 
@@ -341,6 +345,33 @@ mod tests {
         assert_eq!(
             config.storage.key_file,
             PathBuf::from("/var/lib/satchel.key")
+        );
+    }
+
+    #[test]
+    fn the_cipher_of_new_files_is_auto_unless_pinned() {
+        use crate::storage::crypto::Cipher;
+        let config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(config.storage.cipher, CipherChoice::Auto);
+        for (written, expected) in [
+            ("\"auto\"", CipherChoice::Auto),
+            (
+                "\"chacha20-poly1305\"",
+                CipherChoice::Pinned(Cipher::ChaCha20Poly1305),
+            ),
+            ("\"aes-256-gcm\"", CipherChoice::Pinned(Cipher::Aes256Gcm)),
+        ] {
+            let config = Config::parse(&with_key(MINIMAL, "storage", "cipher", written)).unwrap();
+            assert_eq!(config.storage.cipher, expected, "{written}");
+        }
+        for written in ["\"aes\"", "\"AES-256-GCM\"", "\"\"", "1"] {
+            let error = error_of(&with_key(MINIMAL, "storage", "cipher", written));
+            assert!(error.contains("storage.cipher"), "{written}: {error}");
+        }
+        let error = error_of(&with_key(MINIMAL, "storage", "cipher", "\"aes-128-gcm\""));
+        assert!(
+            error.contains("\"auto\", \"chacha20-poly1305\" or \"aes-256-gcm\""),
+            "{error}"
         );
     }
 

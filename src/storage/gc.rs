@@ -419,29 +419,30 @@ mod tests {
         assert!(!t.has_part(&id));
     }
 
-    #[test]
-    fn finishes_deleting_a_file_interrupted_by_a_crash() {
-        let t = test_store();
-        let file = upload(
-            &t.store,
-            &slot_for("juliet@example.org", 40),
-            &data(40),
-            NOW + 10,
-        );
-        // The first step of a deletion ran, then the process died.
-        t.store
-            .metadata()
-            .unlist_file(file.expires, &file.id)
-            .unwrap();
-        t.store.flush().unwrap();
-        assert!(t.blob_len(&file.id).is_some());
+    test_each_cipher! {
+        fn finishes_deleting_a_file_interrupted_by_a_crash(cipher) {
+            let t = test_store_sealing(cipher);
+            let file = upload(
+                &t.store,
+                &slot_for("juliet@example.org", 40),
+                &data(40),
+                NOW + 10,
+            );
+            // The first step of a deletion ran, then the process died.
+            t.store
+                .metadata()
+                .unlist_file(file.expires, &file.id)
+                .unwrap();
+            t.store.flush().unwrap();
+            assert!(t.blob_len(&file.id).is_some());
 
-        let t = t.reopen();
-        assert_eq!(t.store.stored_bytes(), 0);
-        let report = t.store.collect_garbage(NOW, 3600).unwrap();
-        assert_eq!(report.abandoned_uploads, 1);
-        assert_eq!(report.orphan_blobs, 0);
-        assert_eq!(t.blob_len(&file.id), None);
+            let t = t.reopen();
+            assert_eq!(t.store.stored_bytes(), 0);
+            let report = t.store.collect_garbage(NOW, 3600).unwrap();
+            assert_eq!(report.abandoned_uploads, 1);
+            assert_eq!(report.orphan_blobs, 0);
+            assert_eq!(t.blob_len(&file.id), None);
+        }
     }
 
     #[test]

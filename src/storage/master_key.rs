@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use super::crypto::{derive_file_key, FileKey};
+use super::crypto::{derive_file_key, Cipher, FileKey};
 use super::error::StorageError;
 use super::records::FileId;
 
@@ -75,9 +75,10 @@ impl MasterKey {
         self.id
     }
 
-    /// The key of file `file_id`, derived from this master key.
-    pub fn file_key(&self, file_id: &FileId) -> FileKey {
-        derive_file_key(&self.bytes, file_id)
+    /// The key of file `file_id` under `cipher`, derived from this master
+    /// key; each cipher gets a key of its own.
+    pub fn file_key(&self, file_id: &FileId, cipher: Cipher) -> FileKey {
+        derive_file_key(&self.bytes, file_id, cipher)
     }
 
     pub(crate) fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {

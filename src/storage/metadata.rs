@@ -10,7 +10,8 @@
 //! | `expiry`  | expires (u64 BE) ‖ file id                    | size (u64 BE)       |
 //! | `by_user` | JID length (u32 BE) ‖ JID ‖ expires ‖ file id | size (u64 BE)       |
 //!
-//! Records are `postcard`-encoded. Big-endian numbers make sled's byte order
+//! Records are `postcard`-encoded (a [`FileRecord`] as
+//! [`FileRecord::encode`] lays it out, see `records`). Big-endian numbers make sled's byte order
 //! the numeric order, so "soonest expiry first" is a plain scan.
 //!
 //! `uploads` lists every id that may own a blob without owning a
@@ -91,7 +92,7 @@ impl Metadata {
         let mut files_per_key = FilesPerKey::new();
         for entry in self.files.iter() {
             let (id, bytes) = entry?;
-            let record: FileRecord = decode(&bytes, format_args!("file record {id:?}"))?;
+            let record = decode_record(&bytes, format_args!("file record {id:?}"))?;
             stored_bytes = stored_bytes.saturating_add(record.size);
             *files_per_key.entry(record.key_id).or_default() += 1;
         }
@@ -107,7 +108,7 @@ impl Metadata {
     pub fn file(&self, id: &FileId) -> Result<Option<FileRecord>, StorageError> {
         self.files
             .get(id.0)?
-            .map(|bytes| decode(&bytes, format_args!("file record {id}")))
+            .map(|bytes| decode_record(&bytes, format_args!("file record {id}")))
             .transpose()
     }
 
@@ -163,7 +164,7 @@ impl Metadata {
         record: &FileRecord,
         small_file: Option<&[u8]>,
     ) -> Result<(), StorageError> {
-        let encoded = encode(record);
+        let encoded = record.encode();
         let size = record.size.to_be_bytes();
         let today = utc_day(record.created);
         self.all_trees()
@@ -203,7 +204,7 @@ impl Metadata {
                     return Ok(None);
                 };
                 small_files.remove(&id.0)?;
-                let record: FileRecord = decode(&bytes, format_args!("file record {id}"))
+                let record = decode_record(&bytes, format_args!("file record {id}"))
                     .map_err(ConflictableTransactionError::Abort)?;
                 by_user.remove(by_user_key(&record.uploader, record.expires, id))?;
                 uploads.insert(&id.0, &0u64.to_be_bytes())?;
@@ -340,6 +341,11 @@ fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl Display) -> Result<T, StorageError> {
     postcard::from_bytes(bytes).map_err(|err| StorageError::Decode(format!("{what}: {err}")))
+}
+
+/// A [`FileRecord`], in either of its stored forms (see `records`).
+fn decode_record(bytes: &[u8], what: impl Display) -> Result<FileRecord, StorageError> {
+    FileRecord::decode(bytes).map_err(|err| StorageError::Decode(format!("{what}: {err}")))
 }
 
 fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StorageError> {

@@ -108,7 +108,7 @@ impl RangeReader {
         Ok(RangeReader {
             sealed,
             file: file.id,
-            key: Arc::new(master_key.file_key(&file.id)),
+            key: Arc::new(master_key.file_key(&file.id, file.cipher)),
             nonce_prefix: file.nonce_prefix,
             chunk_size,
             file_size: file.size,
@@ -325,15 +325,16 @@ mod tests {
         std::fs::write(&path, blob).unwrap();
     }
 
-    #[test]
-    fn every_range_reads_exactly_its_bytes() {
-        let t = test_store();
-        let (bytes, file) = sample(&t);
-        let size = bytes.len() as u64;
-        for start in 0..size {
-            for end in start + 1..=size {
-                let got = read(&t.store, &file, start..end).unwrap();
-                assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
+    test_each_cipher! {
+        fn every_range_reads_exactly_its_bytes(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let size = bytes.len() as u64;
+            for start in 0..size {
+                for end in start + 1..=size {
+                    let got = read(&t.store, &file, start..end).unwrap();
+                    assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
+                }
             }
         }
     }
@@ -373,85 +374,89 @@ mod tests {
         assert_eq!(pieces(3..file.size), vec![13, 16, 16, 8]);
     }
 
-    #[test]
-    fn reads_only_the_chunks_it_needs() {
-        let t = test_store();
-        let (bytes, file) = sample(&t);
-        let chunk = u64::from(CHUNK);
-        tamper(&t, &file, 0);
-        tamper(&t, &file, 2);
-        // Chunk 1 alone, and the last chunk alone, are untouched.
-        assert_eq!(
-            read(&t.store, &file, chunk..2 * chunk).unwrap(),
-            &bytes[16..32]
-        );
-        assert_eq!(
-            read(&t.store, &file, 3 * chunk..file.size).unwrap(),
-            &bytes[48..]
-        );
-        assert!(matches!(
-            read(&t.store, &file, 2 * chunk - 1..2 * chunk + 1),
-            Err(StorageError::Corrupt { chunk: 2, .. })
-        ));
+    test_each_cipher! {
+        fn reads_only_the_chunks_it_needs(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let chunk = u64::from(CHUNK);
+            tamper(&t, &file, 0);
+            tamper(&t, &file, 2);
+            // Chunk 1 alone, and the last chunk alone, are untouched.
+            assert_eq!(
+                read(&t.store, &file, chunk..2 * chunk).unwrap(),
+                &bytes[16..32]
+            );
+            assert_eq!(
+                read(&t.store, &file, 3 * chunk..file.size).unwrap(),
+                &bytes[48..]
+            );
+            assert!(matches!(
+                read(&t.store, &file, 2 * chunk - 1..2 * chunk + 1),
+                Err(StorageError::Corrupt { chunk: 2, .. })
+            ));
+        }
     }
 
-    #[test]
-    fn tampered_chunk_is_never_served() {
-        let t = test_store();
-        let (bytes, file) = sample(&t);
-        tamper(&t, &file, 1);
-        let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
-        assert_eq!(pieces.len(), 2, "stops after the error");
-        assert_eq!(pieces[0].as_ref().unwrap(), &bytes[..16]);
-        assert!(matches!(
-            pieces[1],
-            Err(StorageError::Corrupt { chunk: 1, file: id }) if id == file.id
-        ));
+    test_each_cipher! {
+        fn tampered_chunk_is_never_served(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            tamper(&t, &file, 1);
+            let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
+            assert_eq!(pieces.len(), 2, "stops after the error");
+            assert_eq!(pieces[0].as_ref().unwrap(), &bytes[..16]);
+            assert!(matches!(
+                pieces[1],
+                Err(StorageError::Corrupt { chunk: 1, file: id }) if id == file.id
+            ));
+        }
     }
 
-    #[test]
-    fn swapped_chunks_are_corrupt() {
-        let t = test_store();
-        let (_, file) = sample(&t);
-        let path = blob_path(&t, &file);
-        let mut blob = std::fs::read(&path).unwrap();
-        let (first, second) = blob.split_at_mut(sealed(1).start);
-        first[sealed(0)].swap_with_slice(&mut second[..sealed(0).len()]);
-        std::fs::write(&path, blob).unwrap();
-        assert!(matches!(
-            read(&t.store, &file, 0..4),
-            Err(StorageError::Corrupt { chunk: 0, .. })
-        ));
-        assert!(matches!(
-            read(&t.store, &file, u64::from(CHUNK)..u64::from(CHUNK) + 1),
-            Err(StorageError::Corrupt { chunk: 1, .. })
-        ));
+    test_each_cipher! {
+        fn swapped_chunks_are_corrupt(cipher) {
+            let t = test_store_sealing(cipher);
+            let (_, file) = sample(&t);
+            let path = blob_path(&t, &file);
+            let mut blob = std::fs::read(&path).unwrap();
+            let (first, second) = blob.split_at_mut(sealed(1).start);
+            first[sealed(0)].swap_with_slice(&mut second[..sealed(0).len()]);
+            std::fs::write(&path, blob).unwrap();
+            assert!(matches!(
+                read(&t.store, &file, 0..4),
+                Err(StorageError::Corrupt { chunk: 0, .. })
+            ));
+            assert!(matches!(
+                read(&t.store, &file, u64::from(CHUNK)..u64::from(CHUNK) + 1),
+                Err(StorageError::Corrupt { chunk: 1, .. })
+            ));
+        }
     }
 
-    #[test]
-    fn a_truncated_blob_is_corrupt() {
-        let t = test_store();
-        let (bytes, file) = sample(&t);
-        let blob = std::fs::OpenOptions::new()
-            .write(true)
-            .open(blob_path(&t, &file))
-            .unwrap();
-        let full = blob.metadata().unwrap().len();
-        // One byte short: the tag of the last chunk is cut.
-        blob.set_len(full - 1).unwrap();
-        assert!(matches!(
-            read(&t.store, &file, file.size - 1..file.size),
-            Err(StorageError::Corrupt { chunk: 3, .. })
-        ));
-        // The whole last chunk gone, and part of the one before.
-        blob.set_len(sealed(2).start as u64 + 5).unwrap();
-        let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
-        assert_eq!(pieces.len(), 3, "stops after the error");
-        assert_eq!(pieces[1].as_ref().unwrap(), &bytes[16..32]);
-        assert!(matches!(
-            pieces[2],
-            Err(StorageError::Corrupt { chunk: 2, .. })
-        ));
+    test_each_cipher! {
+        fn a_truncated_blob_is_corrupt(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let blob = std::fs::OpenOptions::new()
+                .write(true)
+                .open(blob_path(&t, &file))
+                .unwrap();
+            let full = blob.metadata().unwrap().len();
+            // One byte short: the tag of the last chunk is cut.
+            blob.set_len(full - 1).unwrap();
+            assert!(matches!(
+                read(&t.store, &file, file.size - 1..file.size),
+                Err(StorageError::Corrupt { chunk: 3, .. })
+            ));
+            // The whole last chunk gone, and part of the one before.
+            blob.set_len(sealed(2).start as u64 + 5).unwrap();
+            let pieces: Vec<_> = t.store.read_range(&file, 0..file.size).unwrap().collect();
+            assert_eq!(pieces.len(), 3, "stops after the error");
+            assert_eq!(pieces[1].as_ref().unwrap(), &bytes[16..32]);
+            assert!(matches!(
+                pieces[2],
+                Err(StorageError::Corrupt { chunk: 2, .. })
+            ));
+        }
     }
 
     #[test]
@@ -465,27 +470,29 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_open_reader_survives_the_blob_being_unlinked() {
-        let t = test_store();
-        let (bytes, file) = sample(&t);
-        let mut reader = t.store.read_range(&file, 0..file.size).unwrap();
-        assert_eq!(reader.next().unwrap().unwrap(), &bytes[..16]);
-        std::fs::remove_file(blob_path(&t, &file)).unwrap();
-        let rest: Vec<u8> = reader.flat_map(|piece| piece.unwrap()).collect();
-        assert_eq!(rest, &bytes[16..]);
+    test_each_cipher! {
+        fn an_open_reader_survives_the_blob_being_unlinked(cipher) {
+            let t = test_store_sealing(cipher);
+            let (bytes, file) = sample(&t);
+            let mut reader = t.store.read_range(&file, 0..file.size).unwrap();
+            assert_eq!(reader.next().unwrap().unwrap(), &bytes[..16]);
+            std::fs::remove_file(blob_path(&t, &file)).unwrap();
+            let rest: Vec<u8> = reader.flat_map(|piece| piece.unwrap()).collect();
+            assert_eq!(rest, &bytes[16..]);
+        }
     }
 
-    #[test]
-    fn a_record_cut_short_is_corrupt() {
-        let t = test_store();
-        let (_, mut file) = sample(&t);
-        // A record claiming fewer chunks makes chunk 2 "last": its seal disagrees.
-        file.size = 3 * u64::from(CHUNK);
-        assert!(matches!(
-            read(&t.store, &file, 0..file.size),
-            Err(StorageError::Corrupt { chunk: 2, .. })
-        ));
+    test_each_cipher! {
+        fn a_record_cut_short_is_corrupt(cipher) {
+            let t = test_store_sealing(cipher);
+            let (_, mut file) = sample(&t);
+            // A record claiming fewer chunks makes chunk 2 "last": its seal disagrees.
+            file.size = 3 * u64::from(CHUNK);
+            assert!(matches!(
+                read(&t.store, &file, 0..file.size),
+                Err(StorageError::Corrupt { chunk: 2, .. })
+            ));
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::blobs::Blobs;
 use super::claims::Claims;
+use super::crypto::CipherChoice;
 use super::disk_space::{DiskGauge, DiskSpace};
 use super::error::StorageError;
 use super::gc::{GarbageCollector, GcReport};
@@ -59,13 +60,16 @@ pub struct StoreOptions {
     /// with their record instead of in a blob; `None`: every file gets a
     /// blob.
     pub small_file_max_bytes: Option<u64>,
+    /// The AEAD new files are sealed with; existing files keep theirs.
+    pub cipher: CipherChoice,
 }
 
 impl StoreOptions {
     /// The options Satchel runs with: a store in `path`, its master key in
     /// `key_file`, no earlier keys, a page cache of `cache_capacity` bytes,
-    /// chunks of [`CHUNK_SIZE`], and files up to [`SMALL_FILE_MAX_BYTES`] in
-    /// the database.
+    /// chunks of [`CHUNK_SIZE`], files up to [`SMALL_FILE_MAX_BYTES`] in
+    /// the database, and the cipher that suits the CPU
+    /// ([`CipherChoice::Auto`]).
     pub fn new(path: PathBuf, key_file: PathBuf, cache_capacity: u64) -> StoreOptions {
         StoreOptions {
             path,
@@ -74,6 +78,7 @@ impl StoreOptions {
             cache_capacity,
             chunk_size: CHUNK_SIZE,
             small_file_max_bytes: Some(SMALL_FILE_MAX_BYTES),
+            cipher: CipherChoice::Auto,
         }
     }
 }
@@ -110,12 +115,19 @@ impl Store {
         warn_of_unreadable_files(&files_per_key, &keys);
         let blobs = Blobs::open(&options.path)?;
         let claims = Claims::default();
+        let (cipher, why) = options.cipher.resolve();
+        tracing::info!(
+            %cipher,
+            choice = ?options.cipher,
+            "new files are sealed with {cipher}: {why}"
+        );
         Ok(Store {
             inner: Arc::new(Inner {
                 collector: GarbageCollector::new(blobs.clone(), metadata.clone(), claims.clone()),
                 settings: WriteSettings {
                     chunk_size: options.chunk_size,
                     small_file_max_bytes: options.small_file_max_bytes,
+                    cipher,
                 },
                 disk: DiskGauge::new(options.path),
                 metadata,
@@ -360,6 +372,117 @@ mod tests {
             Err(StorageError::UnknownKey { .. })
         ));
         assert_eq!(read(&store, &new, 0..30).unwrap(), data(30));
+    }
+
+    /// One store holds files of both ciphers: each is read with the cipher
+    /// its record names, whatever the store seals new files with, and each
+    /// refuses tampering and truncation alike.
+    #[test]
+    fn files_of_both_ciphers_live_in_one_store() {
+        use super::super::blobs::BlobState;
+        use super::super::crypto::{chunk_offset, Cipher, CipherChoice};
+
+        let t = test_store_sealing(Cipher::ChaCha20Poly1305);
+        let dir = t.dir;
+        let bytes = data(3 * CHUNK as usize + 5);
+        let size = bytes.len() as u64;
+        let slot = || slot_for("juliet@example.org", size);
+        let chacha = upload(&t.store, &slot(), &bytes, NOW + 1000);
+        drop(t.store);
+        let pinned_to_aes = StoreOptions {
+            cipher: CipherChoice::Pinned(Cipher::Aes256Gcm),
+            ..options_in(dir.path())
+        };
+        let store = open_when_released(pinned_to_aes).unwrap();
+        let aes = upload(&store, &slot(), &bytes, NOW + 1000);
+        assert_eq!(chacha.cipher, Cipher::ChaCha20Poly1305);
+        assert_eq!(aes.cipher, Cipher::Aes256Gcm);
+        drop(store);
+
+        let store = open_when_released(options_in(dir.path())).unwrap();
+        let chunk = u64::from(CHUNK);
+        for (file, other) in [
+            (&chacha, Cipher::Aes256Gcm),
+            (&aes, Cipher::ChaCha20Poly1305),
+        ] {
+            let stored = store.file(&file.id).unwrap().unwrap();
+            assert_eq!(&stored, file, "the record keeps its cipher");
+            assert_eq!(read(&store, &stored, 0..size).unwrap(), bytes);
+            assert_eq!(
+                read(&store, &stored, chunk + 3..2 * chunk + 1).unwrap(),
+                &bytes[chunk as usize + 3..2 * chunk as usize + 1]
+            );
+            // A record naming the other cipher opens nothing.
+            let misnamed = FileRecord {
+                cipher: other,
+                ..stored.clone()
+            };
+            assert!(matches!(
+                read(&store, &misnamed, 0..4),
+                Err(StorageError::Corrupt { chunk: 0, .. })
+            ));
+        }
+        for file in [&chacha, &aes] {
+            let path = store.blobs().path_for_tests(&file.id, BlobState::Published);
+            let mut blob = std::fs::read(&path).unwrap();
+            blob[chunk_offset(1, chunk) as usize + 2] ^= 0x04;
+            std::fs::write(&path, &blob).unwrap();
+            assert_eq!(
+                read(&store, file, 0..chunk).unwrap(),
+                &bytes[..CHUNK as usize]
+            );
+            assert!(matches!(
+                read(&store, file, 0..size),
+                Err(StorageError::Corrupt { chunk: 1, .. })
+            ));
+            // Cut short by a byte: the last chunk's tag is incomplete.
+            std::fs::write(&path, &blob[..blob.len() - 1]).unwrap();
+            assert!(matches!(
+                read(&store, file, size - 1..size),
+                Err(StorageError::Corrupt { chunk: 3, .. })
+            ));
+        }
+    }
+
+    /// A file stored before records named their cipher (record in its
+    /// first form, sealed with ChaCha20-Poly1305) reads after the upgrade,
+    /// whatever new files are sealed with.
+    #[test]
+    fn a_file_of_the_first_record_form_stays_readable() {
+        use super::super::crypto::{Cipher, CipherChoice};
+
+        let t = test_store_sealing(Cipher::ChaCha20Poly1305);
+        let bytes = data(40);
+        let file = upload(
+            &t.store,
+            &slot_for("juliet@example.org", 40),
+            &bytes,
+            NOW + 1000,
+        );
+        let files = t
+            .store
+            .metadata()
+            .open_tree(StoreTree::Files.name())
+            .unwrap();
+        // The first form is the current one without its extension (one
+        // byte: the cipher), as `records` tests against the first code.
+        let encoded = file.encode();
+        files
+            .insert(file.id.0, &encoded[..encoded.len() - 1])
+            .unwrap();
+        files.flush().unwrap();
+        let dir = t.dir;
+        drop((files, t.store));
+        let store = open_when_released(StoreOptions {
+            cipher: CipherChoice::Pinned(Cipher::Aes256Gcm),
+            ..options_in(dir.path())
+        })
+        .unwrap();
+        let stored = store.file(&file.id).unwrap().unwrap();
+        assert_eq!(stored, file);
+        assert_eq!(read(&store, &stored, 0..40).unwrap(), bytes);
+        assert_eq!(read(&store, &stored, 17..33).unwrap(), &bytes[17..33]);
+        assert_eq!(store.stored_bytes(), 40);
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //! its own temporary directory; either has the options the service runs
 //! with ([`StoreOptions::new`]). The storage tests use [`test_store`] and
 //! its variants: tiny chunks, so that a few bytes span several, and no
-//! small files in the database unless asked.
+//! small files in the database unless asked. They seal with the cipher the
+//! CPU suits, as the service does; the tests of sealed bytes (tampering,
+//! crashes, round trips) run once per cipher, through [`test_each_cipher`].
 
 use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::blobs::BlobState;
+use super::crypto::{Cipher, CipherChoice};
 use super::{FileId, FileRecord, NewUpload, Purpose, StorageError, Store, StoreOptions};
 
 /// Plaintext bytes per chunk of [`test_store`].
@@ -119,14 +122,23 @@ pub fn options_in(dir: &Path) -> StoreOptions {
 }
 
 pub fn test_store() -> TestStore {
-    test_store_with_chunks(CHUNK)
+    let dir = tempfile::tempdir().unwrap();
+    let options = options_in(dir.path());
+    TestStore::open(dir, options)
 }
 
-/// A test store sealing in chunks of `chunk_size` bytes instead of [`CHUNK`].
-pub fn test_store_with_chunks(chunk_size: u32) -> TestStore {
+/// A [`test_store`] sealing new files with `cipher`.
+pub fn test_store_sealing(cipher: Cipher) -> TestStore {
+    test_store_sealing_chunks(cipher, CHUNK)
+}
+
+/// A [`test_store`] sealing new files with `cipher` in chunks of
+/// `chunk_size` bytes instead of [`CHUNK`].
+pub fn test_store_sealing_chunks(cipher: Cipher, chunk_size: u32) -> TestStore {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         chunk_size,
+        cipher: CipherChoice::Pinned(cipher),
         ..options_in(dir.path())
     };
     TestStore::open(dir, options)
@@ -142,6 +154,42 @@ pub fn small_files_test_store() -> TestStore {
     };
     TestStore::open(dir, options)
 }
+
+/// A [`small_files_test_store`] sealing new files with `cipher`.
+pub fn small_files_test_store_sealing(cipher: Cipher) -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        small_file_max_bytes: Some(SMALL_FILE_TEST_MAX),
+        cipher: CipherChoice::Pinned(cipher),
+        ..options_in(dir.path())
+    };
+    TestStore::open(dir, options)
+}
+
+/// Runs a test once per [`Cipher`]: each `fn name(cipher) { .. }` inside
+/// becomes a module `name` with the tests `chacha20_poly1305` and
+/// `aes_256_gcm`, so that a failure names its cipher.
+macro_rules! test_each_cipher {
+    ($($(#[$meta:meta])* fn $name:ident($cipher:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            use super::*;
+
+            fn run($cipher: $crate::storage::crypto::Cipher) $body
+
+            #[test]
+            fn chacha20_poly1305() {
+                run($crate::storage::crypto::Cipher::ChaCha20Poly1305)
+            }
+
+            #[test]
+            fn aes_256_gcm() {
+                run($crate::storage::crypto::Cipher::Aes256Gcm)
+            }
+        }
+    )*};
+}
+pub(crate) use test_each_cipher;
 
 /// An upload of `size` bytes by `user`, of type `text/plain`, kept for a
 /// minute after [`NOW`].

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::blobs::{Blobs, PendingBlob};
 use super::claims::{Claim, Claims};
-use super::crypto::{seal_chunk, FileKey, TAG_LEN};
+use super::crypto::{seal_chunk, Cipher, FileKey, TAG_LEN};
 use super::error::{io_error, StorageError};
 use super::master_key::MasterKey;
 use super::metadata::Metadata;
@@ -38,6 +38,8 @@ pub(super) struct WriteSettings {
     /// with their record, instead of in a blob; `None`: every file gets a
     /// blob.
     pub small_file_max_bytes: Option<u64>,
+    /// The AEAD new files are sealed with.
+    pub cipher: Cipher,
 }
 
 /// An upload in progress; see [`Store::begin_upload`](super::Store::begin_upload).
@@ -210,7 +212,7 @@ impl UploadWriter {
             metadata: metadata.clone(),
             key_id: master_key.id(),
             sealer: ChunkSealer {
-                key: master_key.file_key(&upload.id),
+                key: master_key.file_key(&upload.id, settings.cipher),
                 nonce_prefix: rand::random(),
                 chunk_size,
                 sink,
@@ -313,6 +315,7 @@ impl UploadWriter {
             chunk_size: self.sealer.chunk_size as u32,
             nonce_prefix: self.sealer.nonce_prefix,
             key_id: self.key_id,
+            cipher: self.sealer.key.cipher(),
         }
     }
 }
@@ -390,35 +393,36 @@ mod tests {
         Some((size + chunks * TAG_LEN) as u64)
     }
 
-    #[test]
-    fn round_trips_every_size_shape() {
-        let t = test_store();
-        let chunk = CHUNK as usize;
-        // (size, chunks it must be stored in)
-        for (size, chunks) in [
-            (1, 1),
-            (chunk - 1, 1),
-            (chunk, 1),
-            (chunk + 1, 2),
-            (3 * chunk, 3),
-            (5 * chunk + 7, 6),
-        ] {
-            let slot = slot_for("juliet@example.org", size as u64);
-            let bytes = data(size);
-            let file = upload(&t.store, &slot, &bytes, NOW + 60);
+    test_each_cipher! {
+        fn round_trips_every_size_shape(cipher) {
+            let t = test_store_sealing(cipher);
+            let chunk = CHUNK as usize;
+            // (size, chunks it must be stored in)
+            for (size, chunks) in [
+                (1, 1),
+                (chunk - 1, 1),
+                (chunk, 1),
+                (chunk + 1, 2),
+                (3 * chunk, 3),
+                (5 * chunk + 7, 6),
+            ] {
+                let slot = slot_for("juliet@example.org", size as u64);
+                let bytes = data(size);
+                let file = upload(&t.store, &slot, &bytes, NOW + 60);
 
-            assert_eq!(file.size, size as u64);
-            assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
-            assert_eq!(file.sha256, sha256(&bytes));
-            assert_eq!(file.content_type, "text/plain");
-            assert_eq!(
-                t.blob_len(&file.id),
-                sealed_len(size, chunks),
-                "size {size}"
-            );
-            assert!(!t.has_part(&file.id));
-            assert_eq!(t.store.file(&file.id).unwrap(), Some(file.clone()));
-            assert_eq!(read(&t.store, &file, 0..size as u64).unwrap(), bytes);
+                assert_eq!(file.size, size as u64);
+                assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
+                assert_eq!(file.sha256, sha256(&bytes));
+                assert_eq!(file.content_type, "text/plain");
+                assert_eq!(
+                    t.blob_len(&file.id),
+                    sealed_len(size, chunks),
+                    "size {size}"
+                );
+                assert!(!t.has_part(&file.id));
+                assert_eq!(t.store.file(&file.id).unwrap(), Some(file.clone()));
+                assert_eq!(read(&t.store, &file, 0..size as u64).unwrap(), bytes);
+            }
         }
     }
 
@@ -442,27 +446,28 @@ mod tests {
         assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
     }
 
-    #[test]
-    fn batches_hashed_in_parallel_store_the_same_file() {
-        // Real-sized chunks: a file big enough for the hashing thread would
-        // take long in 16-byte chunks.
-        let t = test_store_with_chunks(64 * 1024);
-        // Big enough for the two-thread path, in uneven pieces.
-        let bytes = data(3 * HASH_THREAD_MIN_FILE_BYTES as usize + 5);
-        let slot = slot_for("juliet@example.org", bytes.len() as u64);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
-        let pieces: Vec<bytes::Bytes> = bytes
-            .chunks(10_007)
-            .map(bytes::Bytes::copy_from_slice)
-            .collect();
-        let (first, second) = pieces.split_at(pieces.len() / 2);
-        writer.write_pieces(first).unwrap();
-        writer.write_pieces(&second[..1]).unwrap();
-        writer.write_pieces(&second[1..]).unwrap();
-        let file = writer.finish(NOW).unwrap();
-        assert_eq!(file.sha256, sha256(&bytes));
-        assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
-        assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+    test_each_cipher! {
+        fn batches_hashed_in_parallel_store_the_same_file(cipher) {
+            // Real-sized chunks: a file big enough for the hashing thread would
+            // take long in 16-byte chunks.
+            let t = test_store_sealing_chunks(cipher, 64 * 1024);
+            // Big enough for the two-thread path, in uneven pieces.
+            let bytes = data(3 * HASH_THREAD_MIN_FILE_BYTES as usize + 5);
+            let slot = slot_for("juliet@example.org", bytes.len() as u64);
+            let mut writer = t.store.begin_upload(&slot).unwrap();
+            let pieces: Vec<bytes::Bytes> = bytes
+                .chunks(10_007)
+                .map(bytes::Bytes::copy_from_slice)
+                .collect();
+            let (first, second) = pieces.split_at(pieces.len() / 2);
+            writer.write_pieces(first).unwrap();
+            writer.write_pieces(&second[..1]).unwrap();
+            writer.write_pieces(&second[1..]).unwrap();
+            let file = writer.finish(NOW).unwrap();
+            assert_eq!(file.sha256, sha256(&bytes));
+            assert_eq!(file.blake3, *blake3::hash(&bytes).as_bytes());
+            assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+        }
     }
 
     #[test]
@@ -516,38 +521,40 @@ mod tests {
         assert_eq!(t.store.stored_bytes(), bytes.len() as u64);
     }
 
-    #[test]
-    fn dropped_writer_leaves_nothing_and_can_restart() {
-        let t = test_store();
-        let bytes = data(3 * CHUNK as usize + 5);
-        let slot = slot_for("juliet@example.org", bytes.len() as u64);
+    test_each_cipher! {
+        fn dropped_writer_leaves_nothing_and_can_restart(cipher) {
+            let t = test_store_sealing(cipher);
+            let bytes = data(3 * CHUNK as usize + 5);
+            let slot = slot_for("juliet@example.org", bytes.len() as u64);
 
-        let mut writer = t.store.begin_upload(&slot).unwrap();
-        writer.write(&data(2 * CHUNK as usize + 1)).unwrap();
-        drop(writer);
-        assert!(!t.has_part(&slot.id));
-        assert_eq!(t.blob_len(&slot.id), None);
-        assert_eq!(t.store.file(&slot.id).unwrap(), None);
-        assert!(t.store.metadata().uploads().unwrap().is_empty());
+            let mut writer = t.store.begin_upload(&slot).unwrap();
+            writer.write(&data(2 * CHUNK as usize + 1)).unwrap();
+            drop(writer);
+            assert!(!t.has_part(&slot.id));
+            assert_eq!(t.blob_len(&slot.id), None);
+            assert_eq!(t.store.file(&slot.id).unwrap(), None);
+            assert!(t.store.metadata().uploads().unwrap().is_empty());
 
-        let file = upload(&t.store, &slot, &bytes, NOW + 60);
-        assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+            let file = upload(&t.store, &slot, &bytes, NOW + 60);
+            assert_eq!(read(&t.store, &file, 0..file.size).unwrap(), bytes);
+        }
     }
 
-    #[test]
-    fn restart_replaces_the_blob_left_by_an_earlier_attempt() {
-        let t = test_store();
-        let slot = slot_for("juliet@example.org", 10);
-        // The blob of an attempt whose process died, longer than what a
-        // new attempt of this size writes, and one that died between the
-        // rename and the commit.
-        drop(t.store.blobs().create_pending(&slot.id).unwrap());
-        std::fs::write(t.blob_path(&slot.id, BlobState::Pending), [0u8; 160]).unwrap();
-        std::fs::write(t.blob_path(&slot.id, BlobState::Published), [1u8; 160]).unwrap();
-        let file = upload(&t.store, &slot, &data(10), NOW + 60);
-        assert_eq!(t.blob_len(&file.id), sealed_len(10, 1));
-        assert!(!t.has_part(&file.id));
-        assert_eq!(read(&t.store, &file, 0..10).unwrap(), data(10));
+    test_each_cipher! {
+        fn restart_replaces_the_blob_left_by_an_earlier_attempt(cipher) {
+            let t = test_store_sealing(cipher);
+            let slot = slot_for("juliet@example.org", 10);
+            // The blob of an attempt whose process died, longer than what a
+            // new attempt of this size writes, and one that died between the
+            // rename and the commit.
+            drop(t.store.blobs().create_pending(&slot.id).unwrap());
+            std::fs::write(t.blob_path(&slot.id, BlobState::Pending), [0u8; 160]).unwrap();
+            std::fs::write(t.blob_path(&slot.id, BlobState::Published), [1u8; 160]).unwrap();
+            let file = upload(&t.store, &slot, &data(10), NOW + 60);
+            assert_eq!(t.blob_len(&file.id), sealed_len(10, 1));
+            assert!(!t.has_part(&file.id));
+            assert_eq!(read(&t.store, &file, 0..10).unwrap(), data(10));
+        }
     }
 
     #[test]
@@ -658,77 +665,80 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn data_survives_reopen() {
-        let t = test_store();
-        let bytes = data(4 * CHUNK as usize + 9);
-        let slot = slot_for("juliet@example.org", bytes.len() as u64);
-        let file = upload(&t.store, &slot, &bytes, NOW + 60);
+    test_each_cipher! {
+        fn data_survives_reopen(cipher) {
+            let t = test_store_sealing(cipher);
+            let bytes = data(4 * CHUNK as usize + 9);
+            let slot = slot_for("juliet@example.org", bytes.len() as u64);
+            let file = upload(&t.store, &slot, &bytes, NOW + 60);
 
-        let t = t.reopen();
-        let reread = t.store.file(&slot.id).unwrap().unwrap();
-        assert_eq!(reread, file);
-        let plain = read(&t.store, &reread, 0..reread.size).unwrap();
-        assert_eq!(sha256(&plain), file.sha256);
-        assert_eq!(*blake3::hash(&plain).as_bytes(), file.blake3);
-    }
-
-    #[test]
-    fn plaintext_never_reaches_the_disk() {
-        let t = test_store();
-        // Shorter than half a chunk, so every chunk holds a whole copy.
-        let marker = b"SATCHEL!";
-        let bytes = marker.repeat(40);
-        let mut slot = slot_for("juliet@example.org", bytes.len() as u64);
-        // Metadata is stored in the clear: it shows the search can find
-        // what is there.
-        slot.filename = "control-filename-in-the-clear".into();
-        upload(&t.store, &slot, &bytes, NOW + 60);
-        t.store.flush().unwrap();
-
-        let mut disk = Vec::new();
-        let mut pending = vec![t.options().path];
-        while let Some(path) = pending.pop() {
-            if path.is_dir() {
-                for entry in std::fs::read_dir(&path).unwrap() {
-                    pending.push(entry.unwrap().path());
-                }
-            } else {
-                disk.extend(std::fs::read(&path).unwrap());
-            }
+            let t = t.reopen();
+            let reread = t.store.file(&slot.id).unwrap().unwrap();
+            assert_eq!(reread, file);
+            let plain = read(&t.store, &reread, 0..reread.size).unwrap();
+            assert_eq!(sha256(&plain), file.sha256);
+            assert_eq!(*blake3::hash(&plain).as_bytes(), file.blake3);
         }
-        let contains = |needle: &[u8]| disk.windows(needle.len()).any(|w| w == needle);
-        assert!(contains(slot.filename.as_bytes()));
-        assert!(!contains(marker));
     }
 
-    #[test]
-    fn small_files_live_in_the_database_and_read_back_like_the_others() {
-        let t = small_files_test_store();
-        // 0, 1 and 100 bytes go to the database (up to 7 chunks of 16), 101
-        // to a blob file.
-        for size in [0, 1, 16, 17, 100, 101] {
-            let slot = slot_for("juliet@example.org", size);
-            let bytes = data(size as usize);
-            let mut writer = t.store.begin_upload(&slot).unwrap();
-            let small = size <= SMALL_FILE_TEST_MAX;
-            // A small file's upload touches the disk only when it commits.
-            assert_eq!(t.has_part(&slot.id), !small, "size {size}");
-            writer.write(&bytes).unwrap();
-            let file = writer.finish(NOW).unwrap();
-            assert_eq!(t.blob_len(&file.id).is_some(), !small, "size {size}");
-            assert_eq!(
-                t.store.metadata().small_file(&file.id).unwrap().is_some(),
-                small
-            );
-            if size > 0 {
-                assert_eq!(read(&t.store, &file, 0..size).unwrap(), bytes);
-                assert_eq!(
-                    read(&t.store, &file, size / 2..size).unwrap(),
-                    &bytes[size as usize / 2..]
-                );
+    test_each_cipher! {
+        fn plaintext_never_reaches_the_disk(cipher) {
+            let t = test_store_sealing(cipher);
+            // Shorter than half a chunk, so every chunk holds a whole copy.
+            let marker = b"SATCHEL!";
+            let bytes = marker.repeat(40);
+            let mut slot = slot_for("juliet@example.org", bytes.len() as u64);
+            // Metadata is stored in the clear: it shows the search can find
+            // what is there.
+            slot.filename = "control-filename-in-the-clear".into();
+            upload(&t.store, &slot, &bytes, NOW + 60);
+            t.store.flush().unwrap();
+
+            let mut disk = Vec::new();
+            let mut pending = vec![t.options().path];
+            while let Some(path) = pending.pop() {
+                if path.is_dir() {
+                    for entry in std::fs::read_dir(&path).unwrap() {
+                        pending.push(entry.unwrap().path());
+                    }
+                } else {
+                    disk.extend(std::fs::read(&path).unwrap());
+                }
             }
-            assert_eq!(file.sha256, sha256(&bytes));
+            let contains = |needle: &[u8]| disk.windows(needle.len()).any(|w| w == needle);
+            assert!(contains(slot.filename.as_bytes()));
+            assert!(!contains(marker));
+        }
+    }
+
+    test_each_cipher! {
+        fn small_files_live_in_the_database_and_read_back_like_the_others(cipher) {
+            let t = small_files_test_store_sealing(cipher);
+            // 0, 1 and 100 bytes go to the database (up to 7 chunks of 16), 101
+            // to a blob file.
+            for size in [0, 1, 16, 17, 100, 101] {
+                let slot = slot_for("juliet@example.org", size);
+                let bytes = data(size as usize);
+                let mut writer = t.store.begin_upload(&slot).unwrap();
+                let small = size <= SMALL_FILE_TEST_MAX;
+                // A small file's upload touches the disk only when it commits.
+                assert_eq!(t.has_part(&slot.id), !small, "size {size}");
+                writer.write(&bytes).unwrap();
+                let file = writer.finish(NOW).unwrap();
+                assert_eq!(t.blob_len(&file.id).is_some(), !small, "size {size}");
+                assert_eq!(
+                    t.store.metadata().small_file(&file.id).unwrap().is_some(),
+                    small
+                );
+                if size > 0 {
+                    assert_eq!(read(&t.store, &file, 0..size).unwrap(), bytes);
+                    assert_eq!(
+                        read(&t.store, &file, size / 2..size).unwrap(),
+                        &bytes[size as usize / 2..]
+                    );
+                }
+                assert_eq!(file.sha256, sha256(&bytes));
+            }
         }
     }
 
@@ -750,24 +760,25 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_altered_small_file_is_corrupt_not_served() {
-        let t = small_files_test_store();
-        let slot = slot_for("juliet@example.org", 40);
-        let file = upload(&t.store, &slot, &data(40), NOW + 60);
-        let small_files = t.store.metadata().small_files_for_tests();
-        let mut sealed = small_files.get(file.id.0).unwrap().unwrap().to_vec();
-        sealed[40] ^= 1; // in the second chunk (bytes 32..64)
-        small_files.insert(file.id.0, sealed.clone()).unwrap();
-        let mut pieces = t.store.read_range(&file, 0..40).unwrap();
-        assert_eq!(pieces.next().unwrap().unwrap(), data(16));
-        assert!(matches!(
-            pieces.next(),
-            Some(Err(StorageError::Corrupt { chunk: 1, .. }))
-        ));
-        // Cut short: the chunk now at the end was not sealed as the last.
-        small_files.insert(file.id.0, &sealed[..32]).unwrap();
-        assert!(read(&t.store, &file, 0..40).is_err());
+    test_each_cipher! {
+        fn an_altered_small_file_is_corrupt_not_served(cipher) {
+            let t = small_files_test_store_sealing(cipher);
+            let slot = slot_for("juliet@example.org", 40);
+            let file = upload(&t.store, &slot, &data(40), NOW + 60);
+            let small_files = t.store.metadata().small_files_for_tests();
+            let mut sealed = small_files.get(file.id.0).unwrap().unwrap().to_vec();
+            sealed[40] ^= 1; // in the second chunk (bytes 32..64)
+            small_files.insert(file.id.0, sealed.clone()).unwrap();
+            let mut pieces = t.store.read_range(&file, 0..40).unwrap();
+            assert_eq!(pieces.next().unwrap().unwrap(), data(16));
+            assert!(matches!(
+                pieces.next(),
+                Some(Err(StorageError::Corrupt { chunk: 1, .. }))
+            ));
+            // Cut short: the chunk now at the end was not sealed as the last.
+            small_files.insert(file.id.0, &sealed[..32]).unwrap();
+            assert!(read(&t.store, &file, 0..40).is_err());
+        }
     }
 
     #[test]
