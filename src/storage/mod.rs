@@ -1,8 +1,7 @@
 //! Storage: encrypted, chunked files in a blob store, metadata in sled.
 //!
 //! Every file is cut into fixed-size plaintext chunks, each sealed with
-//! AES-256-GCM or ChaCha20-Poly1305 (whichever suits the CPU; the file's
-//! record names it) in the STREAM construction ([`crypto`]) under a key
+//! ChaCha20-Poly1305 in the STREAM construction ([`crypto`]) under a key
 //! derived from the master key ([`master_key`]) and the file id, so that the
 //! store alone reveals no file content (names, sizes, types and uploaders
 //! are metadata in clear), and a Range request decrypts only the chunks it
