@@ -14,7 +14,7 @@ use std::time::Duration;
 use jid::BareJid;
 
 use crate::clock::SECONDS_PER_DAY;
-use crate::storage::crypto::CipherChoice;
+use crate::storage::cipher::CipherChoice;
 
 /// The type of a configuration key.
 pub(crate) trait Kind {
@@ -137,7 +137,7 @@ impl Kind for CipherName {
     fn read(value: &toml::Value) -> Result<CipherChoice, Refusal> {
         string(value)?
             .parse()
-            .map_err(|err: crate::storage::crypto::UnknownCipher| unusable(err.to_string()))
+            .map_err(|err: crate::storage::cipher::UnknownCipher| unusable(err.to_string()))
     }
 }
 

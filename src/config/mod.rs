@@ -25,7 +25,7 @@ use jid::BareJid;
 
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
-use crate::storage::crypto::CipherChoice;
+use crate::storage::cipher::CipherChoice;
 pub use error::ConfigError;
 pub use help::keys_help;
 use key::Key;
@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_cipher_of_new_files_is_auto_unless_pinned() {
-        use crate::storage::crypto::Cipher;
+        use crate::storage::cipher::Cipher;
         let config = Config::parse(MINIMAL).unwrap();
         assert_eq!(config.storage.cipher, CipherChoice::Auto);
         for (written, expected) in [

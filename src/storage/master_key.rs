@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use super::crypto::{derive_file_key, Cipher, FileKey};
+use super::cipher::Cipher;
+use super::crypto::{derive_file_key, FileKey};
 use super::error::StorageError;
 use super::records::FileId;
 

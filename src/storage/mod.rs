@@ -16,7 +16,7 @@
 //! | facade     | `store` ([`Store`]); [`downloads`], a client of it                   |
 //! | operations | `writer` (uploads), `reader` (byte ranges), `gc` (deletions)         |
 //! | backends   | `blobs` (the sealed bytes), `metadata` (records, indexes, usage)     |
-//! | foundation | [`records`], [`crypto`], [`master_key`], `claims`, `trees`, `error`, `disk_space` |
+//! | foundation | [`cipher`], [`records`], [`crypto`], [`master_key`], `claims`, `trees`, `error`, `disk_space` |
 //!
 //! The two backends each have a small API and are the only code that
 //! touches their files and trees: they are the seams where an object store
@@ -72,6 +72,7 @@
 //! orphaned. A small PUT then waits for one sync instead of three; sled's
 //! memory habits (above) are harmless at a few KiB per file.
 mod blobs;
+pub mod cipher;
 mod claims;
 pub mod crypto;
 mod disk_space;

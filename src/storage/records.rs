@@ -32,7 +32,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::crypto::Cipher;
+use super::cipher::Cipher;
 
 /// The random 128-bit name of a slot and, once the upload completes, of its
 /// file. It is the unguessable part of the GET URL.

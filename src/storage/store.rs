@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::blobs::Blobs;
+use super::cipher::CipherChoice;
 use super::claims::Claims;
-use super::crypto::CipherChoice;
 use super::disk_space::{DiskGauge, DiskSpace};
 use super::error::StorageError;
 use super::gc::{GarbageCollector, GcReport};
@@ -380,7 +380,8 @@ mod tests {
     #[test]
     fn files_of_both_ciphers_live_in_one_store() {
         use super::super::blobs::BlobState;
-        use super::super::crypto::{chunk_offset, Cipher, CipherChoice};
+        use super::super::cipher::{Cipher, CipherChoice};
+        use super::super::crypto::chunk_offset;
 
         let t = test_store_sealing(Cipher::ChaCha20Poly1305);
         let dir = t.dir;
@@ -449,7 +450,7 @@ mod tests {
     /// whatever new files are sealed with.
     #[test]
     fn a_file_of_the_first_record_form_stays_readable() {
-        use super::super::crypto::{Cipher, CipherChoice};
+        use super::super::cipher::{Cipher, CipherChoice};
 
         let t = test_store_sealing(Cipher::ChaCha20Poly1305);
         let bytes = data(40);

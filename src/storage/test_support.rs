@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::blobs::BlobState;
-use super::crypto::{Cipher, CipherChoice};
+use super::cipher::{Cipher, CipherChoice};
 use super::{FileId, FileRecord, NewUpload, Purpose, StorageError, Store, StoreOptions};
 
 /// Plaintext bytes per chunk of [`test_store`].
@@ -175,16 +175,16 @@ macro_rules! test_each_cipher {
         mod $name {
             use super::*;
 
-            fn run($cipher: $crate::storage::crypto::Cipher) $body
+            fn run($cipher: $crate::storage::cipher::Cipher) $body
 
             #[test]
             fn chacha20_poly1305() {
-                run($crate::storage::crypto::Cipher::ChaCha20Poly1305)
+                run($crate::storage::cipher::Cipher::ChaCha20Poly1305)
             }
 
             #[test]
             fn aes_256_gcm() {
-                run($crate::storage::crypto::Cipher::Aes256Gcm)
+                run($crate::storage::cipher::Cipher::Aes256Gcm)
             }
         }
     )*};

@@ -21,8 +21,9 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::blobs::{Blobs, PendingBlob};
+use super::cipher::Cipher;
 use super::claims::{Claim, Claims};
-use super::crypto::{seal_chunk, Cipher, FileKey, TAG_LEN};
+use super::crypto::{seal_chunk, FileKey, TAG_LEN};
 use super::error::{io_error, StorageError};
 use super::master_key::MasterKey;
 use super::metadata::Metadata;

@@ -7,7 +7,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use satchel::storage::crypto::{open_chunk, Cipher, FileKey};
+use satchel::storage::cipher::Cipher;
+use satchel::storage::crypto::{open_chunk, FileKey};
 use satchel::storage::master_key::MasterKey;
 use satchel::storage::{FileId, FileRecord};
 
