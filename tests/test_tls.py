@@ -64,7 +64,11 @@ def issue(serial, cert=CERT, key=KEY):
 
 @pytest.fixture(scope="module", autouse=True)
 def pki():
-    """The CA and a first server certificate, serial 1."""
+    """The CA and a first server certificate, serial 1.
+
+    pytest may tear this down and set it up again when the tests of one server
+    are run apart from the other's: the directory is made anew each time."""
+    PKI.mkdir(exist_ok=True)
     new_key(PKI / "ca.key")
     openssl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=Satchel test CA",
             "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE",
