@@ -325,17 +325,22 @@ mod tests {
         std::fs::write(&path, blob).unwrap();
     }
 
+    /// Reads every non-empty range of `file` and compares it with `bytes`.
+    fn assert_every_range_reads_its_bytes(t: &TestStore, file: &FileRecord, bytes: &[u8]) {
+        let size = bytes.len() as u64;
+        for start in 0..size {
+            for end in start + 1..=size {
+                let got = read(&t.store, file, start..end).unwrap();
+                assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
+            }
+        }
+    }
+
     test_each_cipher! {
         fn every_range_reads_exactly_its_bytes(cipher) {
             let t = test_store_sealing(cipher);
             let (bytes, file) = sample(&t);
-            let size = bytes.len() as u64;
-            for start in 0..size {
-                for end in start + 1..=size {
-                    let got = read(&t.store, &file, start..end).unwrap();
-                    assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
-                }
-            }
+            assert_every_range_reads_its_bytes(&t, &file, &bytes);
         }
     }
 
@@ -347,13 +352,7 @@ mod tests {
         let bytes = data(chunks * CHUNK as usize + 5);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
         let file = upload(&t.store, &slot, &bytes, NOW + 60);
-        let size = bytes.len() as u64;
-        for start in 0..size {
-            for end in start + 1..=size {
-                let got = read(&t.store, &file, start..end).unwrap();
-                assert_eq!(got, &bytes[start as usize..end as usize], "{start}..{end}");
-            }
-        }
+        assert_every_range_reads_its_bytes(&t, &file, &bytes);
     }
 
     #[test]
