@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -388,6 +389,90 @@ def storage_phase(prosody, binary, max_file_size, payload, size, live_files, chu
         satchel.cleanup()
 
 
+def hardware_has_aes():
+    """What `storage.cipher = "auto"` looks for on x86-64: AES and carry-less multiply."""
+    flags = next((l.split(":", 1)[1].split() for l in
+                  Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), [])
+    return "aes" in flags and "pclmulqdq" in flags
+
+
+def cipher_phase(prosody, binary, max_file_size, table, payload, size, runs):
+    """Satchel alone, one fresh instance per cipher pinned in `storage.cipher`:
+    curl PUT and GET of `payload`, to show what the choice of AEAD is worth."""
+    ciphers = ["chacha20-poly1305"] + (["aes-256-gcm"] if hardware_has_aes() else [])
+    for cipher in ciphers:
+        progress(f"cipher {cipher}: PUT/GET {size_name(size)} x {runs} runs (Satchel alone)")
+        satchel = servers.make_satchel(prosody, binary, max_file_size, 20, cipher=cipher)
+        client = None
+        try:
+            satchel.start()
+            wait_component(prosody, satchel=satchel)
+            client = connect_user(prosody, "alice")
+            puts, gets = [], []
+            for r in range(runs):
+                slot = client.request_slot(f"cipher-{r}.bin", size, CONTENT_TYPE)
+                puts.append(size / MIB / finish(curl_put(slot, payload), 201,
+                                                f"{cipher} PUT"))
+                gets.append(size / MIB / finish(curl_get(slot.get_url), 200,
+                                                f"{cipher} GET", size))
+        finally:
+            if client is not None:
+                client.close()
+            satchel.cleanup()
+        table.add(f"  PUT {size_name(size)}, MiB/s, {cipher} pinned (curl, Satchel alone)",
+                  "higher", {"satchel": puts})
+        table.add(f"  GET {size_name(size)}, MiB/s, {cipher} pinned (curl, Satchel alone)",
+                  "higher", {"satchel": gets})
+    return ciphers
+
+
+def write_chart(table, path, title):
+    """One bar per compared figure and peer: how many times better Satchel does
+    (its ratio, turned so that right of 1 always means Satchel leads)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        print("no chart: matplotlib is missing (pip install matplotlib)", flush=True)
+        return
+    first, others = table.systems[0], table.systems[1:]
+    labels, bars = [], {o.key: [] for o in others}
+    for label, better, values, _ in table.rows:
+        mine = values.get(first.key, [])
+        theirs = {o.key: values.get(o.key, []) for o in others}
+        if better == "info" or not mine or not any(theirs.values()):
+            continue
+        # The run counts belong to the table; the tool (curl or Rust client) stays.
+        short = re.sub(r" \((\d+ x [\d.]+ s|\d+ runs?)\)|, \d+ runs?(?=\))", "", label)
+        labels.append(short.replace("; Satchel plugged into ejabberd", ""))
+        for o in others:
+            if theirs[o.key] and statistics.median(theirs[o.key]) > 0 and \
+                    statistics.median(mine) > 0:
+                ratio = statistics.median(mine) / statistics.median(theirs[o.key])
+                bars[o.key].append(ratio if better == "higher" else 1 / ratio)
+            else:
+                bars[o.key].append(float("nan"))
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(labels) + 1.5))
+    height = 0.8 / len(others)
+    for i, o in enumerate(others):
+        ys = [y + i * height for y in range(len(labels))]
+        ax.barh(ys, bars[o.key], height=height, label=f"vs {o.label}")
+    ax.set_yticks([y + height * (len(others) - 1) / 2 for y in range(len(labels))])
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
+    ax.set_xlabel("times better than the peer, log scale (right of 1x: Satchel leads)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"chart written to {path}", flush=True)
+
+
 # -- main --------------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -409,6 +494,8 @@ def main():
     ap.add_argument("--prosody-read-size", type=int, default=1 << 20,
                     help="Prosody's network_default_read_size (1 MiB; Prosody's own "
                          "default, 4096, holds uploads to ~3 MiB/s)")
+    ap.add_argument("--chart", type=Path, default=None,
+                    help="also draw the ratios as a PNG chart at this path (needs matplotlib)")
     ap.add_argument("--keep", action="store_true", help="leave the temp dirs behind")
     args = ap.parse_args()
 
@@ -505,6 +592,9 @@ def main():
                   {"satchel": [(storage["after"] - live) / MIB]}, 1)
         table.add("  disk bytes written per byte uploaded in this phase", "lower",
                   {"satchel": [storage["written_per_byte"]]}, 2)
+        cipher_size = max(sizes)
+        ciphers = cipher_phase(prosody, binary, max_file_size, table, payloads[cipher_size],
+                               cipher_size, runs_for(cipher_size))
         load_end = loadavg()
         elapsed = time.monotonic() - t0
 
@@ -559,8 +649,13 @@ def main():
         out(f"- Storage phase: a fresh Satchel store; {storage['uploaded'] // MIB} MiB "
             "uploaded in all; disk use is the allocated blocks of every file in the store "
             "(sled's files included), measured once garbage collection had run.")
+        out(f"- Cipher rows: a fresh Satchel per cipher pinned in `storage.cipher`; the "
+            f"main columns use `auto`, which picks "
+            f"{'aes-256-gcm' if hardware_has_aes() else 'chacha20-poly1305'} on this CPU.")
         skipped = ["microbenchmarks (slot handler, chunk crypto, Range, thumbnails): "
                    "`cargo bench --bench hot_paths`, not part of this command"]
+        if len(ciphers) == 1:
+            skipped.append("aes-256-gcm row (this CPU lacks AES or carry-less multiply)")
         if args.quick:
             skipped.insert(0, "16 MiB and 128 MiB sizes, and 20 x 128 MiB (20 x 1 MiB instead)"
                               " (--quick)")
@@ -568,6 +663,10 @@ def main():
         print("\n".join(report))
         if args.markdown:
             args.markdown.write_text("\n".join(report).lstrip("\n") + "\n")
+        if args.chart:
+            write_chart(table, args.chart, f"Satchel vs its peers, {time.strftime('%Y-%m-%d')}, "
+                        f"{os.cpu_count()} cores\nload average {load_start} at start, "
+                        f"{load_end} at the end")
     finally:
         for c in clients:
             c.close()

@@ -83,15 +83,17 @@ def make_ejabberd(max_file_size):
     return server
 
 
-def make_satchel(server, binary, max_file_size, concurrent, retention=None):
+def make_satchel(server, binary, max_file_size, concurrent, retention=None, cipher=None):
     overrides = {
         "limits": {"max_file_size": max_file_size,
                    "daily_upload_bytes": HUGE,
                    "user_storage_bytes": HUGE,
                    "min_free_disk_percent": 1,
-                   "slot_requests_per_minute": 1 << 40},
+                   "slot_requests_per_minute": (1 << 32) - 1},
         "http": {"max_concurrent_uploads": max(64, 2 * concurrent)},
     }
     if retention:
         overrides["retention"] = retention
+    if cipher:
+        overrides["storage"] = {"cipher": cipher}
     return Satchel(server, binary=binary, rust_log="warn", overrides=overrides)
