@@ -22,13 +22,16 @@
 //!    [`http`] (PUT into slots, GET and HEAD of stored files).
 //! 4. [`relay`]: delivering the media message to its recipients, durably.
 //!    It sends through the XMPP link, and takes the stanzas the router does
-//!    not answer as its [`Delegate`](xmpp::delegate::Delegate).
+//!    not answer as its [`Delegate`](xmpp::delegate::Delegate). Beside it
+//!    [`commands`]: the XEP-0050 commands of users and admins, which act on
+//!    the store, the slots and the relay.
 //! 5. `service`, behind [`run`]: starts every part and wires them together;
 //!    the one module that knows them all. Beside it [`check`], behind
 //!    `satchel check-config`: tries what start-up would, without starting.
 
 pub mod check;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod domains;
 pub mod http;

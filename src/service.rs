@@ -3,8 +3,8 @@
 //! This is the top of the crate, the one place that knows every part: the
 //! slots granted over XMPP are redeemed by the HTTP side
 //! ([`SlotService::redeemer`]), and the relay sends through the XMPP link
-//! and takes the stanzas the router does not answer (it is the router's
-//! [`Delegate`], below).
+//! and takes the stanzas the router does not answer, beside the commands
+//! (together they are the router's [`Delegate`], below).
 //!
 //! Everything that can fail because of the operator's setup (the store, the
 //! key file, the HTTP port) is tried before Satchel reports itself started, so
@@ -16,14 +16,17 @@
 
 use std::sync::Arc;
 
+use jid::Jid;
 use minidom::Element;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+use xmpp_parsers::stanza_error::StanzaError;
 
 use crate::clock::unix_now;
+use crate::commands::Commands;
 use crate::config::Config;
 use crate::http::tls::{ReloadingCert, TlsError};
 use crate::http::{self, HttpState};
@@ -31,6 +34,7 @@ use crate::relay::{Relay, RelayStartError};
 use crate::slots::SlotService;
 use crate::storage::downloads::DownloadTracker;
 use crate::storage::{StorageError, Store, StoreOptions};
+use crate::xmpp::adhoc::{CommandRequest, CommandResponse, ListedCommand};
 use crate::xmpp::delegate::Delegate;
 use crate::xmpp::{connection, router::Router};
 
@@ -187,8 +191,10 @@ fn start_xmpp(
     downloads: Option<DownloadTracker>,
 ) -> Result<(), StartError> {
     let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
-    let relay = Relay::start(config, store, outgoing.clone(), downloads)?;
-    let router = Arc::new(Router::new(config.component.jid.clone(), slots, relay));
+    let relay = Relay::start(config, store.clone(), outgoing.clone(), downloads)?;
+    let commands = Commands::new(config, store, slots.clone(), relay.clone());
+    let delegate = Arc::new(Component { relay, commands });
+    let router = Arc::new(Router::new(config.component.jid.clone(), slots, delegate));
     tokio::spawn(connection::run(
         config.component.clone(),
         router,
@@ -270,26 +276,46 @@ async fn collect_garbage_periodically(store: Store, config: Config) {
     }
 }
 
-/// The relay takes the stanzas the router does not answer: relay requests and
-/// bounces, presences, the answers to its probes and to its server query.
-impl Delegate for Relay {
+/// What the router passes on: to the relay, its stanzas (relay requests
+/// and bounces, presences, the answers to its probes and to its server
+/// query); to the commands, the XEP-0050 requests.
+struct Component {
+    relay: Arc<Relay>,
+    commands: Commands<Relay>,
+}
+
+impl Delegate for Component {
     async fn handle_message(&self, message: Element) -> Option<Element> {
-        Relay::handle_message(self, message).await
+        self.relay.handle_message(message).await
     }
 
     async fn handle_presence(&self, presence: &Element) {
-        Relay::handle_presence(self, presence).await
+        self.relay.handle_presence(presence).await
     }
 
     async fn handle_iq_response(&self, iq: &Element) -> bool {
-        Relay::handle_iq_response(self, iq).await
+        self.relay.handle_iq_response(iq).await
     }
 
     fn link_up(&self) -> Vec<Element> {
-        Relay::link_up(self)
+        self.commands.link_changed(true);
+        self.relay.link_up()
     }
 
     fn link_down(&self) {
-        Relay::link_down(self)
+        self.commands.link_changed(false);
+        self.relay.link_down()
+    }
+
+    fn command_items(&self, asker: &Jid) -> Vec<ListedCommand> {
+        self.commands.listed(asker)
+    }
+
+    async fn execute_command(
+        &self,
+        asker: &Jid,
+        request: CommandRequest,
+    ) -> Result<CommandResponse, StanzaError> {
+        self.commands.execute(asker, request).await
     }
 }

@@ -10,6 +10,7 @@ FEATURES = {
     NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING,
     NS_UPLOAD, f"{NS_PURPOSE}#message", f"{NS_PURPOSE}#ephemeral", f"{NS_PURPOSE}#permanent",
     "http://jabber.org/protocol/address",   # the relay (XEP-0033)
+    "http://jabber.org/protocol/commands",  # commands for users and admins (XEP-0050)
 }
 
 

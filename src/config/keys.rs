@@ -15,7 +15,7 @@
 
 use super::key::{define_keys, Key, KeyDefault, Section};
 use super::kinds::{
-    Bytes, CipherName, ComponentJid, Count, Domains, FilePath, FilePaths, Flag, HostPort,
+    BareJids, Bytes, CipherName, ComponentJid, Count, Domains, FilePath, FilePaths, Flag, HostPort,
     ListenAddress, Origin, Percent, Pixels, PublicUrl, Seconds, Secret,
 };
 
@@ -122,6 +122,12 @@ define_keys! {
         thumbnail_max_side: Pixels<16, 512> = 128;
         /// delete a relayed file once every recipient got it
         delete_after_download: Flag = false;
+    }
+
+    /// who may run the admin commands (XEP-0050)
+    admin {
+        /// bare JIDs of the admins, e.g. `["ops@example.org"]`
+        jids: BareJids = [];
     }
 
     /// what the log shows

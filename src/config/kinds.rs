@@ -300,6 +300,28 @@ impl Kind for Domains {
     }
 }
 
+/// Users' bare JIDs, like `ops@example.org`: a resource or a lone domain is refused.
+pub(crate) struct BareJids;
+
+impl Kind for BareJids {
+    type Value = Vec<BareJid>;
+    const UNIT: Unit = Unit::None;
+    fn read(value: &toml::Value) -> Result<Vec<BareJid>, Refusal> {
+        strings(value)?
+            .into_iter()
+            .map(|text| {
+                let parsed: BareJid = text
+                    .parse()
+                    .map_err(|e| unusable(format!("{text:?} is not a bare JID: {e}")))?;
+                if parsed.node().is_none() {
+                    return Err(unusable(format!("{text:?} is a domain, not a user's JID")));
+                }
+                Ok(parsed)
+            })
+            .collect()
+    }
+}
+
 fn unusable(reason: impl Into<String>) -> Refusal {
     Refusal::Unusable(reason.into())
 }
@@ -448,5 +470,12 @@ mod tests {
             Ok(vec!["example.org".to_owned()])
         );
         assert!(reason::<Domains>("[\"a@b\"]").contains("user JID"));
+        assert_eq!(
+            read::<BareJids>("[\"Ops@Example.ORG\"]").unwrap(),
+            vec!["Ops@example.org".parse::<BareJid>().unwrap()]
+        );
+        assert!(reason::<BareJids>("[\"example.org\"]").contains("not a user's JID"));
+        assert!(reason::<BareJids>("[\"a@b/phone\"]").contains("not a bare JID"));
+        assert!(reason::<BareJids>("[\"@@\"]").contains("not a bare JID"));
     }
 }

@@ -45,6 +45,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// Log users' JIDs instead of pseudonyms.
     pub show_jids: bool,
+    /// Who may run the admin commands.
+    pub admins: Vec<BareJid>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -192,6 +194,7 @@ impl Config {
             retention: retention(&raw)?,
             relay: relay(&raw)?,
             show_jids: raw.get(&keys::logging::show_jids)?,
+            admins: raw.get(&keys::admin::jids)?,
             component,
         })
     }

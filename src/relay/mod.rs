@@ -139,6 +139,39 @@ impl Relay {
         }))
     }
 
+    /// File `file` was deleted: its relays still pending are cancelled (the
+    /// delivery task logs how many and tells their senders).
+    pub async fn file_deleted(&self, file: crate::storage::FileId) {
+        if self
+            .events
+            .send(DeliveryEvent::FileDeleted(file))
+            .await
+            .is_err()
+        {
+            warn!(%file, "the delivery task is gone; pending relays of a deleted file end at expiry");
+        }
+    }
+
+    /// Relays not yet fully delivered, and the deliveries they still owe
+    /// (sent and waiting out the bounce window, due, or held); from the
+    /// outbox, so 0 if it cannot be read (logged).
+    pub fn pending(&self) -> (u64, u64) {
+        match self.outbox.all() {
+            Ok(relays) => {
+                let deliveries = relays
+                    .iter()
+                    .flat_map(|relay| &relay.recipients)
+                    .filter(|recipient| !recipient.status.is_final())
+                    .count();
+                (relays.len() as u64, deliveries as u64)
+            }
+            Err(error) => {
+                warn!(%error, "cannot read the outbox");
+                (0, 0)
+            }
+        }
+    }
+
     /// A message addressed to the component: a relay request, a bounce of one
     /// of ours, or the server's privilege announcement. Returns the answer.
     pub async fn handle_message(&self, message: Element) -> Option<Element> {

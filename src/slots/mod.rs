@@ -14,6 +14,7 @@ pub mod redeem;
 pub mod terms;
 pub mod ticket;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,8 @@ pub enum SlotError {
     NotAllowed,
     #[error("{reason}")]
     OverQuota { reason: &'static str, retry_at: u64 },
+    #[error("Uploads are paused for maintenance; downloads go on")]
+    Paused,
     #[error("storage failure")]
     Storage(#[from] StorageError),
 }
@@ -89,6 +92,8 @@ pub struct SlotService {
     limiter: Arc<RateLimiter>,
     tickets: Arc<TicketKeys>,
     redeemer: Redeemer,
+    /// Set by an admin (`admin/pause`): no slot is granted until cleared.
+    paused: Arc<AtomicBool>,
 }
 
 impl SlotService {
@@ -111,7 +116,28 @@ impl SlotService {
             redeemer: Redeemer::new(config, store.clone(), tickets.clone()),
             tickets,
             store,
+            paused: Arc::default(),
         }
+    }
+
+    /// Stops granting slots (clones share the flag); downloads and PUTs of
+    /// slots already granted go on. True if it was not paused already.
+    pub fn pause(&self) -> bool {
+        !self.paused.swap(true, Ordering::Relaxed)
+    }
+
+    /// Grants slots again. True if it was paused.
+    pub fn resume(&self) -> bool {
+        self.paused.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// The per-user quotas slots are granted within.
+    pub fn quota_limits(&self) -> QuotaLimits {
+        self.quota
     }
 
     /// What redeems the tickets this service seals, for the PUT side.
@@ -132,6 +158,9 @@ impl SlotService {
         now: u64,
     ) -> Result<Slot, SlotError> {
         self.check_requester(requester, now)?;
+        if self.is_paused() {
+            return Err(SlotError::Paused);
+        }
         self.check_request(&request)?;
         let uploader = requester.to_string();
         self.check_quota(&uploader, request.size, now)?;
@@ -243,6 +272,25 @@ mod tests {
 
     fn jid(text: &str) -> BareJid {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_paused_service_grants_nothing_until_resumed() {
+        let slots = TestSlots::new();
+        let alice = jid("alice@example.org");
+        assert!(slots.service.clone().pause());
+        assert!(!slots.service.pause(), "already paused");
+        let refused = slots
+            .service
+            .grant(&alice, request("a.txt", 1, None), NOW)
+            .unwrap_err();
+        assert!(matches!(refused, SlotError::Paused), "{refused:?}");
+        assert!(refused.to_string().contains("paused for maintenance"));
+        assert!(slots.service.resume());
+        slots
+            .service
+            .grant(&alice, request("a.txt", 1, None), NOW)
+            .unwrap();
     }
 
     #[test]

@@ -282,6 +282,35 @@ impl Metadata {
             .collect()
     }
 
+    /// The ids of `user`'s completed files, soonest expiry first.
+    pub fn user_file_ids(&self, user: &str) -> Result<Vec<FileId>, StorageError> {
+        let prefix = by_user_prefix(user);
+        self.by_user
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|key| {
+                let key = key?;
+                let (_, id) = parse_expiry_key(key.get(prefix.len()..).unwrap_or_default())?;
+                Ok(id)
+            })
+            .collect()
+    }
+
+    /// Calls `each` with every completed file's record.
+    pub fn for_each_file(&self, mut each: impl FnMut(&FileRecord)) -> Result<(), StorageError> {
+        for entry in self.files.iter() {
+            let (id, bytes) = entry?;
+            each(&decode_record(&bytes, format_args!("file record {id:?}"))?);
+        }
+        Ok(())
+    }
+
+    /// Forgets `user`'s usage (bytes stored and uploaded today).
+    pub fn forget_usage(&self, user: &str) -> Result<(), StorageError> {
+        self.usage.remove(user)?;
+        Ok(())
+    }
+
     /// (expires, size) of all files, soonest first, at most `limit` entries.
     pub fn files_by_expiry(&self, limit: usize) -> Result<Vec<(u64, u64)>, StorageError> {
         self.expiry

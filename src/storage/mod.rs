@@ -94,6 +94,6 @@ pub use error::StorageError;
 pub use gc::GcReport;
 pub use reader::{RangeReader, WINDOW_CHUNKS};
 pub use records::{FileId, FileRecord, NewUpload, Purpose, UserUsage};
-pub use store::{Store, StoreOptions, CHUNK_SIZE, SMALL_FILE_MAX_BYTES};
+pub use store::{Census, ErasedUser, Store, StoreOptions, CHUNK_SIZE, SMALL_FILE_MAX_BYTES};
 pub use trees::Tree;
 pub use writer::UploadWriter;

@@ -40,6 +40,25 @@ pub const CHUNK_SIZE: u32 = 64 * 1024;
 /// because sled keeps the values it writes in memory.
 pub const SMALL_FILE_MAX_BYTES: u64 = 4096;
 
+/// What the store holds, counted by [`Store::census`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub files: u64,
+    pub bytes: u64,
+    /// Files completed on the UTC day of `now`, and their bytes.
+    pub files_today: u64,
+    pub bytes_today: u64,
+}
+
+/// What [`Store::erase_user`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErasedUser {
+    pub files: u64,
+    pub bytes: u64,
+    /// Files that could not be deleted now (being read for deletion elsewhere).
+    pub left: u64,
+}
+
 /// How to open a [`Store`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -153,6 +172,54 @@ impl Store {
     /// (for quota retry stamps).
     pub fn user_files_by_expiry(&self, user: &str) -> Result<Vec<(u64, u64)>, StorageError> {
         self.inner.metadata.user_files_by_expiry(user)
+    }
+
+    /// The records of `user`'s completed files, newest upload first.
+    pub fn user_files(&self, user: &str) -> Result<Vec<FileRecord>, StorageError> {
+        let mut files = Vec::new();
+        for id in self.inner.metadata.user_file_ids(user)? {
+            // A file deleted since the scan is simply not listed.
+            if let Some(record) = self.inner.metadata.file(&id)? {
+                files.push(record);
+            }
+        }
+        files.sort_by_key(|f| std::cmp::Reverse((f.created, f.expires, f.id.0)));
+        Ok(files)
+    }
+
+    /// Counts the completed files, in one pass over the records (for an
+    /// admin's question, not for a hot path).
+    pub fn census(&self, now: u64) -> Result<Census, StorageError> {
+        let today = crate::clock::utc_day(now);
+        let mut census = Census::default();
+        self.inner.metadata.for_each_file(|record| {
+            census.files += 1;
+            census.bytes = census.bytes.saturating_add(record.size);
+            if crate::clock::utc_day(record.created) == today {
+                census.files_today += 1;
+                census.bytes_today = census.bytes_today.saturating_add(record.size);
+            }
+        })?;
+        Ok(census)
+    }
+
+    /// Deletes every completed file of `user` and forgets their usage: what
+    /// Satchel keeps of a user who leaves. An upload still being written is
+    /// not interrupted; its file is counted in [`ErasedUser::left`] and can be
+    /// erased once it completes.
+    pub fn erase_user(&self, user: &str) -> Result<ErasedUser, StorageError> {
+        let mut erased = ErasedUser::default();
+        for record in self.user_files(user)? {
+            if self.delete_file(&record.id)? {
+                erased.files += 1;
+                erased.bytes = erased.bytes.saturating_add(record.size);
+            } else if self.inner.metadata.has_file(&record.id)? {
+                erased.left += 1;
+            }
+        }
+        self.inner.metadata.forget_usage(user)?;
+        self.flush()?;
+        Ok(erased)
     }
 
     /// (expires, size) of all files, soonest first, at most `limit` entries.
@@ -338,6 +405,89 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
     use crate::clock::utc_day;
+
+    #[test]
+    fn a_users_files_are_listed_newest_first_and_only_theirs() {
+        let t = test_store();
+        let first = upload(
+            &t.store,
+            &slot_for("alice@example.org", 10),
+            &data(10),
+            NOW + 100,
+        );
+        let second = upload(
+            &t.store,
+            &slot_for("alice@example.org", 20),
+            &data(20),
+            NOW + 50,
+        );
+        upload(
+            &t.store,
+            &slot_for("bob@example.org", 30),
+            &data(30),
+            NOW + 100,
+        );
+        let listed: Vec<FileId> = t
+            .store
+            .user_files("alice@example.org")
+            .unwrap()
+            .iter()
+            .map(|f| f.id)
+            .collect();
+        // Same upload time: the one kept longer counts as the newer.
+        assert_eq!(listed, [first.id, second.id]);
+        assert!(t.store.user_files("carol@example.org").unwrap().is_empty());
+        let census = t.store.census(NOW).unwrap();
+        assert_eq!(
+            census,
+            Census {
+                files: 3,
+                bytes: 60,
+                files_today: 3,
+                bytes_today: 60
+            }
+        );
+        assert_eq!(t.store.census(NOW + 86_400).unwrap().files_today, 0);
+    }
+
+    #[test]
+    fn erasing_a_user_deletes_their_files_and_usage_and_nobody_elses() {
+        let t = test_store();
+        let alice = upload(
+            &t.store,
+            &slot_for("alice@example.org", 10),
+            &data(10),
+            NOW + 100,
+        );
+        upload(
+            &t.store,
+            &slot_for("alice@example.org", 20),
+            &data(20),
+            NOW + 100,
+        );
+        let bob = upload(
+            &t.store,
+            &slot_for("bob@example.org", 30),
+            &data(30),
+            NOW + 100,
+        );
+        let erased = t.store.erase_user("alice@example.org").unwrap();
+        assert_eq!(
+            erased,
+            ErasedUser {
+                files: 2,
+                bytes: 30,
+                left: 0
+            }
+        );
+        assert_eq!(t.store.file(&alice.id).unwrap(), None);
+        assert!(t.store.user_files("alice@example.org").unwrap().is_empty());
+        let usage = t.store.usage("alice@example.org", NOW).unwrap();
+        assert_eq!((usage.stored_bytes, usage.day_bytes), (0, 0));
+        assert_eq!(t.store.stored_bytes(), 30);
+        assert!(t.store.file(&bob.id).unwrap().is_some());
+        assert_eq!(t.blob_len(&alice.id), None, "the bytes are gone");
+    }
 
     #[test]
     fn a_rotated_key_keeps_old_files_readable_and_seals_new_ones() {

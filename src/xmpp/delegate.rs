@@ -13,10 +13,20 @@
 //! handler slots, not the link. [`Delegate::link_up`] comes before the first
 //! stanza of a link is read, and what it returns goes out before anything
 //! else; [`Delegate::link_down`] comes once the link is lost.
+//!
+//! XEP-0050 commands are answered above the XMPP side too (they act on the
+//! store, the slots and the relay): the router reads the `<command/>` and
+//! the commands' disco#items query and asks the delegate
+//! ([`Delegate::command_items`], [`Delegate::execute_command`]), which by
+//! default has no commands.
 
 use std::future::Future;
 
+use jid::Jid;
 use minidom::Element;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use super::adhoc::{CommandRequest, CommandResponse, ListedCommand};
 
 /// Takes the stanzas the router does not answer itself.
 pub trait Delegate: Send + Sync + 'static {
@@ -35,4 +45,27 @@ pub trait Delegate: Send + Sync + 'static {
 
     /// The link went down; what is sent from now on waits for the next one.
     fn link_down(&self);
+
+    /// The commands `asker` may run, for disco#items on the commands node.
+    fn command_items(&self, asker: &Jid) -> Vec<ListedCommand> {
+        let _ = asker;
+        Vec::new()
+    }
+
+    /// Runs (a stage of) a command for `asker`; the error is the IQ's answer.
+    fn execute_command(
+        &self,
+        asker: &Jid,
+        request: CommandRequest,
+    ) -> impl Future<Output = Result<CommandResponse, StanzaError>> + Send {
+        let _ = (asker, request);
+        async {
+            Err(StanzaError::new(
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                "en",
+                "No such command",
+            ))
+        }
+    }
 }

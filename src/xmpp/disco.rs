@@ -25,6 +25,8 @@ pub fn info(max_file_size: u64) -> DiscoInfoResult {
         ns::HTTP_UPLOAD,
         // XEP-0033: relay requests name their recipients with addresses.
         crate::xmpp::addresses::NS,
+        // XEP-0050: commands for users and admins.
+        crate::xmpp::adhoc::NS,
     ]
     .into_iter()
     .chain(PURPOSE_FEATURES)

@@ -112,6 +112,7 @@ pub fn slot_error(error: &SlotError) -> StanzaError {
             (ErrorType::Modify, DefinedCondition::BadRequest, None)
         }
         SlotError::NotAllowed => (ErrorType::Cancel, DefinedCondition::NotAllowed, None),
+        SlotError::Paused => (ErrorType::Wait, DefinedCondition::ResourceConstraint, None),
         SlotError::OverQuota { retry_at, .. } => (
             ErrorType::Wait,
             DefinedCondition::ResourceConstraint,

@@ -6,11 +6,12 @@
 //!
 //! The other modules hold the shapes of one XEP each, named after it as
 //! `xmpp_parsers` names its own: [`disco`] (XEP-0030), [`http_upload`]
-//! (XEP-0363), [`addresses`] (XEP-0033), [`bob`] (XEP-0231), [`hints`]
+//! (XEP-0363), [`adhoc`] (XEP-0050), [`addresses`] (XEP-0033), [`bob`] (XEP-0231), [`hints`]
 //! (XEP-0334), [`privilege`] (XEP-0356), [`file_metadata`] (XEP-0446) and
-//! [`sfs`] (XEP-0447). The first two serve the router, the others the relay.
+//! [`sfs`] (XEP-0447). The first three serve the router, the others the relay.
 
 pub mod addresses;
+pub mod adhoc;
 pub mod bob;
 pub mod connection;
 pub mod delegate;

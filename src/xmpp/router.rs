@@ -20,7 +20,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::delegate::Delegate;
-use super::{disco, http_upload};
+use super::{adhoc, disco, http_upload};
 use crate::clock::unix_now;
 use crate::logging::LoggedJid;
 use crate::slots::{SlotError, SlotService};
@@ -170,11 +170,27 @@ impl<D: Delegate> Router<D> {
                 }
                 Ok(Some(self.disco_info.clone().into()))
             }
-            ("get", "query", ns::DISCO_ITEMS) => {
-                if payload.attr("node").is_some() {
-                    return Err((cancel(DefinedCondition::ItemNotFound, "No such node"), None));
+            ("get", "query", ns::DISCO_ITEMS) => match payload.attr("node") {
+                None => Ok(Some(disco::items().into())),
+                Some(adhoc::NS) => {
+                    let listed = self.delegate.command_items(from);
+                    Ok(Some(adhoc::items(&self.jid, &listed).into()))
                 }
-                Ok(Some(disco::items().into()))
+                Some(_) => Err((cancel(DefinedCondition::ItemNotFound, "No such node"), None)),
+            },
+            ("set", "command", adhoc::NS) => {
+                let request = adhoc::parse(payload).map_err(|error| {
+                    info!(%error, "malformed command");
+                    (error.to_stanza_error(), None)
+                })?;
+                let node = request.node.clone();
+                match self.delegate.execute_command(from, request).await {
+                    Ok(response) => Ok(Some(response.into())),
+                    Err(error) => {
+                        info!(node = %node.chars().take(64).collect::<String>(), condition = ?error.defined_condition, "command refused");
+                        Err((error, None))
+                    }
+                }
             }
             ("get", "ping", ns::PING) => Ok(None),
             ("get", "request", ns::HTTP_UPLOAD) => self.answer_slot_request(payload, from).await,
@@ -507,6 +523,43 @@ pub(crate) mod tests {
         assert_eq!(
             fixture.recorder.passed_on(),
             ["message question", "up", "down"]
+        );
+    }
+
+    #[tokio::test]
+    async fn commands_go_to_the_delegate_which_has_none_by_default() {
+        let items = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='c1' {FROM}><query xmlns='http://jabber.org/protocol/disco#items' node='http://jabber.org/protocol/commands'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(items.attr("type"), Some("result"));
+        let query = items.get_child("query", ns::DISCO_ITEMS).unwrap();
+        assert_eq!(query.attr("node"), Some(adhoc::NS));
+        assert_eq!(query.children().count(), 0);
+        let run = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='c2' {FROM}><command xmlns='http://jabber.org/protocol/commands' node='usage'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(condition(&run), ("cancel".into(), "item-not-found".into()));
+        let malformed = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='c3' {FROM}><command xmlns='http://jabber.org/protocol/commands' node='usage' action='boom'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            condition(&malformed),
+            ("modify".into(), "bad-request".into())
+        );
+        let other_node = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='c4' {FROM}><query xmlns='http://jabber.org/protocol/disco#items' node='elsewhere'/></iq>"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            condition(&other_node),
+            ("cancel".into(), "item-not-found".into())
         );
     }
 

@@ -201,7 +201,7 @@ class Client:
         x.enable_starttls = False
         x.enable_direct_tls = False
         x.use_ipv6 = False
-        for p in ("xep_0030", "xep_0199", "xep_0004"):
+        for p in ("xep_0030", "xep_0199", "xep_0004", "xep_0050"):
             x.register_plugin(p)
         # Slixmpp would otherwise answer unknown IQs on our behalf only; nothing else to set.
         started = self._loop.create_future()

@@ -35,6 +35,7 @@ pub use route::Capabilities;
 pub use task::DeliveryTask;
 
 use crate::relay::record::RelayRecord;
+use crate::storage::FileId;
 use crate::xmpp::privilege::PrivilegeVersion;
 
 /// What the delivery task learns from the rest of Satchel.
@@ -42,6 +43,9 @@ use crate::xmpp::privilege::PrivilegeVersion;
 pub enum DeliveryEvent {
     /// A relay was stored and acknowledged: deliver it.
     Accepted(Box<RelayRecord>),
+    /// File `0` was deleted (by its uploader or an admin): what is still
+    /// owed of relays of it is cancelled, and their senders told.
+    FileDeleted(FileId),
     /// The server returned the message of `attempt` with an error; `from`
     /// is who says so.
     Bounce {

@@ -152,6 +152,7 @@ impl<C: Composer> DeliveryTask<C> {
     fn handle(&mut self, event: DeliveryEvent, now: Instant) {
         match event {
             DeliveryEvent::Accepted(relay) => self.add(*relay),
+            DeliveryEvent::FileDeleted(file) => self.cancel_file(file),
             DeliveryEvent::ServerKnown {
                 connection,
                 capabilities,
@@ -191,6 +192,23 @@ impl<C: Composer> DeliveryTask<C> {
                 from,
                 reachable,
             } => self.probe_answer(attempt, &from, reachable, now),
+        }
+    }
+
+    /// Ends every pending delivery of relays of `file`, which is gone.
+    fn cancel_file(&mut self, file: crate::storage::FileId) {
+        let cancelled: Vec<JobKey> = self
+            .jobs
+            .iter()
+            .filter(|(key, _)| self.relays.get(&key.relay).is_some_and(|r| r.file == file))
+            .map(|(key, _)| *key)
+            .collect();
+        if cancelled.is_empty() {
+            return;
+        }
+        info!(%file, deliveries = cancelled.len(), "file deleted: its pending relays are cancelled");
+        for key in cancelled {
+            self.finish(key, DeliveryStatus::Failed("item-not-found".into()));
         }
     }
 
@@ -751,6 +769,30 @@ mod tests {
         assert!(
             h.next(Duration::from_secs(120)).await.is_none(),
             "not retried"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deleting_the_file_cancels_what_is_owed_and_tells_the_sender() {
+        let mut h = start();
+        // The link is down: both deliveries are still owed.
+        let relay = relay(&["bob@example.org", "carol@example.org"]);
+        h.accept(&relay).await;
+        h.event(DeliveryEvent::FileDeleted(crate::storage::FileId([9; 16])))
+            .await;
+        assert_eq!(h.outbox.all().unwrap().len(), 1, "another file's deletion");
+        h.event(DeliveryEvent::FileDeleted(relay.file)).await;
+        for _ in 0..2 {
+            let report = h.next(Duration::from_secs(1)).await.unwrap();
+            assert_eq!(report.attr("to"), Some("alice@example.org/phone"));
+            assert_eq!(report.attr("condition"), Some("item-not-found"));
+        }
+        assert!(h.outbox.all().unwrap().is_empty());
+        h.link_up();
+        h.capabilities(false, false, true).await;
+        assert!(
+            h.next(Duration::from_secs(120)).await.is_none(),
+            "nothing is sent of a deleted file"
         );
     }
 
