@@ -88,6 +88,12 @@ def test_users_see_the_user_commands_and_admins_also_theirs(satchel, alice, conn
     assert NS_COMMANDS in alice.disco_info().features
     assert listed_nodes(alice) == USER_NODES
     assert listed_nodes(connect("carol")) == USER_NODES | ADMIN_NODES
+    usage = alice.disco_info(node="usage")
+    assert [(c, t) for c, t, _ in usage.identities] == [("automation", "command-node")]
+    assert NS_COMMANDS in usage.features
+    with pytest.raises(XmppError) as hidden:
+        alice.disco_info(node="admin/stats")
+    assert hidden.value.condition == "item-not-found"
 
 
 def test_usage_counts_an_upload(satchel, alice):

@@ -809,6 +809,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_admin_sees_a_users_usage_and_files() {
+        let f = fixture();
+        let file = f.upload("alice@example.org", 10);
+        let ask = f.start(OPS, "admin/user").await.unwrap();
+        let id = ask.attr("sessionid").unwrap().to_owned();
+        let user = Field::text_single("user", "alice@example.org");
+        let shown = f
+            .run(OPS, "admin/user", Some(&id), Action::Next, Some(vec![user]))
+            .await
+            .unwrap();
+        assert_eq!(shown.attr("status"), Some("completed"), "one page");
+        assert_eq!(field(&shown, "stored-bytes").as_deref(), Some("10"));
+        assert_eq!(rows(&shown), [f.commands.inner.url_of(&file)]);
+    }
+
+    #[tokio::test]
     async fn a_cancelled_session_is_over() {
         let f = fixture();
         f.upload("alice@example.org", 10);

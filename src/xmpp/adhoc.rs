@@ -10,7 +10,7 @@
 
 use minidom::Element;
 use xmpp_parsers::data_forms::DataForm;
-use xmpp_parsers::disco::{DiscoItemsResult, Item};
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 /// The XEP-0050 namespace, also the disco node that lists the commands.
@@ -332,6 +332,28 @@ pub fn items(component: &jid::BareJid, commands: &[ListedCommand]) -> DiscoItems
     }
 }
 
+/// The disco#info answer about the commands node (XEP-0050 §2.2), or
+/// about one command's node (§2.3), which `command` names.
+pub fn node_info(node: &str, command: Option<&ListedCommand>) -> DiscoInfoResult {
+    let (kind, name, features) = match command {
+        None => ("command-list", "Commands", Default::default()),
+        Some(command) => (
+            "command-node",
+            command.name,
+            [NS, xmpp_parsers::ns::DATA_FORMS]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+    };
+    DiscoInfoResult {
+        node: Some(node.to_owned()),
+        identities: vec![Identity::new("automation", kind, "en", name)],
+        features,
+        extensions: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,6 +549,33 @@ mod tests {
         assert_eq!(item.attr("jid"), Some("upload.example.org"));
         assert_eq!(item.attr("node"), Some("usage"));
         assert_eq!(item.attr("name"), Some("My usage"));
+    }
+
+    /// XEP-0050 examples 3 and 4: what disco#info says of the nodes.
+    #[test]
+    fn node_info_names_the_automation_identities() {
+        let list = Element::from(node_info(NS, None));
+        let identity = list
+            .get_child("identity", xmpp_parsers::ns::DISCO_INFO)
+            .unwrap();
+        assert_eq!(identity.attr("category"), Some("automation"));
+        assert_eq!(identity.attr("type"), Some("command-list"));
+        let usage = ListedCommand {
+            node: "usage",
+            name: "My usage",
+        };
+        let one = Element::from(node_info("usage", Some(&usage)));
+        assert_eq!(one.attr("node"), Some("usage"));
+        let identity = one
+            .get_child("identity", xmpp_parsers::ns::DISCO_INFO)
+            .unwrap();
+        assert_eq!(identity.attr("type"), Some("command-node"));
+        let features: Vec<_> = one
+            .children()
+            .filter(|c| c.name() == "feature")
+            .map(|f| f.attr("var").unwrap())
+            .collect();
+        assert_eq!(features, [NS, "jabber:x:data"]);
     }
 
     #[test]

@@ -164,12 +164,19 @@ impl<D: Delegate> Router<D> {
         };
         let namespace = payload.ns();
         match (kind, payload.name(), namespace.as_str()) {
-            ("get", "query", ns::DISCO_INFO) => {
-                if payload.attr("node").is_some() {
-                    return Err((cancel(DefinedCondition::ItemNotFound, "No such node"), None));
+            ("get", "query", ns::DISCO_INFO) => match payload.attr("node") {
+                None => Ok(Some(self.disco_info.clone().into())),
+                Some(adhoc::NS) => Ok(Some(adhoc::node_info(adhoc::NS, None).into())),
+                Some(node) => {
+                    // Only the commands the asker may run have a node.
+                    let listed = self.delegate.command_items(from);
+                    let command = listed.iter().find(|command| command.node == node);
+                    match command {
+                        Some(command) => Ok(Some(adhoc::node_info(node, Some(command)).into())),
+                        None => Err((cancel(DefinedCondition::ItemNotFound, "No such node"), None)),
+                    }
                 }
-                Ok(Some(self.disco_info.clone().into()))
-            }
+            },
             ("get", "query", ns::DISCO_ITEMS) => match payload.attr("node") {
                 None => Ok(Some(disco::items().into())),
                 Some(adhoc::NS) => {
