@@ -278,7 +278,7 @@ pub fn table(form: DataForm, columns: &[(&str, &str)], rows: Vec<Vec<String>>) -
     element
 }
 
-/// The XEP-0050 application-specific error conditions (§4.6).
+/// The XEP-0050 application-specific error conditions (§4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Specific {
     BadAction,
@@ -332,8 +332,8 @@ pub fn items(component: &jid::BareJid, commands: &[ListedCommand]) -> DiscoItems
     }
 }
 
-/// The disco#info answer about the commands node (XEP-0050 §2.2), or
-/// about one command's node (§2.3), which `command` names.
+/// The disco#info answer about the commands node, or about one
+/// command's node, which `command` names (XEP-0050 §2.2).
 pub fn node_info(node: &str, command: Option<&ListedCommand>) -> DiscoInfoResult {
     let (kind, name, features) = match command {
         None => ("command-list", "Commands", Default::default()),
@@ -363,7 +363,7 @@ mod tests {
         xml.parse().unwrap()
     }
 
-    /// XEP-0050 example 5: executing a command with no action.
+    /// XEP-0050 §2.4.1: executing a command, with no action named.
     #[test]
     fn a_bare_execute_request_is_read() {
         let request = parse(&element(
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(request.form, None);
     }
 
-    /// XEP-0050 example 11: the second stage submits a form in the session.
+    /// XEP-0050 §2.4.2: a later stage submits a form in the session.
     #[test]
     fn a_next_stage_with_a_form_is_read() {
         let request = parse(&element(
@@ -398,7 +398,7 @@ mod tests {
         assert_eq!(form.fields[0].values, ["2"]);
     }
 
-    /// XEP-0050 example 17: cancelling a session.
+    /// XEP-0050 §2.4.3: cancelling a session.
     #[test]
     fn a_cancel_is_read() {
         let request = parse(&element(
@@ -449,7 +449,7 @@ mod tests {
         }
     }
 
-    /// XEP-0050 example 6: a stage waiting for the requester, `next` the default.
+    /// XEP-0050 §2.4.2: a stage waiting for the requester, `next` the default.
     #[test]
     fn an_executing_answer_is_built_as_in_the_xep() {
         let form = DataForm {
@@ -484,7 +484,7 @@ mod tests {
         assert!(element.has_child("x", xmpp_parsers::ns::DATA_FORMS));
     }
 
-    /// XEP-0004 example 8: a result of several items, with its header.
+    /// XEP-0004 §3.4: a result of several items, with its header.
     #[test]
     fn a_table_has_a_header_and_one_item_per_row() {
         let form = DataForm {
@@ -520,7 +520,7 @@ mod tests {
         assert_eq!(rows, [["a.png", "10"], ["b.png", "20"]]);
     }
 
-    /// XEP-0050 example 18: a canceled session has no actions.
+    /// XEP-0050 §2.4.3: a canceled session offers no action.
     #[test]
     fn completed_and_canceled_answers_offer_no_action() {
         let canceled = Element::from(CommandResponse::canceled("config", "s1"));
@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(completed.children().count(), 0);
     }
 
-    /// XEP-0050 example 2: the command list is disco#items on the commands node.
+    /// XEP-0050 §2.2: the command list is disco#items on the commands node.
     #[test]
     fn the_command_list_is_a_disco_items_answer_on_the_commands_node() {
         let component: jid::BareJid = "upload.example.org".parse().unwrap();
@@ -551,7 +551,7 @@ mod tests {
         assert_eq!(item.attr("name"), Some("My usage"));
     }
 
-    /// XEP-0050 examples 3 and 4: what disco#info says of the nodes.
+    /// XEP-0050 §2.2: what disco#info says of the nodes.
     #[test]
     fn node_info_names_the_automation_identities() {
         let list = Element::from(node_info(NS, None));
