@@ -81,7 +81,7 @@ const NODES: [(ListedCommand, Audience); 9] = [
 
 /// What a command of several stages remembers between them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stage {
+pub(crate) enum Stage {
     /// `files` or `admin/user`: the page shown, of whose files.
     Page { user: String, page: usize },
     /// `delete` or `admin/delete-file`: the form to choose a file is out.
@@ -93,9 +93,9 @@ pub enum Stage {
 }
 
 /// The outcome of a stage: the answer, and the files it deleted.
-pub struct Outcome {
-    pub response: CommandResponse,
-    pub deleted: Vec<FileId>,
+pub(crate) struct Outcome {
+    pub(crate) response: CommandResponse,
+    pub(crate) deleted: Vec<FileId>,
 }
 
 impl From<CommandResponse> for Outcome {
@@ -123,7 +123,7 @@ impl<R> Clone for Commands<R> {
 }
 
 /// What the stages of every command share.
-pub struct Inner {
+pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) slots: SlotService,
     /// Bare JIDs, lowercase.
@@ -141,11 +141,11 @@ pub struct Inner {
 }
 
 /// Who asks, as a stage sees them.
-pub struct Asker<'a> {
+pub(crate) struct Asker<'a> {
     /// Full JID, which owns the sessions it starts.
-    pub full: &'a str,
+    pub(crate) full: &'a str,
     /// Bare JID, which owns files.
-    pub bare: &'a str,
+    pub(crate) bare: &'a str,
 }
 
 impl<R: RelayControl> Commands<R> {
@@ -276,13 +276,19 @@ impl Inner {
             return Ok(CommandResponse::canceled(node, &sessionid).into());
         }
         // A stage that goes on puts its session back itself.
-        let outcome = self.continue_stage(node, asker, &sessionid, stage.clone(), &request, now);
-        if outcome.is_err() {
-            // A mistake in a form leaves the stage open, to be tried again.
-            self.sessions
-                .resume(sessionid, asker.full, asker.bare, node, stage, now);
+        match self.continue_stage(node, asker, &sessionid, stage.clone(), &request, now) {
+            Ok(mut outcome) => {
+                // The last answer of a session names it too (XEP-0050 §2.4.2).
+                outcome.response.sessionid.get_or_insert(sessionid);
+                Ok(outcome)
+            }
+            Err(refusal) => {
+                // A mistake in a form leaves the stage open, to be tried again.
+                self.sessions
+                    .resume(sessionid, asker.full, asker.bare, node, stage, now);
+                Err(refusal)
+            }
         }
-        outcome
     }
 }
 
@@ -791,6 +797,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(done.attr("status"), Some("completed"));
+        assert_eq!(done.attr("sessionid"), Some(id.as_str()));
         assert_eq!(f.store.file(&file.id).unwrap(), None);
         assert_eq!(*f.relay.0.lock().unwrap(), [file.id]);
     }
