@@ -193,6 +193,8 @@ def test_pause_refuses_slots_while_downloads_go_on(satchel, alice, connect):
         assert requests.get(url, timeout=TIMEOUT).status_code == 200
         stats = command(carol, "admin/stats")
         assert stats.fields["uploads-paused"] == "true"
+        assert stats.fields["deliveries-held"] == "0" and stats.fields["relays-pending"] == "0"
+        assert int(stats.fields["stored-files"]) >= 1 and int(stats.fields["disk-free-bytes"]) > 0
         assert stats.fields["link"].startswith("up for")
     finally:
         command(carol, "admin/resume")

@@ -182,7 +182,7 @@ fn asked_user(request: &CommandRequest) -> Result<String, Refusal> {
 fn stats(inner: &Inner, node: &str) -> Result<CommandResponse, Refusal> {
     let census = inner.store.census(unix_now()).map_err(storage_failure)?;
     let disk = inner.store.disk_space().map_err(storage_failure)?;
-    let (relays, deliveries) = (inner.pending_relays)();
+    let pending = (inner.pending_relays)();
     let link = *inner
         .link_up_since
         .lock()
@@ -207,11 +207,20 @@ fn stats(inner: &Inner, node: &str) -> Result<CommandResponse, Refusal> {
             "Bytes uploaded today (UTC)",
             census.bytes_today.to_string(),
         ),
-        field("relays-pending", "Relays pending", relays.to_string()),
+        field(
+            "relays-pending",
+            "Relays pending",
+            pending.relays.to_string(),
+        ),
         field(
             "deliveries-pending",
             "Deliveries pending (sent, due or held)",
-            deliveries.to_string(),
+            pending.deliveries.to_string(),
+        ),
+        field(
+            "deliveries-held",
+            "Deliveries held for offline recipients",
+            pending.held.to_string(),
         ),
         field(
             "disk-free-bytes",

@@ -31,7 +31,7 @@ use std::time::Instant;
 use jid::{BareJid, Jid};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use crate::relay::Relay;
+use crate::relay::{PendingRelays, Relay};
 use crate::slots::{encode_filename, SlotService};
 use crate::storage::{FileId, FileRecord, StorageError, Store};
 use crate::xmpp::adhoc::{self, Action, CommandRequest, CommandResponse, ListedCommand, Specific};
@@ -45,8 +45,8 @@ pub trait RelayControl: Send + Sync + 'static {
     /// File `file` was deleted: cancel its pending relays.
     fn file_deleted(&self, file: FileId) -> impl Future<Output = ()> + Send;
 
-    /// Relays not yet fully delivered, and the deliveries they still owe.
-    fn pending(&self) -> (u64, u64);
+    /// What the relay still owes.
+    fn pending(&self) -> PendingRelays;
 }
 
 impl RelayControl for Relay {
@@ -54,7 +54,7 @@ impl RelayControl for Relay {
         Relay::file_deleted(self, file).await
     }
 
-    fn pending(&self) -> (u64, u64) {
+    fn pending(&self) -> PendingRelays {
         Relay::pending(self)
     }
 }
@@ -137,7 +137,7 @@ pub(crate) struct Inner {
     /// When the XMPP link came up, if it is up.
     pub(crate) link_up_since: std::sync::Mutex<Option<Instant>>,
     /// The relay's [`RelayControl::pending`].
-    pub(crate) pending_relays: Box<dyn Fn() -> (u64, u64) + Send + Sync>,
+    pub(crate) pending_relays: Box<dyn Fn() -> PendingRelays + Send + Sync>,
 }
 
 /// Who asks, as a stage sees them.
@@ -481,8 +481,12 @@ mod tests {
             self.0.lock().unwrap().push(file);
         }
 
-        fn pending(&self) -> (u64, u64) {
-            (2, 3)
+        fn pending(&self) -> PendingRelays {
+            PendingRelays {
+                relays: 2,
+                deliveries: 3,
+                held: 1,
+            }
         }
     }
 
@@ -810,6 +814,7 @@ mod tests {
         let stats = f.start(OPS, "admin/stats").await.unwrap();
         assert_eq!(field(&stats, "uploads-paused").as_deref(), Some("true"));
         assert_eq!(field(&stats, "relays-pending").as_deref(), Some("2"));
+        assert_eq!(field(&stats, "deliveries-held").as_deref(), Some("1"));
         assert_eq!(field(&stats, "link").as_deref(), Some("down"));
         f.start(OPS, "admin/resume").await.unwrap();
         assert!(!f.commands.inner.slots.is_paused());

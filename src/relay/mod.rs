@@ -78,6 +78,20 @@ pub struct Relay {
     server_state: Mutex<ServerState>,
     /// Set when relayed files are deleted once downloaded.
     downloads: Option<DownloadTracker>,
+    /// The delivery task's count of deliveries held for offline recipients.
+    held: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What the relay still owes, for `admin/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingRelays {
+    /// Relays not yet fully delivered.
+    pub relays: u64,
+    /// Deliveries they still owe: sent and waiting out the bounce window,
+    /// due, or held.
+    pub deliveries: u64,
+    /// Of those, held until their recipient comes online.
+    pub held: u64,
 }
 
 impl Relay {
@@ -108,6 +122,7 @@ impl Relay {
             settle_grace: Duration::from_millis(500),
         };
         let task = DeliveryTask::new(outbox.clone(), composer, outgoing, settings);
+        let held = task.held_counter();
         tokio::spawn(
             task.run(events_rx, link_rx)
                 .instrument(tracing::info_span!("delivery")),
@@ -136,6 +151,7 @@ impl Relay {
             link,
             server_state: Mutex::new(ServerState::default()),
             downloads,
+            held,
         }))
     }
 
@@ -152,10 +168,11 @@ impl Relay {
         }
     }
 
-    /// Relays not yet fully delivered, and the deliveries they still owe
-    /// (sent and waiting out the bounce window, due, or held); from the
-    /// outbox, so 0 if it cannot be read (logged).
-    pub fn pending(&self) -> (u64, u64) {
+    /// What the relay still owes: the relays and deliveries from the
+    /// outbox (0 if it cannot be read, logged), the held ones from the
+    /// delivery task.
+    pub fn pending(&self) -> PendingRelays {
+        let held = self.held.load(std::sync::atomic::Ordering::Relaxed);
         match self.outbox.all() {
             Ok(relays) => {
                 let deliveries = relays
@@ -163,11 +180,18 @@ impl Relay {
                     .flat_map(|relay| &relay.recipients)
                     .filter(|recipient| !recipient.status.is_final())
                     .count();
-                (relays.len() as u64, deliveries as u64)
+                PendingRelays {
+                    relays: relays.len() as u64,
+                    deliveries: deliveries as u64,
+                    held,
+                }
             }
             Err(error) => {
                 warn!(%error, "cannot read the outbox");
-                (0, 0)
+                PendingRelays {
+                    held,
+                    ..PendingRelays::default()
+                }
             }
         }
     }

@@ -7,6 +7,7 @@
 //! turns it handles one [`DeliveryEvent`] or one change of the link.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct DeliveryTask<C> {
     jobs: JobTable,
     link: Link,
     whereabouts: Whereabouts,
+    /// Deliveries held for an offline recipient, counted after each turn.
+    held: Arc<AtomicU64>,
 }
 
 impl<C: Composer> DeliveryTask<C> {
@@ -58,7 +61,14 @@ impl<C: Composer> DeliveryTask<C> {
             jobs: JobTable::default(),
             link: Link::down(),
             whereabouts: Whereabouts::default(),
+            held: Arc::default(),
         }
+    }
+
+    /// The count of deliveries held for offline recipients, kept up to
+    /// date while the task runs (for `admin/stats`).
+    pub fn held_counter(&self) -> Arc<AtomicU64> {
+        self.held.clone()
     }
 
     /// Resumes the stored relays, then works until `events` closes.
@@ -75,6 +85,12 @@ impl<C: Composer> DeliveryTask<C> {
         self.resume_stored();
         loop {
             self.work(Instant::now()).await;
+            let held = self
+                .jobs
+                .iter()
+                .filter(|(_, job)| job.state == JobState::Held)
+                .count();
+            self.held.store(held as u64, Ordering::Relaxed);
             let wake = self.next_wake();
             tokio::select! {
                 biased;
@@ -560,6 +576,7 @@ mod tests {
         link: watch::Sender<LinkStatus>,
         sent: mpsc::Receiver<Element>,
         outbox: Outbox,
+        held: Arc<AtomicU64>,
         _store: TestStore,
     }
 
@@ -590,12 +607,14 @@ mod tests {
             settle_grace: Duration::from_millis(500),
         };
         let task = DeliveryTask::new(outbox.clone(), Arc::new(TestComposer), out_tx, settings);
+        let held = task.held_counter();
         tokio::spawn(task.run(ev_rx, link_rx));
         Harness {
             events: ev_tx,
             link,
             sent: out_rx,
             outbox,
+            held,
             _store: store,
         }
     }
@@ -885,6 +904,7 @@ mod tests {
             h.next(Duration::from_secs(300)).await.is_none(),
             "held while bob is offline"
         );
+        assert_eq!(h.held.load(Ordering::Relaxed), 1, "counted as held");
         h.presence("bob@example.org", "laptop", true).await;
         let probe = h
             .next(Duration::from_secs(1))
@@ -903,6 +923,7 @@ mod tests {
             Some("alice@example.org"),
             "as the sender once online"
         );
+        assert_eq!(h.held.load(Ordering::Relaxed), 0, "no longer held");
     }
 
     #[tokio::test(start_paused = true)]
