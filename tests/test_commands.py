@@ -199,3 +199,30 @@ def test_pause_refuses_slots_while_downloads_go_on(satchel, alice, connect):
     finally:
         command(carol, "admin/resume")
     upload(alice, b"new", "new.txt")
+
+
+def test_an_admin_sees_a_users_files_and_deletes_any_by_url(satchel, alice, connect):
+    carol = connect("carol")
+    url = upload(alice, b"seen by the admin", "seen.txt")
+    ask = command(carol, "admin/user")
+    shown = command(carol, "admin/user", "next", ask.sessionid, {"user": "alice@localhost"})
+    assert url in {row["url"] for row in shown.rows}
+    assert int(shown.fields["stored-files"]) >= 1
+    form = command(carol, "admin/delete-file")
+    done = command(carol, "admin/delete-file", "complete", form.sessionid, {"url": url})
+    assert done.status == "completed"
+    assert requests.get(url, timeout=TIMEOUT).status_code == 404
+
+
+def test_hostile_forms_get_bad_request_naming_the_field(satchel, alice, connect):
+    upload(alice, b"kept", "kept.txt")
+    form = command(alice, "delete")
+    with pytest.raises(XmppError) as huge:
+        command(alice, "delete", "complete", form.sessionid, {"url": "u" * 5000})
+    assert huge.value.condition == "bad-request" and "'url'" in huge.value.text
+    carol = connect("carol")
+    ask = command(carol, "admin/erase-user")
+    with pytest.raises(XmppError) as not_a_user:
+        command(carol, "admin/erase-user", "next", ask.sessionid, {"user": "localhost"})
+    assert not_a_user.value.condition == "bad-request" and "'user'" in not_a_user.value.text
+    command(carol, "admin/erase-user", "cancel", ask.sessionid)
