@@ -83,9 +83,9 @@ fn run(config: PathBuf) -> ExitCode {
     }
 }
 
-fn start(config: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&config)?;
+fn start(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(satchel::run(config))?;
+    runtime.block_on(satchel::run(config, path))?;
     Ok(())
 }
