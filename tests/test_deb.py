@@ -108,8 +108,9 @@ def test_postinst_makes_the_user_and_leaves_the_service_off(deb):
 
 def test_unpacked_files_are_the_examples_and_the_binary_runs(deb, tmp_path):
     subprocess.run(["dpkg", "-x", str(deb), str(tmp_path)], check=True, timeout=120)
-    assert (tmp_path / UNIT_PATH).read_text() == (EXAMPLES / "satchel.service").read_text()
-    assert (tmp_path / CONF_PATH).read_text() == (EXAMPLES / "satchel.toml").read_text()
+    stale = f"{deb.name} differs from examples/systemd/: rebuild it with `cargo deb`"
+    assert (tmp_path / UNIT_PATH).read_text() == (EXAMPLES / "satchel.service").read_text(), stale
+    assert (tmp_path / CONF_PATH).read_text() == (EXAMPLES / "satchel.toml").read_text(), stale
     binary = tmp_path / "usr" / "bin" / "satchel"
     version = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
     result = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
