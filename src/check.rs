@@ -8,7 +8,9 @@
 //! 32 bytes, readable by its owner only, outside the store; or, missing,
 //! creatable, and not missing from a store that already holds data), the
 //! earlier key files (they must exist), the HTTP port (bound and released at
-//! once) and the connection cap against the open-file limit.
+//! once), the connection cap against the open-file limit, and the HTTPS
+//! certificate and key when set (loaded as start-up loads them: both
+//! readable, and the key the certificate's).
 //!
 //! It writes nothing and starts nothing: the store is not opened (sled would
 //! create files and take a lock a running Satchel holds), no key is made.
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError, MAX_FILE_BYTES};
 use crate::http::connections::{connection_cap, raise_open_file_limit};
+use crate::http::tls::{self, TlsError};
 use crate::storage::master_key::MasterKey;
 
 /// One thing that would stop Satchel, or make it misbehave.
@@ -72,6 +75,7 @@ pub fn check_config(path: &Path) -> Result<String, Vec<Problem>> {
     check_key_file(&config, store, &mut problems);
     check_previous_key_files(&config, store, &mut problems);
     check_listen(&config, &mut problems);
+    check_tls(&config, &mut problems);
     if problems.is_empty() {
         Ok(format!(
             "config OK: {}, http on {}, store {}",
@@ -265,6 +269,25 @@ fn check_listen(config: &Config, problems: &mut Vec<Problem>) {
     }
     if let Err(reason) = connection_cap(config.http.max_connections, raise_open_file_limit()) {
         problems.push(problem("http.max_connections", reason));
+    }
+}
+
+/// The HTTPS certificate and key, loaded by the code start-up uses: both
+/// there, readable, PEM, and the key the certificate's.
+fn check_tls(config: &Config, problems: &mut Vec<Problem>) {
+    let Some(files) = &config.http.tls else {
+        return;
+    };
+    match tls::load(files) {
+        Ok(_) => {}
+        Err(TlsError::Cert { path, reason }) => problems.push(problem(
+            "http.tls_cert",
+            format!("{}: {reason}", path.display()),
+        )),
+        Err(TlsError::Key { path, reason }) => problems.push(problem(
+            "http.tls_key",
+            format!("{}: {reason}", path.display()),
+        )),
     }
 }
 

@@ -12,9 +12,9 @@
 //!    seconds, UTC days), [`domains`] (which domains Satchel serves),
 //!    [`media`] (what a browser may show inline), [`logging`] (what of a
 //!    user may reach the log), [`rate_limit`] (how often one user may
-//!    ask), [`config`] (the operator's file), [`storage`] (encrypted
-//!    files, metadata in sled) and [`systemd`] (telling systemd Satchel is
-//!    ready).
+//!    ask), [`config`] (the operator's file, and what SIGHUP reloads of
+//!    it), [`storage`] (encrypted files, metadata in sled) and [`systemd`]
+//!    (telling systemd Satchel is ready).
 //! 2. [`slots`]: the upload policy. Who may upload what and how much, the
 //!    ticket sealed into the PUT URL, and its redemption when the PUT comes.
 //! 3. The two faces of the service: [`xmpp`] (the link to the server, the

@@ -20,9 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check the configuration file, its paths, the master key's mode and the
-    /// HTTP port without starting: exit 0 with a summary, or 2 with one line
-    /// per problem. Run it as the service's user.
+    /// Check the configuration file, its paths, the master key's mode, the
+    /// HTTP port and the HTTPS certificate and key without starting: exit 0
+    /// with a summary, or 2 with one line per problem. Run it as the service's
+    /// user.
     CheckConfig,
 }
 
@@ -82,9 +83,9 @@ fn run(config: PathBuf) -> ExitCode {
     }
 }
 
-fn start(config: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&config)?;
+fn start(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(satchel::run(config))?;
+    runtime.block_on(satchel::run(config, path))?;
     Ok(())
 }

@@ -33,6 +33,13 @@ impl RateLimiter {
     /// Counts one request from `sender`; false when it is over the limit
     /// (a refused request does not count).
     pub fn allow(&self, sender: &str, now: Instant) -> bool {
+        self.allow_up_to(self.per_window, sender, now)
+    }
+
+    /// [`RateLimiter::allow`] with a limit of `per_window` for this request,
+    /// for a limit a reload may change: a lower one refuses at once those
+    /// already over it, a higher one lets them go on.
+    pub fn allow_up_to(&self, per_window: usize, sender: &str, now: Instant) -> bool {
         let mut recent = self
             .recent
             .lock()
@@ -52,7 +59,7 @@ impl RateLimiter {
         {
             times.pop_front();
         }
-        if times.len() >= self.per_window {
+        if times.len() >= per_window {
             return false;
         }
         times.push_back(now);

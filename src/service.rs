@@ -11,9 +11,12 @@
 //! a bad deployment fails at once with one clear line. The XMPP link is the
 //! exception: the server may come up later, and Satchel waits for it.
 //!
-//! SIGHUP asks for a reload ([`reload_on_hangup`]): today of the TLS
-//! certificate, which is also reloaded when its files change.
+//! SIGHUP asks for a reload ([`reload_on_hangup`]): of the configuration
+//! file, whose reloadable keys the running parts read through a
+//! [`LiveConfig`], and of the TLS certificate, which is also reloaded when
+//! its files change.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jid::Jid;
@@ -27,7 +30,7 @@ use xmpp_parsers::stanza_error::StanzaError;
 
 use crate::clock::unix_now;
 use crate::commands::Commands;
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::http::tls::{ReloadingCert, TlsError};
 use crate::http::{self, HttpState};
 use crate::relay::{Relay, RelayStartError};
@@ -66,7 +69,8 @@ pub enum StartError {
 
 /// Runs Satchel until SIGTERM or SIGINT, then stops accepting connections,
 /// lets uploads in flight finish (for a while), and flushes the store.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// `config` was read from `config_path`, which SIGHUP reads again.
+pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError> {
     crate::logging::show_jids(config.show_jids);
     // The port first: it has no side effects, the store may create a key.
     let (listener, max_connections) = listen(&config)?;
@@ -74,13 +78,19 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let store = open_store(&config).await?;
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
-    tokio::spawn(reload_on_hangup(hangup, tls.clone()));
+    let settings = LiveConfig::new(config.clone());
+    tokio::spawn(reload_on_hangup(
+        hangup,
+        config_path,
+        settings.clone(),
+        tls.clone(),
+    ));
 
     let downloads = download_tracker(&config, &store)?;
-    let slots = SlotService::new(&config, store.clone());
+    let slots = SlotService::new(&settings, store.clone());
     let http_state = HttpState::new(&config, store.clone(), downloads.clone(), slots.redeemer());
-    start_xmpp(&config, store.clone(), slots, downloads)?;
-    tokio::spawn(collect_garbage_periodically(store.clone(), config.clone()));
+    start_xmpp(&settings, store.clone(), slots, downloads)?;
+    tokio::spawn(collect_garbage_periodically(store.clone(), settings));
     let acceptor = tls.map(|cert| {
         tokio::spawn(http::tls::watch_files(cert.clone()));
         http::tls::acceptor(cert)
@@ -138,18 +148,57 @@ async fn load_certificate(config: &Config) -> Result<Option<Arc<ReloadingCert>>,
     Ok(Some(loaded))
 }
 
-/// Reloads what can change while Satchel runs, on each SIGHUP: the TLS
-/// certificate, if there is one. Whatever else a reload should re-read
-/// belongs here too.
-async fn reload_on_hangup(mut hangup: Signal, tls: Option<Arc<ReloadingCert>>) {
+/// Reloads what can change while Satchel runs, on each SIGHUP: the
+/// configuration file at `path` and the TLS certificate, if there is one.
+async fn reload_on_hangup(
+    mut hangup: Signal,
+    path: PathBuf,
+    settings: LiveConfig,
+    tls: Option<Arc<ReloadingCert>>,
+) {
     while hangup.recv().await.is_some() {
-        let Some(tls) = tls.clone() else {
-            info!("SIGHUP received; nothing to reload");
-            continue;
-        };
-        info!("SIGHUP received, reloading the TLS certificate");
-        let _ = tokio::task::spawn_blocking(move || tls.reload_logged("SIGHUP")).await;
+        info!(path = %path.display(), "SIGHUP received, reloading the configuration");
+        let (path, settings) = (path.clone(), settings.clone());
+        let _ = tokio::task::spawn_blocking(move || reload_settings(&path, &settings)).await;
+        if let Some(tls) = tls.clone() {
+            info!("reloading the TLS certificate");
+            let _ = tokio::task::spawn_blocking(move || tls.reload_logged("SIGHUP")).await;
+        }
     }
+}
+
+/// Reads the configuration file again and logs what changed, key by key:
+/// what is now in force, what waits for a restart, or why the file was
+/// not used at all.
+fn reload_settings(path: &Path, settings: &LiveConfig) {
+    let reload = match settings.reload(path) {
+        Ok(reload) => reload,
+        Err(error) => {
+            warn!(%error, "configuration not reloaded: every setting stays as it was");
+            return;
+        }
+    };
+    for change in &reload.applied {
+        info!(
+            key = change.key,
+            old = %change.running,
+            new = %change.file,
+            "setting reloaded"
+        );
+    }
+    for change in &reload.refused {
+        warn!(
+            key = change.key,
+            running = %change.running,
+            file = %change.file,
+            "setting not reloaded: it takes effect at the next start; the running value stays"
+        );
+    }
+    info!(
+        changed = reload.applied.len(),
+        refused = reload.refused.len(),
+        "configuration reloaded"
+    );
 }
 
 /// Opens the store (creating it, and its master key, on the first start).
@@ -185,14 +234,15 @@ fn download_tracker(config: &Config, store: &Store) -> Result<Option<DownloadTra
 /// Starts the relay and the link to the XMPP server, which answers slot
 /// requests through `slots` and keeps reconnecting for as long as Satchel runs.
 fn start_xmpp(
-    config: &Config,
+    settings: &LiveConfig,
     store: Store,
     slots: SlotService,
     downloads: Option<DownloadTracker>,
 ) -> Result<(), StartError> {
+    let config = settings.get();
     let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
-    let relay = Relay::start(config, store.clone(), outgoing.clone(), downloads)?;
-    let commands = Commands::new(config, store, slots.clone(), relay.clone());
+    let relay = Relay::start(settings.clone(), store.clone(), outgoing.clone(), downloads)?;
+    let commands = Commands::new(settings, store, slots.clone(), relay.clone());
     let delegate = Arc::new(Component { relay, commands });
     let router = Arc::new(Router::new(config.component.jid.clone(), slots, delegate));
     tokio::spawn(connection::run(
@@ -256,13 +306,13 @@ async fn flush(store: Store) {
     }
 }
 
-/// Deletes expired files, expired slots and abandoned uploads, for ever.
-async fn collect_garbage_periodically(store: Store, config: Config) {
-    let mut interval = tokio::time::interval(config.retention.gc_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let abandoned_after = config.retention.abandoned_upload.as_secs();
+/// Deletes expired files, expired slots and abandoned uploads, for ever, at
+/// the interval in force (a reload changes it, and the age of abandoned
+/// uploads, from the next round).
+async fn collect_garbage_periodically(store: Store, settings: LiveConfig) {
     loop {
-        interval.tick().await;
+        let retention = settings.get().retention.clone();
+        let abandoned_after = retention.abandoned_upload.as_secs();
         let store = store.clone();
         let outcome =
             tokio::task::spawn_blocking(move || store.collect_garbage(unix_now(), abandoned_after))
@@ -273,6 +323,7 @@ async fn collect_garbage_periodically(store: Store, config: Config) {
             Ok(Err(error)) => warn!(%error, "garbage collection failed"),
             Err(_) => warn!("garbage collection panicked"),
         }
+        tokio::time::sleep(retention.gc_interval).await;
     }
 }
 

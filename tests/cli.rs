@@ -630,6 +630,133 @@ fn check_config_accepts_the_example_config_with_its_paths_in_a_temp_dir() {
         })
         .collect();
     assert_ne!(uncommented, example);
+    // Its HTTPS pair too, once the files are there.
+    let cert = write_in(dir.path(), "fullchain.pem", TLS_CERT.as_bytes());
+    let key = write_in(dir.path(), "privkey.pem", TLS_KEY.as_bytes());
+    let uncommented = uncommented
+        .replace("/etc/satchel/tls/fullchain.pem", cert.to_str().unwrap())
+        .replace("/etc/satchel/tls/privkey.pem", key.to_str().unwrap());
     let (code, _, lines) = check_config_in(dir.path(), uncommented.as_bytes());
     assert_eq!(code, 0, "{lines:?}");
+}
+
+// --- check-config and the HTTPS pair ----------------------------------------------------
+
+/// The throwaway pairs of the TLS unit tests (P-256, CN=localhost).
+const TLS_CERT: &str = include_str!("../src/http/testdata/cert.pem");
+const TLS_KEY: &str = include_str!("../src/http/testdata/key.pem");
+const OTHER_TLS_KEY: &str = include_str!("../src/http/testdata/other-key.pem");
+
+/// check-config on a good config whose `[http]` names `cert` and `key`.
+fn check_tls_pair(dir: &Path, cert: &Path, key: &Path) -> (i32, String, Vec<String>) {
+    let storage = dir.join("store");
+    let text = config(dir, "127.0.0.1:0", storage.to_str().unwrap(), "100").replace(
+        "[storage]",
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n[storage]",
+            cert.display(),
+            key.display()
+        ),
+    );
+    check_config_in(dir, text.as_bytes())
+}
+
+/// Writes `bytes` to `name` in `dir`.
+fn write_in(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn check_config_accepts_a_matching_tls_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_in(dir.path(), "cert.pem", TLS_CERT.as_bytes());
+    let key = write_in(dir.path(), "key.pem", TLS_KEY.as_bytes());
+    let (code, stdout, lines) = check_tls_pair(dir.path(), &cert, &key);
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(stdout.starts_with("config OK: "), "{stdout}");
+}
+
+#[test]
+fn check_config_names_a_missing_tls_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_in(dir.path(), "cert.pem", TLS_CERT.as_bytes());
+    let key = write_in(dir.path(), "key.pem", TLS_KEY.as_bytes());
+    let missing = dir.path().join("gone.pem");
+
+    let (code, _, lines) = check_tls_pair(dir.path(), &missing, &key);
+    assert_eq!(code, 2);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "http.tls_cert: {}: cannot open",
+            missing.display()
+        )),
+        "{lines:?}"
+    );
+
+    let (code, _, lines) = check_tls_pair(dir.path(), &cert, &missing);
+    assert_eq!(code, 2);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("http.tls_key: {}: cannot open", missing.display())),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn check_config_names_an_unreadable_tls_key() {
+    // A directory opens but cannot be read (file modes do not stop root).
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_in(dir.path(), "cert.pem", TLS_CERT.as_bytes());
+    let key = dir.path().join("a-directory");
+    std::fs::create_dir(&key).unwrap();
+    let (code, _, lines) = check_tls_pair(dir.path(), &cert, &key);
+    assert_eq!(code, 2);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("http.tls_key: "), "{lines:?}");
+    assert!(lines[0].contains("cannot read"), "{lines:?}");
+}
+
+#[test]
+fn check_config_names_a_key_that_is_not_the_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_in(dir.path(), "cert.pem", TLS_CERT.as_bytes());
+    let key = write_in(dir.path(), "other-key.pem", OTHER_TLS_KEY.as_bytes());
+    let (code, stdout, lines) = check_tls_pair(dir.path(), &cert, &key);
+    assert_eq!((code, stdout.as_str()), (2, ""));
+    assert_eq!(
+        lines,
+        [format!(
+            "http.tls_key: {}: is not the key of the certificate in {}",
+            key.display(),
+            cert.display()
+        )]
+    );
+}
+
+#[test]
+fn check_config_survives_hostile_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_in(dir.path(), "cert.pem", TLS_CERT.as_bytes());
+    let key = write_in(dir.path(), "key.pem", TLS_KEY.as_bytes());
+    let hostile: [&[u8]; 4] = [
+        b"",
+        b"\xff\xfe\0\0-----BEGIN CERTIFICATE-----\n\xc3\n",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+    ];
+    for bytes in hostile {
+        let bad = write_in(dir.path(), "bad.pem", bytes);
+        for (cert, key, named) in [
+            (&bad, &key, "http.tls_cert: "),
+            (&cert, &bad, "http.tls_key: "),
+        ] {
+            let (code, _, lines) = check_tls_pair(dir.path(), cert, key);
+            assert_eq!(code, 2, "{bytes:?} accepted");
+            assert_eq!(lines.len(), 1, "{bytes:?}: {lines:?}");
+            assert!(lines[0].starts_with(named), "{bytes:?}: {lines:?}");
+        }
+    }
 }

@@ -31,6 +31,7 @@ use std::time::Instant;
 use jid::{BareJid, Jid};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
+use crate::config::LiveConfig;
 use crate::relay::{PendingRelays, Relay};
 use crate::slots::{encode_filename, SlotService};
 use crate::storage::{FileId, FileRecord, StorageError, Store};
@@ -126,9 +127,9 @@ impl<R> Clone for Commands<R> {
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) slots: SlotService,
-    /// Bare JIDs, lowercase.
-    admins: Vec<String>,
-    allowed_domains: Vec<String>,
+    /// Read at each decision: a reload may change the admins and the allowed
+    /// domains.
+    settings: LiveConfig,
     public_url: String,
     /// The public URL without its scheme, then `/file/`: how a file URL starts.
     file_url_prefix: String,
@@ -150,11 +151,13 @@ pub(crate) struct Asker<'a> {
 
 impl<R: RelayControl> Commands<R> {
     pub fn new(
-        config: &crate::config::Config,
+        settings: impl Into<LiveConfig>,
         store: Store,
         slots: SlotService,
         relay: Arc<R>,
     ) -> Commands<R> {
+        let settings = settings.into();
+        let config = settings.get();
         let public = config
             .http
             .public_url
@@ -164,14 +167,9 @@ impl<R: RelayControl> Commands<R> {
             inner: Arc::new(Inner {
                 store,
                 slots,
-                admins: config
-                    .admins
-                    .iter()
-                    .map(|jid| jid.as_str().to_lowercase())
-                    .collect(),
-                allowed_domains: config.limits.allowed_domains.clone(),
                 public_url: config.http.public_url.clone(),
                 file_url_prefix: format!("{public}/file/"),
+                settings,
                 sessions: Sessions::default(),
                 started: Instant::now(),
                 link_up_since: std::sync::Mutex::new(None),
@@ -240,12 +238,19 @@ impl<R: RelayControl> Commands<R> {
 
 impl Inner {
     fn may_run(&self, asker: &BareJid, audience: Audience) -> bool {
+        let settings = self.settings.get();
         match audience {
             Audience::Users => {
                 asker.node().is_some()
-                    && crate::domains::is_allowed(&self.allowed_domains, asker.domain().as_str())
+                    && crate::domains::is_allowed(
+                        &settings.limits.allowed_domains,
+                        asker.domain().as_str(),
+                    )
             }
-            Audience::Admins => self.admins.contains(&asker.as_str().to_lowercase()),
+            Audience::Admins => settings
+                .admins
+                .iter()
+                .any(|admin| admin.as_str().to_lowercase() == asker.as_str().to_lowercase()),
         }
     }
 

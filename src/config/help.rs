@@ -11,18 +11,29 @@ const WIDTH: usize = 100;
 
 /// The text `satchel --help` prints after its options: every key, with its default.
 pub fn keys_help() -> String {
-    let mut help = String::from("CONFIGURATION (TOML; keys marked * are required)\n");
+    let mut help = String::from(
+        "CONFIGURATION (TOML; keys marked * are required; those marked ~ take effect\n\
+         on SIGHUP (systemctl reload), the others at the next start)\n",
+    );
     for section in SECTIONS {
         push_entry(&mut help, 2, &format!("[{}]", section.name), section.doc);
         for key in section.keys {
-            let name = match key.default {
-                KeyDefault::Required => format!("{} *", key.name),
-                _ => key.name.to_owned(),
-            };
-            push_entry(&mut help, 4, &name, &describe(key));
+            push_entry(&mut help, 4, &marked_name(key), &describe(key));
         }
     }
     help
+}
+
+/// The key's name, then `*` if required and `~` if a reload changes it.
+fn marked_name(key: &Spec) -> String {
+    let mut name = key.name.to_owned();
+    if key.default == KeyDefault::Required {
+        name.push_str(" *");
+    }
+    if key.reloadable {
+        name.push_str(" ~");
+    }
+    name
 }
 
 /// A key's doc line, then its default (or, for a required key, its unit).
@@ -120,10 +131,7 @@ mod tests {
         for section in SECTIONS {
             assert!(help.contains(&flat(&format!("[{}] {}", section.name, section.doc))));
             for key in section.keys {
-                let entry = match key.default {
-                    KeyDefault::Required => format!("{} * {}", key.name, describe(key)),
-                    _ => format!("{} {}", key.name, describe(key)),
-                };
+                let entry = format!("{} {}", marked_name(key), describe(key));
                 assert!(help.contains(&flat(&entry)), "{entry}");
                 if let KeyDefault::Value(toml) = key.default {
                     assert!(entry.contains(&format!("({toml}")), "{entry}");
@@ -138,12 +146,15 @@ mod tests {
         assert!(help.lines().all(|line| line.len() <= WIDTH), "{help}");
         assert_eq!(
             line_of(&help, "message_secs"),
-            "    message_secs              keep files uploaded for messages (2592000 = 30 days)"
+            "    message_secs ~            keep files uploaded for messages (2592000 = 30 days)"
         );
         assert_eq!(
             line_of(&help, "max_file_size"),
-            "    max_file_size *           largest upload, in bytes"
+            "    max_file_size * ~         largest upload, in bytes"
         );
+        assert!(line_of(&help, "listen").starts_with("    listen *   "));
+        assert!(line_of(&help, "allowed_domains").starts_with("    allowed_domains ~   "));
+        assert!(help.starts_with("CONFIGURATION (TOML; keys marked * are required; those marked ~"));
         assert!(line_of(&help, "daily_upload_bytes")
             .contains("per-user bytes of uploads completed per UTC day (10 x max_file_size)"));
         assert!(line_of(&help, "cache_capacity_bytes").contains("(16777216 = 16 MiB)"));

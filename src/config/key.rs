@@ -19,6 +19,9 @@ pub(crate) struct Spec {
     pub doc: &'static str,
     pub default: KeyDefault,
     pub unit: Unit,
+    /// Whether a reload (SIGHUP) puts a new value in force; otherwise a
+    /// change waits for a restart ([`super::reload`]).
+    pub reloadable: bool,
 }
 
 /// What a key is when the file leaves it out.
@@ -47,6 +50,7 @@ impl<K: Kind> Key<K> {
         path: &'static str,
         doc: &'static str,
         default: KeyDefault,
+        reloadable: bool,
     ) -> Key<K> {
         Key {
             spec: Spec {
@@ -56,6 +60,7 @@ impl<K: Kind> Key<K> {
                 doc,
                 default,
                 unit: K::UNIT,
+                reloadable,
             },
             kind: PhantomData,
         }
@@ -78,6 +83,7 @@ pub(crate) struct Section {
 /// name: Kind = toml_value;          // optional, with this default
 /// name: Kind;                       // required
 /// name: Kind, derived "how";        // default worked out by the builder
+/// @reload name: Kind = toml_value;  // any of these: SIGHUP reloads it
 /// ```
 macro_rules! define_keys {
     ($(
@@ -85,7 +91,7 @@ macro_rules! define_keys {
         $section:ident {
             $(
                 $(#[doc = $doc:literal])+
-                $name:ident: $kind:ty $(= $value:tt)? $(, derived $how:literal)?;
+                $(@$reload:ident)? $name:ident: $kind:ty $(= $value:tt)? $(, derived $how:literal)?;
             )*
         }
     )*) => {
@@ -102,6 +108,7 @@ macro_rules! define_keys {
                         concat!(stringify!($section), ".", stringify!($name)),
                         concat!($($doc),+),
                         define_keys!(@default $($value)? $(, derived $how)?),
+                        define_keys!(@reloadable $($reload)?),
                     );
                 )*
             }
@@ -119,6 +126,8 @@ macro_rules! define_keys {
     (@default) => { KeyDefault::Required };
     (@default $value:tt) => { KeyDefault::Value(stringify!($value)) };
     (@default , derived $how:literal) => { KeyDefault::Derived($how) };
+    (@reloadable) => { false };
+    (@reloadable reload) => { true };
 }
 
 pub(crate) use define_keys;

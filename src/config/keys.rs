@@ -10,8 +10,12 @@
 //!
 //! To add a key: write it here, add its field to [`super::Config`], and read
 //! it in the builder of its section (`raw.get(&keys::section::name)`). A new
-//! section is a new block here and a new struct there. A key that a reload
-//! may change will say so here when reloading exists.
+//! section is a new block here and a new struct there.
+//!
+//! A key written `@reload name: ...` takes effect on SIGHUP, without a
+//! restart ([`super::reload`]); the running parts must then read it from
+//! the [`LiveConfig`](super::LiveConfig) each time they use it. Any other
+//! key needs a restart: a reload that finds it changed refuses it, naming it.
 
 use super::key::{define_keys, Key, KeyDefault, Section};
 use super::kinds::{
@@ -79,33 +83,33 @@ define_keys! {
     /// who may upload, and how much
     limits {
         /// largest upload
-        max_file_size: Bytes;
+        @reload max_file_size: Bytes;
         /// how long a PUT URL stays valid
-        slot_lifetime_secs: Seconds = 300;
+        @reload slot_lifetime_secs: Seconds = 300;
         /// per-user bytes of uploads completed per UTC day
-        daily_upload_bytes: Bytes, derived "10 x max_file_size";
+        @reload daily_upload_bytes: Bytes, derived "10 x max_file_size";
         /// per-user bytes stored
-        user_storage_bytes: Bytes, derived "20 x max_file_size";
+        @reload user_storage_bytes: Bytes, derived "20 x max_file_size";
         /// refuse slots that would leave less disk free
-        min_free_disk_percent: Percent = 5;
+        @reload min_free_disk_percent: Percent = 5;
         /// domains whose users get slots
-        allowed_domains: Domains, derived "parent domain of jid";
+        @reload allowed_domains: Domains, derived "parent domain of jid";
         /// slot requests per user and minute
-        slot_requests_per_minute: Count = 600;
+        @reload slot_requests_per_minute: Count = 600;
     }
 
     /// how long files are kept
     retention {
         /// keep files uploaded for messages
-        message_secs: Seconds = 2592000;
+        @reload message_secs: Seconds = 2592000;
         /// keep files with purpose ephemeral
-        ephemeral_secs: Seconds, derived "86400, or message_secs if shorter";
+        @reload ephemeral_secs: Seconds, derived "86400, or message_secs if shorter";
         /// keep files with purpose permanent
-        permanent_secs: Seconds, derived "message_secs";
+        @reload permanent_secs: Seconds, derived "message_secs";
         /// how often expired files are deleted
-        gc_interval_secs: Seconds = 60;
+        @reload gc_interval_secs: Seconds = 60;
         /// delete unfinished uploads after this long
-        abandoned_upload_secs: Seconds = 3600;
+        @reload abandoned_upload_secs: Seconds = 3600;
     }
 
     /// delivery of media messages to their recipients
@@ -127,7 +131,7 @@ define_keys! {
     /// who may run the admin commands (XEP-0050)
     admin {
         /// bare JIDs of the admins, e.g. `["ops@example.org"]`
-        jids: BareJids = [];
+        @reload jids: BareJids = [];
     }
 
     /// what the log shows

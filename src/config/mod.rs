@@ -9,6 +9,8 @@
 //! written and checked, `kinds.rs`), its default and its line of help. The
 //! file is parsed against that table (`raw.rs`), the help is printed from it
 //! ([`keys_help`]), and the builders below turn its values into [`Config`].
+//! What SIGHUP may change while Satchel runs is in force through a
+//! [`LiveConfig`] (`reload.rs`).
 
 mod error;
 mod help;
@@ -16,6 +18,7 @@ mod key;
 mod keys;
 mod kinds;
 mod raw;
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ pub use error::ConfigError;
 pub use help::keys_help;
 use key::Key;
 use raw::RawConfig;
+pub use reload::{Change, LiveConfig, Reload};
 
 /// The largest configuration file Satchel reads (a real one is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;

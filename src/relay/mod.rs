@@ -40,7 +40,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 
 use crate::clock::unix_now;
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::logging::LoggedJid;
 use crate::rate_limit::RateLimiter;
 use crate::storage::downloads::{new_token, DownloadTracker};
@@ -67,7 +67,8 @@ pub struct Relay {
     store: Store,
     outbox: Outbox,
     file_url_prefix: String,
-    allowed_domains: Vec<String>,
+    /// The domains served, which SIGHUP may change (`limits.allowed_domains`).
+    settings: LiveConfig,
     max_recipients: usize,
     limiter: RateLimiter,
     /// The largest sender-made thumbnail passed on.
@@ -95,13 +96,17 @@ pub struct PendingRelays {
 }
 
 impl Relay {
-    /// Opens the outbox and starts the delivery task, which sends through `outgoing`.
+    /// Opens the outbox and starts the delivery task, which sends through
+    /// `outgoing`, under `settings` (a [`LiveConfig`] the service reloads, or
+    /// a plain `&Config`).
     pub fn start(
-        config: &Config,
+        settings: impl Into<LiveConfig>,
         store: Store,
         outgoing: mpsc::Sender<Element>,
         downloads: Option<DownloadTracker>,
     ) -> Result<Arc<Relay>, RelayStartError> {
+        let live = settings.into();
+        let config = live.get();
         let tree = store
             .open_tree(Tree::Relays)
             .map_err(|e| RelayStartError::Outbox(e.to_string()))?;
@@ -142,7 +147,7 @@ impl Relay {
             store: store.clone(),
             outbox,
             file_url_prefix: format!("{public}/file/"),
-            allowed_domains: config.limits.allowed_domains.clone(),
+            settings: live,
             max_recipients: config.relay.max_recipients,
             limiter: RateLimiter::new(config.relay.relays_per_minute, Duration::from_secs(60)),
             max_thumbnail_bytes: thumbnail_limits.max_bytes,
@@ -379,7 +384,7 @@ impl Relay {
     }
 
     fn is_allowed_domain(&self, domain: &str) -> bool {
-        crate::domains::is_allowed(&self.allowed_domains, domain)
+        crate::domains::is_allowed(&self.settings.get().limits.allowed_domains, domain)
     }
 
     /// An error message: the server returned one of our messages.
@@ -552,6 +557,7 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::relay::record::samples::relay_to;
     use crate::storage::test_support::service_store_in;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use jid::BareJid;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::config::Config;
+use crate::config::{Limits, LiveConfig};
 use crate::rate_limit::RateLimiter;
 use crate::storage::{DiskSpace, FileId, Purpose, StorageError, Store};
 use filename::{check_filename, FilenameError};
@@ -83,11 +83,9 @@ pub fn encode_filename(name: &str) -> String {
 #[derive(Clone)]
 pub struct SlotService {
     store: Store,
-    max_file_size: u64,
-    slot_lifetime_secs: u64,
-    quota: QuotaLimits,
-    min_free_disk_percent: u8,
-    allowed_domains: Vec<String>,
+    /// The limits, quotas and domains in force, which SIGHUP may change:
+    /// read once per request.
+    settings: LiveConfig,
     public_url: String,
     limiter: Arc<RateLimiter>,
     tickets: Arc<TicketKeys>,
@@ -97,23 +95,23 @@ pub struct SlotService {
 }
 
 impl SlotService {
-    pub fn new(config: &Config, store: Store) -> SlotService {
+    /// Grants slots under `settings`: a [`LiveConfig`] the service reloads,
+    /// or a plain `&Config` that stays as it is.
+    pub fn new(settings: impl Into<LiveConfig>, store: Store) -> SlotService {
+        let settings = settings.into();
+        let config = settings.get();
         let tickets = {
             let (current, previous) = store.master_keys();
             Arc::new(TicketKeys::derive(current, previous))
         };
         SlotService {
-            max_file_size: config.limits.max_file_size,
-            slot_lifetime_secs: config.limits.slot_lifetime.as_secs(),
-            quota: QuotaLimits::from_config(config),
-            min_free_disk_percent: config.limits.min_free_disk_percent,
-            allowed_domains: config.limits.allowed_domains.clone(),
             public_url: config.http.public_url.clone(),
             limiter: Arc::new(RateLimiter::new(
                 config.limits.slot_requests_per_minute,
                 Duration::from_secs(60),
             )),
-            redeemer: Redeemer::new(config, store.clone(), tickets.clone()),
+            redeemer: Redeemer::new(settings.clone(), store.clone(), tickets.clone()),
+            settings,
             tickets,
             store,
             paused: Arc::default(),
@@ -131,13 +129,14 @@ impl SlotService {
         self.paused.swap(false, Ordering::Relaxed)
     }
 
+    /// Whether slot requests are refused for maintenance.
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
     }
 
     /// The per-user quotas slots are granted within.
     pub fn quota_limits(&self) -> QuotaLimits {
-        self.quota
+        QuotaLimits::from_config(&self.settings.get())
     }
 
     /// What redeems the tickets this service seals, for the PUT side.
@@ -145,8 +144,9 @@ impl SlotService {
         self.redeemer.clone()
     }
 
+    /// The largest upload now, as disco#info advertises it.
     pub fn max_file_size(&self) -> u64 {
-        self.max_file_size
+        self.settings.get().limits.max_file_size
     }
 
     /// Checks `request` from `requester` and, if it may go ahead, seals the
@@ -157,14 +157,21 @@ impl SlotService {
         request: SlotRequest,
         now: u64,
     ) -> Result<Slot, SlotError> {
-        self.check_requester(requester, now)?;
+        let settings = self.settings.get();
+        let limits = &settings.limits;
+        self.check_requester(limits, requester, now)?;
         if self.is_paused() {
             return Err(SlotError::Paused);
         }
-        self.check_request(&request)?;
+        check_request(limits, &request)?;
         let uploader = requester.to_string();
-        self.check_quota(&uploader, request.size, now)?;
-        self.check_disk(request.size, now)?;
+        self.check_quota(
+            QuotaLimits::from_config(&settings),
+            &uploader,
+            request.size,
+            now,
+        )?;
+        self.check_disk(limits, request.size, now)?;
         Ok(self.seal(SlotTerms {
             id: FileId::random(),
             uploader,
@@ -173,18 +180,28 @@ impl SlotService {
             content_type: request.content_type,
             purpose: request.purpose,
             created: now,
-            expires: now + self.slot_lifetime_secs,
+            expires: now + limits.slot_lifetime.as_secs(),
         }))
     }
 
     /// Only users of the served domains get slots, and only so many a minute.
-    fn check_requester(&self, requester: &BareJid, now: u64) -> Result<(), SlotError> {
+    fn check_requester(
+        &self,
+        limits: &Limits,
+        requester: &BareJid,
+        now: u64,
+    ) -> Result<(), SlotError> {
         let domain = requester.domain().as_str();
-        if requester.node().is_none() || !crate::domains::is_allowed(&self.allowed_domains, domain)
+        if requester.node().is_none()
+            || !crate::domains::is_allowed(&limits.allowed_domains, domain)
         {
             return Err(SlotError::NotAllowed);
         }
-        if !self.limiter.allow(requester.as_str(), Instant::now()) {
+        let per_minute = limits.slot_requests_per_minute;
+        if !self
+            .limiter
+            .allow_up_to(per_minute, requester.as_str(), Instant::now())
+        {
             return Err(SlotError::OverQuota {
                 reason: "Too many slot requests; slow down",
                 retry_at: now + 60,
@@ -193,33 +210,23 @@ impl SlotService {
         Ok(())
     }
 
-    /// The file's name, type and size must be fit to serve.
-    fn check_request(&self, request: &SlotRequest) -> Result<(), SlotError> {
-        check_filename(&request.filename)?;
-        if let Some(content_type) = &request.content_type {
-            if http::HeaderValue::from_str(content_type).is_err() || content_type.len() > 255 {
-                return Err(SlotError::BadContentType);
-            }
-        }
-        if request.size > self.max_file_size {
-            return Err(SlotError::TooLarge {
-                max: self.max_file_size,
-            });
-        }
-        Ok(())
-    }
-
     /// `size` more bytes must fit in the uploader's quotas.
-    fn check_quota(&self, uploader: &str, size: u64, now: u64) -> Result<(), SlotError> {
+    fn check_quota(
+        &self,
+        quota: QuotaLimits,
+        uploader: &str,
+        size: u64,
+        now: u64,
+    ) -> Result<(), SlotError> {
         let usage = self.store.usage(uploader, now)?;
-        let over_storage = usage.stored_bytes.saturating_add(size) > self.quota.user_storage_bytes;
+        let over_storage = usage.stored_bytes.saturating_add(size) > quota.user_storage_bytes;
         // Only a refusal for stored bytes needs the files, for its retry time.
         let user_files = if over_storage {
             self.store.user_files_by_expiry(uploader)?
         } else {
             Vec::new()
         };
-        check_user_quota(self.quota, usage, &user_files, size, now).map_err(|over| {
+        check_user_quota(quota, usage, &user_files, size, now).map_err(|over| {
             SlotError::OverQuota {
                 reason: over.reason,
                 retry_at: over.retry_at,
@@ -239,9 +246,9 @@ impl SlotService {
     }
 
     /// Refuses a slot that would leave less than the configured share of the disk free.
-    fn check_disk(&self, size: u64, now: u64) -> Result<(), SlotError> {
+    fn check_disk(&self, limits: &Limits, size: u64, now: u64) -> Result<(), SlotError> {
         let DiskSpace { total, available } = self.store.disk_space()?;
-        let reserve = total / 100 * u64::from(self.min_free_disk_percent);
+        let reserve = total / 100 * u64::from(limits.min_free_disk_percent);
         if available >= size.saturating_add(reserve) {
             return Ok(());
         }
@@ -254,10 +261,27 @@ impl SlotService {
     }
 }
 
+/// The file's name, type and size must be fit to serve.
+fn check_request(limits: &Limits, request: &SlotRequest) -> Result<(), SlotError> {
+    check_filename(&request.filename)?;
+    if let Some(content_type) = &request.content_type {
+        if http::HeaderValue::from_str(content_type).is_err() || content_type.len() > 255 {
+            return Err(SlotError::BadContentType);
+        }
+    }
+    if request.size > limits.max_file_size {
+        return Err(SlotError::TooLarge {
+            max: limits.max_file_size,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::test_support::TestSlots;
     use super::*;
+    use crate::storage::test_support::service_store_in;
 
     const NOW: u64 = 1_800_000_000;
 
@@ -372,6 +396,46 @@ mod tests {
     }
 
     #[test]
+    fn each_request_is_judged_by_the_settings_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::for_tests(dir.path());
+        let settings = LiveConfig::new(config.clone());
+        let service = SlotService::new(&settings, service_store_in(dir.path()));
+        let alice = jid("alice@example.org");
+        let carol = jid("carol@example.net");
+        assert!(service.grant(&alice, request("a", 600, None), NOW).is_ok());
+        assert!(matches!(
+            service.grant(&carol, request("a", 1, None), NOW),
+            Err(SlotError::NotAllowed)
+        ));
+
+        // A reload lowers the largest file, shortens the slots and adds a
+        // domain.
+        config.limits.max_file_size = 500;
+        config.limits.slot_lifetime = Duration::from_secs(60);
+        config.limits.allowed_domains.push("example.net".into());
+        settings.set_for_tests(config.clone());
+        assert_eq!(service.max_file_size(), 500);
+        assert!(matches!(
+            service.grant(&carol, request("a", 600, None), NOW),
+            Err(SlotError::TooLarge { max: 500 })
+        ));
+        let slot = service.grant(&carol, request("a", 500, None), NOW).unwrap();
+        let ticket = slot.put_url.split('/').nth_back(1).unwrap();
+        assert_eq!(
+            service.tickets.open(&slot.id, ticket).unwrap().expires,
+            NOW + 60
+        );
+        // Another allows one request a minute: Alice has asked once already.
+        config.limits.slot_requests_per_minute = 1;
+        settings.set_for_tests(config);
+        assert!(matches!(
+            service.grant(&alice, request("a", 1, None), NOW),
+            Err(SlotError::OverQuota { .. })
+        ));
+    }
+
+    #[test]
     fn too_many_requests_are_told_to_retry_in_a_minute() {
         let slots = TestSlots::new();
         let alice = jid("alice@example.org");
@@ -402,6 +466,7 @@ pub(crate) mod test_support {
     //! the code that asks for them.
 
     use super::*;
+    use crate::config::Config;
     use crate::storage::test_support::service_store_in;
 
     pub(crate) struct TestSlots {

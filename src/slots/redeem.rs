@@ -22,7 +22,7 @@ use http::HeaderValue;
 use super::quota::{self, Exceeded, QuotaLimits};
 use super::terms::SlotTerms;
 use super::ticket::TicketKeys;
-use crate::config::{Config, Retention};
+use crate::config::{LiveConfig, Retention};
 use crate::media::media_type_essence;
 use crate::storage::{FileId, Purpose, StorageError, Store, UploadWriter};
 
@@ -70,18 +70,18 @@ pub enum RedeemError {
 pub struct Redeemer {
     store: Store,
     tickets: Arc<TicketKeys>,
-    quota: QuotaLimits,
-    retention: Retention,
+    /// The quotas and retention in force, which SIGHUP may change.
+    settings: LiveConfig,
 }
 
 impl Redeemer {
-    /// Redeems the tickets sealed with `tickets`, under `config`'s quotas and retention.
-    pub(super) fn new(config: &Config, store: Store, tickets: Arc<TicketKeys>) -> Redeemer {
+    /// Redeems the tickets sealed with `tickets`, under the quotas and
+    /// retention in force when each PUT comes.
+    pub(super) fn new(settings: LiveConfig, store: Store, tickets: Arc<TicketKeys>) -> Redeemer {
         Redeemer {
             store,
             tickets,
-            quota: QuotaLimits::from_config(config),
-            retention: config.retention.clone(),
+            settings,
         }
     }
 
@@ -97,27 +97,29 @@ impl Redeemer {
         if now > slot.expires {
             return Err(RedeemError::Expired);
         }
-        let expires = now.saturating_add(self.retention_for(slot.purpose).as_secs());
+        let settings = self.settings.get();
+        let expires =
+            now.saturating_add(retention_for(&settings.retention, slot.purpose).as_secs());
         // Begun before the quota is checked, so that a retry of a completed
         // upload hears that it is complete rather than that it no longer fits.
         let writer = self
             .store
             .begin_upload(&slot.new_upload(content_type, expires))?;
         let usage = self.store.usage(&slot.uploader, now)?;
-        match quota::exceeded(self.quota, usage, slot.size) {
+        match quota::exceeded(QuotaLimits::from_config(&settings), usage, slot.size) {
             // Dropping the writer gives the slot back.
             Some(over) => Err(RedeemError::OverQuota(over)),
             None => Ok(writer),
         }
     }
+}
 
-    /// How long a file uploaded for `purpose` is kept.
-    fn retention_for(&self, purpose: Purpose) -> Duration {
-        match purpose {
-            Purpose::Ephemeral => self.retention.ephemeral,
-            Purpose::Message => self.retention.message,
-            Purpose::Permanent => self.retention.permanent,
-        }
+/// How long a file uploaded for `purpose` is kept.
+fn retention_for(retention: &Retention, purpose: Purpose) -> Duration {
+    match purpose {
+        Purpose::Ephemeral => retention.ephemeral,
+        Purpose::Message => retention.message,
+        Purpose::Permanent => retention.permanent,
     }
 }
 
@@ -353,11 +355,11 @@ mod tests {
     #[test]
     fn the_quota_is_checked_again_when_the_upload_begins() {
         let slots = TestSlots::new();
+        let mut config = slots.config.clone();
+        config.limits.daily_upload_bytes = 15;
+        let settings = LiveConfig::new(config.clone());
         let redeemer = Redeemer {
-            quota: QuotaLimits {
-                daily_upload_bytes: 15,
-                user_storage_bytes: 1000,
-            },
+            settings: settings.clone(),
             ..slots.service.redeemer()
         };
         let (first, second) = (terms(None), terms(None));
@@ -372,15 +374,29 @@ mod tests {
             redeemer.redeem(&put_for(&slots, &first), NOW),
             Err(RedeemError::Storage(StorageError::AlreadyUploaded))
         ));
-        // The refused slot was not taken: it can be uploaded once there is room.
-        let roomier = Redeemer {
-            quota: QuotaLimits {
-                daily_upload_bytes: 20,
-                user_storage_bytes: 1000,
-            },
-            ..redeemer
-        };
-        let writer = roomier.redeem(&put_for(&slots, &second), NOW).unwrap();
+        // The refused slot was not taken: it can be uploaded once there is
+        // room, here by a reload that raises the quota.
+        config.limits.daily_upload_bytes = 20;
+        settings.set_for_tests(config);
+        let writer = redeemer.redeem(&put_for(&slots, &second), NOW).unwrap();
         upload(writer, second.size);
+    }
+
+    #[test]
+    fn the_retention_in_force_when_the_put_comes_sets_the_expiry() {
+        let slots = TestSlots::new();
+        let mut config = slots.config.clone();
+        let settings = LiveConfig::new(config.clone());
+        let redeemer = Redeemer {
+            settings: settings.clone(),
+            ..slots.service.redeemer()
+        };
+        // Sealed into the ticket before the reload, redeemed after it.
+        let slot = terms(None);
+        let put = put_for(&slots, &slot);
+        config.retention.message = Duration::from_secs(42);
+        settings.set_for_tests(config);
+        let file = upload(redeemer.redeem(&put, NOW).unwrap(), slot.size);
+        assert_eq!(file.expires, NOW + 42);
     }
 }

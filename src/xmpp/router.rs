@@ -14,7 +14,6 @@ use std::sync::Arc;
 use jid::{BareJid, Jid};
 use minidom::Element;
 use tracing::{debug, info, warn, Instrument};
-use xmpp_parsers::disco::DiscoInfoResult;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
@@ -31,7 +30,6 @@ pub struct Router<D> {
     jid: BareJid,
     slots: SlotService,
     delegate: Arc<D>,
-    disco_info: DiscoInfoResult,
 }
 
 /// Largest request (in attribute bytes) echoed back in an error reply.
@@ -43,12 +41,10 @@ type IqOutcome = Result<Option<Element>, (StanzaError, Option<Element>)>;
 impl<D: Delegate> Router<D> {
     /// The router of the component `jid`, granting slots with `slots`.
     pub fn new(jid: BareJid, slots: SlotService, delegate: Arc<D>) -> Router<D> {
-        let disco_info = disco::info(slots.max_file_size());
         Router {
             jid,
             slots,
             delegate,
-            disco_info,
         }
     }
 
@@ -165,7 +161,8 @@ impl<D: Delegate> Router<D> {
         let namespace = payload.ns();
         match (kind, payload.name(), namespace.as_str()) {
             ("get", "query", ns::DISCO_INFO) => match payload.attr("node") {
-                None => Ok(Some(self.disco_info.clone().into())),
+                // Made for each query: a reload may change the largest upload.
+                None => Ok(Some(disco::info(self.slots.max_file_size()).into())),
                 Some(adhoc::NS) => Ok(Some(adhoc::node_info(adhoc::NS, None).into())),
                 Some(node) => {
                     // Only the commands the asker may run have a node.
