@@ -46,4 +46,4 @@ pub mod xmpp;
 
 mod service;
 
-pub use service::{run, StartError};
+pub use service::{run, Component, StartError};

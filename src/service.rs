@@ -242,8 +242,7 @@ fn start_xmpp(
     let config = settings.get();
     let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
     let relay = Relay::start(settings.clone(), store.clone(), outgoing.clone(), downloads)?;
-    let commands = Commands::new(settings, store, slots.clone(), relay.clone());
-    let delegate = Arc::new(Component { relay, commands });
+    let delegate = Arc::new(Component::new(settings, store, slots.clone(), relay));
     let router = Arc::new(Router::new(config.component.jid.clone(), slots, delegate));
     tokio::spawn(connection::run(
         config.component.clone(),
@@ -330,9 +329,22 @@ async fn collect_garbage_periodically(store: Store, settings: LiveConfig) {
 /// What the router passes on: to the relay, its stanzas (relay requests
 /// and bounces, presences, the answers to its probes and to its server
 /// query); to the commands, the XEP-0050 requests.
-struct Component {
+pub struct Component {
     relay: Arc<Relay>,
     commands: Commands<Relay>,
+}
+
+impl Component {
+    /// The relay, and the commands run on `store`, `slots` and `relay`.
+    pub fn new(
+        settings: impl Into<LiveConfig>,
+        store: Store,
+        slots: SlotService,
+        relay: Arc<Relay>,
+    ) -> Component {
+        let commands = Commands::new(settings, store, slots, relay.clone());
+        Component { relay, commands }
+    }
 }
 
 impl Delegate for Component {

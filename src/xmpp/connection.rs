@@ -246,6 +246,14 @@ async fn serve<D: Delegate>(
                     // It did its job by arriving: the silence timer is reset.
                     continue;
                 }
+                if Router::<D>::answers_at_once(&stanza) {
+                    // Writing here holds up reading no more than sending
+                    // what `outgoing` holds does.
+                    if let Some(reply) = router.handle(stanza).await {
+                        link.send(&reply).await?;
+                    }
+                    continue;
+                }
                 let permit = slot.take();
                 let router = router.clone();
                 let replies = outgoing.clone();

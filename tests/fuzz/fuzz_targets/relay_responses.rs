@@ -25,6 +25,7 @@ use satchel::config::Config;
 use satchel::relay::outbox::Outbox;
 use satchel::relay::record::{DeliveryStatus, FileFacts, Recipient, RelayId, RelayRecord};
 use satchel::relay::Relay;
+use satchel::Component;
 use satchel::slots::SlotService;
 use satchel::storage::{FileId, Store, StoreOptions, Tree};
 use satchel::xmpp::router::Router;
@@ -117,7 +118,7 @@ impl LastSent {
 }
 
 /// Feeds `text` to the router as the server's stream would carry it.
-async fn feed(router: &Router<Relay>, text: &str) {
+async fn feed(router: &Router<Component>, text: &str) {
     let bytes = [HEADER, text.as_bytes()].concat();
     let mut reader = StanzaReader::new(bytes.as_slice(), MAX_STANZA_BYTES);
     if reader.read_header().await.is_err() {
@@ -152,10 +153,12 @@ async fn run(fixture: &Fixture, script: &str) {
     }
     let (outgoing, mut sent) = mpsc::channel(1024);
     let relay = Relay::start(&fixture.config, fixture.store.clone(), outgoing, None).unwrap();
+    let slots = SlotService::new(&fixture.config, fixture.store.clone());
+    let component = Component::new(&fixture.config, fixture.store.clone(), slots.clone(), relay);
     let router = Router::new(
         fixture.config.component.jid.clone(),
-        SlotService::new(&fixture.config, fixture.store.clone()),
-        relay,
+        slots,
+        std::sync::Arc::new(component),
     );
     let mut last = LastSent::default();
     router.link_up().iter().for_each(|s| last.record(s));
