@@ -3,6 +3,9 @@
 //! * a slot request, from the IQ's XML to the serialized answer (parse,
 //!   policy and quota checks, sealing the slot into its PUT URL), and the
 //!   same without the XML text (the handler between stream reader and writer);
+//! * a slot request over the component link: a stand-in XMPP server on
+//!   loopback writes the IQ and reads the answer (what Satchel adds to a
+//!   client's wait: the link's reading, routing and writing as well);
 //! * sealing and opening one 64 KiB chunk (ChaCha20-Poly1305, STREAM);
 //! * reading a 16 MiB file back (positioned reads, parallel chunk opening);
 //! * parsing `Range` headers;
@@ -13,12 +16,16 @@
 //! crypto and the read, and time per call for the rest.
 
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use minidom::Element;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use satchel::config::Config;
 use satchel::http::range::parse_range;
@@ -28,21 +35,17 @@ use satchel::storage::cipher::Cipher;
 use satchel::storage::crypto::{open_chunk, seal_chunk};
 use satchel::storage::master_key::MasterKey;
 use satchel::storage::{FileId, NewUpload, Purpose, Store, StoreOptions};
+use satchel::xmpp::connection;
+use satchel::xmpp::delegate::Delegate;
 use satchel::xmpp::http_upload::{parse_request, slot_result};
+use satchel::xmpp::router::Router;
 
 const CHUNK: usize = 64 * 1024;
 const MIB: usize = 1 << 20;
 
 fn slot_requests(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::parse(include_str!("../../tests/minimal-config.toml"))
-        .expect("the shared test configuration");
-    config.storage.path = dir.path().join("store");
-    // Limits that a benchmark granting slots in a loop never reaches.
-    config.limits.max_file_size = 100 * MIB as u64;
-    config.limits.daily_upload_bytes = 1_000_000_000_000_000;
-    config.limits.user_storage_bytes = 20 * 100 * MIB as u64;
-    config.limits.slot_requests_per_minute = 1_000_000_000;
+    let config = generous_config(dir.path());
     let store = open_store(dir.path());
     let slots = SlotService::new(&config, store);
     let requester: jid::BareJid = "juliet@example.org".parse().expect("JID");
@@ -78,6 +81,84 @@ fn slot_requests(c: &mut Criterion) {
             })
         },
     );
+}
+
+/// A delegate with nothing to do: the link benchmark sends IQ requests only.
+struct NoDelegate;
+
+impl Delegate for NoDelegate {
+    async fn handle_message(&self, _: Element) -> Option<Element> {
+        None
+    }
+    async fn handle_presence(&self, _: &Element) {}
+    async fn handle_iq_response(&self, _: &Element) -> bool {
+        false
+    }
+    fn link_up(&self) -> Vec<Element> {
+        Vec::new()
+    }
+    fn link_down(&self) {}
+}
+
+fn slot_requests_over_the_link(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = generous_config(dir.path());
+    let slots = SlotService::new(&config, open_store(dir.path()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut to_satchel, mut from_satchel) = runtime.block_on(async {
+        let server = TcpListener::bind("127.0.0.1:0").await.expect("listener");
+        let mut component = config.component.clone();
+        component.server = server.local_addr().expect("address").to_string();
+        let router = Router::new(component.jid.clone(), slots, Arc::new(NoDelegate));
+        let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
+        tokio::spawn(connection::run(
+            component,
+            Arc::new(router),
+            outgoing,
+            outgoing_rx,
+        ));
+        let (mut link, _) = server.accept().await.expect("Satchel connects");
+        link.set_nodelay(true).expect("TCP_NODELAY");
+        read_until(&mut link, b">").await;
+        link.write_all(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+              xmlns:stream='http://etherx.jabber.org/streams' id='bench'>",
+        )
+        .await
+        .expect("stream header");
+        read_until(&mut link, b"</handshake>").await;
+        link.write_all(b"<handshake/>").await.expect("handshake");
+        link.into_split()
+    });
+    let iq = "<iq from='juliet@example.org/balcony' to='upload.example.org' id='step_03' \
+              type='get'><request xmlns='urn:xmpp:http:upload:0' filename='très cool.jpg' \
+              size='23456' content-type='image/jpeg'/></iq>";
+    c.bench_function("slot request over the link: IQ written, answer read", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                from_satchel
+                    .write_all(iq.as_bytes())
+                    .await
+                    .expect("IQ sent");
+                read_until(&mut to_satchel, b"</iq>").await;
+            })
+        })
+    });
+}
+
+/// Reads from `stream` until what was read ends with `end`.
+async fn read_until(stream: &mut (impl AsyncRead + Unpin), end: &[u8]) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.ends_with(end) {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the link closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
 }
 
 fn chunk_crypto(c: &mut Criterion) {
@@ -188,6 +269,19 @@ fn thumbnails(c: &mut Criterion) {
     group.finish();
 }
 
+/// The shared test configuration, with limits that a benchmark granting
+/// slots in a loop never reaches.
+fn generous_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::parse(include_str!("../../tests/minimal-config.toml"))
+        .expect("the shared test configuration");
+    config.storage.path = dir.join("store");
+    config.limits.max_file_size = 100 * MIB as u64;
+    config.limits.daily_upload_bytes = 1_000_000_000_000_000;
+    config.limits.user_storage_bytes = 20 * 100 * MIB as u64;
+    config.limits.slot_requests_per_minute = 1_000_000_000;
+    config
+}
+
 fn open_store(dir: &std::path::Path) -> Store {
     Store::open(StoreOptions::new(
         dir.join("store"),
@@ -219,6 +313,7 @@ fn photo_like(width: u32, height: u32) -> RgbImage {
 criterion_group!(
     hot_paths,
     slot_requests,
+    slot_requests_over_the_link,
     chunk_crypto,
     file_reads,
     range_headers,

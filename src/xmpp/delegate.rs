@@ -8,8 +8,10 @@
 //! name the relay; it hands those stanzas to a [`Delegate`], and the wiring
 //! (`service.rs`) makes the relay one. The router's tests use a stand-in.
 //!
-//! The link hands each stanza to the router in a task of its own, so calls
-//! may overlap and must not block: a slow call holds one of the link's
+//! The link hands each stanza for the delegate to the router in a task of
+//! its own (it answers only the router's own IQ requests on its reading
+//! task, [`Router::answers_at_once`](super::router::Router::answers_at_once)),
+//! so calls may overlap and must not block: a slow call holds one of the link's
 //! handler slots, not the link. [`Delegate::link_up`] comes before the first
 //! stanza of a link is read, and what it returns goes out before anything
 //! else; [`Delegate::link_down`] comes once the link is lost.
