@@ -217,7 +217,10 @@ impl UploadWriter {
                 nonce_prefix: rand::random(),
                 chunk_size,
                 sink,
-                pending: Vec::with_capacity(chunk_size + TAG_LEN),
+                // A small file needs no more than its own size.
+                pending: Vec::with_capacity(
+                    chunk_size.min(usize::try_from(upload.size).unwrap_or(usize::MAX)) + TAG_LEN,
+                ),
                 next_index: 0,
             },
             received: 0,
