@@ -7,6 +7,8 @@
 //!   loopback writes the IQ and reads the answer (what Satchel adds to a
 //!   client's wait: the link's reading, routing and writing as well);
 //! * sealing and opening one 64 KiB chunk (ChaCha20-Poly1305, STREAM);
+//! * writing a 64 MiB file into the store (sealing, both hashes, the blob
+//!   written and synced, the record committed);
 //! * reading a 16 MiB file back (positioned reads, parallel chunk opening);
 //! * parsing `Range` headers;
 //! * a thumbnail of a 12-megapixel camera-like JPEG, and of a PNG.
@@ -195,11 +197,9 @@ fn chunk_crypto(c: &mut Criterion) {
     group.finish();
 }
 
-fn file_reads(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_store(dir.path());
-    let size = 16 * MIB;
-    let slot = NewUpload {
+/// A new upload of `size` bytes, as the PUT handler begins it.
+fn new_upload(size: usize) -> NewUpload {
+    NewUpload {
         id: FileId::random(),
         uploader: "juliet@example.org".into(),
         filename: "movie.mp4".into(),
@@ -207,12 +207,41 @@ fn file_reads(c: &mut Criterion) {
         content_type: "video/mp4".into(),
         purpose: Purpose::Message,
         expires: u64::MAX,
-    };
-    let mut writer = store.begin_upload(&slot).expect("upload starts");
-    let payload: Vec<bytes::Bytes> = (0..size / MIB)
+    }
+}
+
+/// `size` bytes in 1 MiB pieces, as the PUT handler hands them on.
+fn payload(size: usize) -> Vec<bytes::Bytes> {
+    (0..size / MIB)
         .map(|i| bytes::Bytes::from(vec![i as u8; MIB]))
-        .collect();
-    writer.write_pieces(&payload).expect("written");
+        .collect()
+}
+
+fn file_writes(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_store(dir.path());
+    let size = 64 * MIB;
+    let pieces = payload(size);
+    let mut group = c.benchmark_group("write 64 MiB file");
+    group.throughput(Throughput::Bytes(size as u64));
+    group.sample_size(10);
+    group.bench_function("sealed, hashed, synced", |b| {
+        b.iter(|| {
+            let mut writer = store.begin_upload(&new_upload(size)).expect("upload starts");
+            writer.write_pieces(&pieces).expect("written");
+            let file = writer.finish(0).expect("finished");
+            store.delete_file(&file.id).expect("deleted")
+        })
+    });
+    group.finish();
+}
+
+fn file_reads(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_store(dir.path());
+    let size = 16 * MIB;
+    let mut writer = store.begin_upload(&new_upload(size)).expect("upload starts");
+    writer.write_pieces(&payload(size)).expect("written");
     let file = writer.finish(0).expect("finished");
 
     let mut group = c.benchmark_group("read 16 MiB file");
@@ -315,6 +344,7 @@ criterion_group!(
     slot_requests,
     slot_requests_over_the_link,
     chunk_crypto,
+    file_writes,
     file_reads,
     range_headers,
     thumbnails
