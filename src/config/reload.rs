@@ -18,7 +18,10 @@
 //!
 //! Values are compared as Satchel uses them, after defaults: a derived
 //! default (say `limits.daily_upload_bytes`, 10 x `max_file_size`) changes
-//! with the key it derives from, and is reported as changed.
+//! with the key it derives from, and is reported as changed. A default
+//! derived from a key that needs a restart (`limits.allowed_domains`, the
+//! parent domain of `component.jid`) is worked out from that key's running
+//! value, so that a refused change does not slip in through it.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -64,7 +67,11 @@ impl LiveConfig {
     /// keys that changed; what else changed is refused. A file that does not
     /// read or check is an error, and nothing changes.
     pub fn reload(&self, path: &Path) -> Result<Reload, ConfigError> {
-        let read = Config::load(path)?;
+        // A default that follows a key needing a restart follows its running
+        // value: a new `component.jid` is refused, and the domains served by
+        // default stay those of the JID Satchel still runs as.
+        let running_jid = self.get().component.jid.clone();
+        let read = Config::load_serving(path, Some(&running_jid))?;
         let mut current = self
             .current
             .write()
@@ -412,6 +419,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_refused_jid_does_not_change_the_domains_served_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("satchel.toml");
+        let live = LiveConfig::new(base());
+        let moved = BASE.replace(
+            "jid = \"upload.example.org\"",
+            "jid = \"upload.example.net\"",
+        );
+
+        std::fs::write(&path, &moved).unwrap();
+        let reload = live.reload(&path).unwrap();
+        assert_eq!(keys_of(&reload.refused), ["component.jid"]);
+        assert!(reload.applied.is_empty(), "{reload:?}");
+        assert_eq!(live.get().limits.allowed_domains, ["example.org"]);
+
+        // Written in the file, the domains are the file's, beside the
+        // refused JID.
+        std::fs::write(
+            &path,
+            moved.replace("[limits]", "[limits]\nallowed_domains = [\"example.net\"]"),
+        )
+        .unwrap();
+        let reload = live.reload(&path).unwrap();
+        assert_eq!(keys_of(&reload.refused), ["component.jid"]);
+        assert_eq!(keys_of(&reload.applied), ["limits.allowed_domains"]);
+        assert_eq!(live.get().limits.allowed_domains, ["example.net"]);
+        assert_eq!(live.get().component.jid, base().component.jid);
     }
 
     #[test]
