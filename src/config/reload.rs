@@ -24,7 +24,11 @@
 //! value, so that a refused change does not slip in through it.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::key::Spec;
 use super::keys;
@@ -35,32 +39,48 @@ use super::{Config, ConfigError};
 /// same settings.
 #[derive(Clone)]
 pub struct LiveConfig {
-    current: Arc<RwLock<Arc<Config>>>,
+    /// A watch channel rather than a bare lock, so that a task asleep for a
+    /// reloadable period can wake when it changes ([`LiveConfig::sleep_from`]).
+    current: Arc<watch::Sender<Arc<Config>>>,
 }
 
 impl LiveConfig {
     pub fn new(config: Config) -> LiveConfig {
         LiveConfig {
-            current: Arc::new(RwLock::new(Arc::new(config))),
+            current: Arc::new(watch::Sender::new(Arc::new(config))),
         }
     }
 
     /// The settings in force now. Read it once per decision, so that one
     /// decision sees one consistent set of values.
     pub fn get(&self) -> Arc<Config> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.borrow().clone()
     }
 
     /// Puts `config` in force whole, as a reload would.
     #[cfg(test)]
     pub(crate) fn set_for_tests(&self, config: Config) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(config);
+        self.current.send_replace(Arc::new(config));
+    }
+
+    /// Sleeps until `start` plus the period `of` picks out of the settings,
+    /// as they stand then: a reload that shortens the period ends the sleep
+    /// sooner (at once if it is already over), one that lengthens it, later.
+    /// For the tasks that run every so often, at a reloadable interval.
+    pub async fn sleep_from(&self, start: Instant, of: fn(&Config) -> Duration) {
+        let mut reloads = self.current.subscribe();
+        loop {
+            let deadline = start + of(&reloads.borrow_and_update());
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                changed = reloads.changed() => {
+                    if changed.is_err() {
+                        // Unreachable while `self` holds the sender.
+                        return tokio::time::sleep_until(deadline).await;
+                    }
+                }
+            }
+        }
     }
 
     /// Reads the file at `path` again and puts in force the reloadable
@@ -72,14 +92,16 @@ impl LiveConfig {
         // default stay those of the JID Satchel still runs as.
         let running_jid = self.get().component.jid.clone();
         let read = Config::load_serving(path, Some(&running_jid))?;
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (merged, reload) = merge(&current, &read);
-        if !reload.applied.is_empty() {
-            *current = Arc::new(merged);
-        }
+        let mut reload = Reload::default();
+        self.current.send_if_modified(|current| {
+            let merged;
+            (merged, reload) = merge(current, &read);
+            let applied = !reload.applied.is_empty();
+            if applied {
+                *current = Arc::new(merged);
+            }
+            applied
+        });
         Ok(reload)
     }
 }
@@ -449,6 +471,39 @@ mod tests {
         assert_eq!(keys_of(&reload.applied), ["limits.allowed_domains"]);
         assert_eq!(live.get().limits.allowed_domains, ["example.net"]);
         assert_eq!(live.get().component.jid, base().component.jid);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_for_a_reloadable_period_follows_the_reloads() {
+        let gc_interval = |config: &Config| config.retention.gc_interval;
+        let hourly = with("retention", "gc_interval_secs = 3600");
+        let live = LiveConfig::new(hourly.clone());
+        let start = Instant::now();
+        let sleeper = tokio::spawn({
+            let live = live.clone();
+            async move {
+                live.sleep_from(start, gc_interval).await;
+                Instant::now() - start
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // An unrelated reload: the sleep goes on to the same end.
+        live.set_for_tests(with(
+            "retention",
+            "gc_interval_secs = 3600\nmessage_secs = 9",
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!sleeper.is_finished());
+        live.set_for_tests(with("retention", "gc_interval_secs = 60"));
+        assert_eq!(sleeper.await.unwrap(), Duration::from_secs(60));
+
+        // A period already over when the reload comes ends the sleep at once.
+        let live = LiveConfig::new(hourly);
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        live.set_for_tests(with("retention", "gc_interval_secs = 60"));
+        live.sleep_from(start, gc_interval).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(120));
     }
 
     #[test]
