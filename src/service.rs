@@ -306,12 +306,12 @@ async fn flush(store: Store) {
 }
 
 /// Deletes expired files, expired slots and abandoned uploads, for ever, at
-/// the interval in force (a reload changes it, and the age of abandoned
-/// uploads, from the next round).
+/// the interval in force (a reload changes it for the round awaited, the age
+/// of abandoned uploads from the next round).
 async fn collect_garbage_periodically(store: Store, settings: LiveConfig) {
     loop {
-        let retention = settings.get().retention.clone();
-        let abandoned_after = retention.abandoned_upload.as_secs();
+        let started = tokio::time::Instant::now();
+        let abandoned_after = settings.get().retention.abandoned_upload.as_secs();
         let store = store.clone();
         let outcome =
             tokio::task::spawn_blocking(move || store.collect_garbage(unix_now(), abandoned_after))
@@ -322,7 +322,8 @@ async fn collect_garbage_periodically(store: Store, settings: LiveConfig) {
             Ok(Err(error)) => warn!(%error, "garbage collection failed"),
             Err(_) => warn!("garbage collection panicked"),
         }
-        tokio::time::sleep(retention.gc_interval).await;
+        let gc_interval = |config: &Config| config.retention.gc_interval;
+        settings.sleep_from(started, gc_interval).await;
     }
 }
 

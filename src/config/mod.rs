@@ -148,6 +148,15 @@ impl Config {
     /// Reads and checks the file at `path`: UTF-8 text of at most
     /// [`MAX_FILE_BYTES`], so that a wrong path cannot fill the memory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_serving(path, None)
+    }
+
+    /// [`Config::load`], with the defaults that follow `component.jid` (the
+    /// served domain, `limits.allowed_domains`) worked out from `jid` when
+    /// given, rather than from the file's JID: what the file means to a
+    /// Satchel that goes on running as `jid`, which is what a reload needs
+    /// (the JID itself changes only with a restart).
+    pub(super) fn load_serving(path: &Path, jid: Option<&BareJid>) -> Result<Config, ConfigError> {
         use std::io::{Error, ErrorKind, Read};
         let read_error = |source| ConfigError::Read {
             path: path.to_owned(),
@@ -165,7 +174,7 @@ impl Config {
         }
         let text = String::from_utf8(bytes)
             .map_err(|_| read_error(Error::new(ErrorKind::InvalidData, "not UTF-8 text")))?;
-        Config::parse(&text).map_err(|error| match error {
+        Config::parse_serving(&text, jid).map_err(|error| match error {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
@@ -188,9 +197,15 @@ impl Config {
 
     /// Parses and checks configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_serving(text, None)
+    }
+
+    /// [`Config::parse`], with the served domain derived from `jid` when
+    /// given (see [`Config::load_serving`]).
+    fn parse_serving(text: &str, jid: Option<&BareJid>) -> Result<Config, ConfigError> {
         let raw = RawConfig::parse(text)?;
         let component = component(&raw)?;
-        let limits = limits(&raw, &component.jid)?;
+        let limits = limits(&raw, jid.unwrap_or(&component.jid))?;
         Ok(Config {
             http: http(&raw)?,
             storage: storage(&raw)?,

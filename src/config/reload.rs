@@ -18,10 +18,17 @@
 //!
 //! Values are compared as Satchel uses them, after defaults: a derived
 //! default (say `limits.daily_upload_bytes`, 10 x `max_file_size`) changes
-//! with the key it derives from, and is reported as changed.
+//! with the key it derives from, and is reported as changed. A default
+//! derived from a key that needs a restart (`limits.allowed_domains`, the
+//! parent domain of `component.jid`) is worked out from that key's running
+//! value, so that a refused change does not slip in through it.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::key::Spec;
 use super::keys;
@@ -32,47 +39,69 @@ use super::{Config, ConfigError};
 /// same settings.
 #[derive(Clone)]
 pub struct LiveConfig {
-    current: Arc<RwLock<Arc<Config>>>,
+    /// A watch channel rather than a bare lock, so that a task asleep for a
+    /// reloadable period can wake when it changes ([`LiveConfig::sleep_from`]).
+    current: Arc<watch::Sender<Arc<Config>>>,
 }
 
 impl LiveConfig {
     pub fn new(config: Config) -> LiveConfig {
         LiveConfig {
-            current: Arc::new(RwLock::new(Arc::new(config))),
+            current: Arc::new(watch::Sender::new(Arc::new(config))),
         }
     }
 
     /// The settings in force now. Read it once per decision, so that one
     /// decision sees one consistent set of values.
     pub fn get(&self) -> Arc<Config> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.borrow().clone()
     }
 
     /// Puts `config` in force whole, as a reload would.
     #[cfg(test)]
     pub(crate) fn set_for_tests(&self, config: Config) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(config);
+        self.current.send_replace(Arc::new(config));
+    }
+
+    /// Sleeps until `start` plus the period `of` picks out of the settings,
+    /// as they stand then: a reload that shortens the period ends the sleep
+    /// sooner (at once if it is already over), one that lengthens it, later.
+    /// For the tasks that run every so often, at a reloadable interval.
+    pub async fn sleep_from(&self, start: Instant, of: fn(&Config) -> Duration) {
+        let mut reloads = self.current.subscribe();
+        loop {
+            let deadline = start + of(&reloads.borrow_and_update());
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                changed = reloads.changed() => {
+                    if changed.is_err() {
+                        // Unreachable while `self` holds the sender.
+                        return tokio::time::sleep_until(deadline).await;
+                    }
+                }
+            }
+        }
     }
 
     /// Reads the file at `path` again and puts in force the reloadable
     /// keys that changed; what else changed is refused. A file that does not
     /// read or check is an error, and nothing changes.
     pub fn reload(&self, path: &Path) -> Result<Reload, ConfigError> {
-        let read = Config::load(path)?;
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (merged, reload) = merge(&current, &read);
-        if !reload.applied.is_empty() {
-            *current = Arc::new(merged);
-        }
+        // A default that follows a key needing a restart follows its running
+        // value: a new `component.jid` is refused, and the domains served by
+        // default stay those of the JID Satchel still runs as.
+        let running_jid = self.get().component.jid.clone();
+        let read = Config::load_serving(path, Some(&running_jid))?;
+        let mut reload = Reload::default();
+        self.current.send_if_modified(|current| {
+            let merged;
+            (merged, reload) = merge(current, &read);
+            let applied = !reload.applied.is_empty();
+            if applied {
+                *current = Arc::new(merged);
+            }
+            applied
+        });
         Ok(reload)
     }
 }
@@ -413,6 +442,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_refused_jid_does_not_change_the_domains_served_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("satchel.toml");
+        let live = LiveConfig::new(base());
+        let moved = BASE.replace(
+            "jid = \"upload.example.org\"",
+            "jid = \"upload.example.net\"",
+        );
+
+        std::fs::write(&path, &moved).unwrap();
+        let reload = live.reload(&path).unwrap();
+        assert_eq!(keys_of(&reload.refused), ["component.jid"]);
+        assert!(reload.applied.is_empty(), "{reload:?}");
+        assert_eq!(live.get().limits.allowed_domains, ["example.org"]);
+
+        // Written in the file, the domains are the file's, beside the
+        // refused JID.
+        std::fs::write(
+            &path,
+            moved.replace("[limits]", "[limits]\nallowed_domains = [\"example.net\"]"),
+        )
+        .unwrap();
+        let reload = live.reload(&path).unwrap();
+        assert_eq!(keys_of(&reload.refused), ["component.jid"]);
+        assert_eq!(keys_of(&reload.applied), ["limits.allowed_domains"]);
+        assert_eq!(live.get().limits.allowed_domains, ["example.net"]);
+        assert_eq!(live.get().component.jid, base().component.jid);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_for_a_reloadable_period_follows_the_reloads() {
+        let gc_interval = |config: &Config| config.retention.gc_interval;
+        let hourly = with("retention", "gc_interval_secs = 3600");
+        let live = LiveConfig::new(hourly.clone());
+        let start = Instant::now();
+        let sleeper = tokio::spawn({
+            let live = live.clone();
+            async move {
+                live.sleep_from(start, gc_interval).await;
+                Instant::now() - start
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // An unrelated reload: the sleep goes on to the same end.
+        live.set_for_tests(with(
+            "retention",
+            "gc_interval_secs = 3600\nmessage_secs = 9",
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!sleeper.is_finished());
+        live.set_for_tests(with("retention", "gc_interval_secs = 60"));
+        assert_eq!(sleeper.await.unwrap(), Duration::from_secs(60));
+
+        // A period already over when the reload comes ends the sleep at once.
+        let live = LiveConfig::new(hourly);
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        live.set_for_tests(with("retention", "gc_interval_secs = 60"));
+        live.sleep_from(start, gc_interval).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(120));
     }
 
     #[test]
