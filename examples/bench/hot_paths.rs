@@ -227,7 +227,9 @@ fn file_writes(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("sealed, hashed, synced", |b| {
         b.iter(|| {
-            let mut writer = store.begin_upload(&new_upload(size)).expect("upload starts");
+            let mut writer = store
+                .begin_upload(&new_upload(size))
+                .expect("upload starts");
             writer.write_pieces(&pieces).expect("written");
             let file = writer.finish(0).expect("finished");
             store.delete_file(&file.id).expect("deleted")
@@ -240,7 +242,9 @@ fn file_reads(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_store(dir.path());
     let size = 16 * MIB;
-    let mut writer = store.begin_upload(&new_upload(size)).expect("upload starts");
+    let mut writer = store
+        .begin_upload(&new_upload(size))
+        .expect("upload starts");
     writer.write_pieces(&payload(size)).expect("written");
     let file = writer.finish(0).expect("finished");
 
