@@ -253,9 +253,25 @@ fn key_creatable(key_file: &Path, store_path: &Path, store: StoreDir) -> Result<
 }
 
 fn check_listen(config: &Config, problems: &mut Vec<Problem>) {
-    let address = config.http.listen;
-    // Bound and released at once: the port is free now, and this user may
-    // take it (ports below 1024 need a capability).
+    check_port("http.listen", config.http.listen, problems);
+    if let Some(address) = config.metrics_listen {
+        if address == config.http.listen {
+            problems.push(problem(
+                "metrics.listen",
+                "must differ from http.listen: the metrics have a listener of their own",
+            ));
+        } else {
+            check_port("metrics.listen", address, problems);
+        }
+    }
+    if let Err(reason) = connection_cap(config.http.max_connections, raise_open_file_limit()) {
+        problems.push(problem("http.max_connections", reason));
+    }
+}
+
+/// Bound and released at once: the port is free now, and this user may
+/// take it (ports below 1024 need a capability).
+fn check_port(key: &'static str, address: std::net::SocketAddr, problems: &mut Vec<Problem>) {
     if let Err(error) = TcpListener::bind(address) {
         let hint = if error.kind() == io::ErrorKind::AddrInUse {
             " (is Satchel already running?)"
@@ -263,12 +279,9 @@ fn check_listen(config: &Config, problems: &mut Vec<Problem>) {
             ""
         };
         problems.push(problem(
-            "http.listen",
+            key,
             format!("cannot listen on {address}: {error}{hint}"),
         ));
-    }
-    if let Err(reason) = connection_cap(config.http.max_connections, raise_open_file_limit()) {
-        problems.push(problem("http.max_connections", reason));
     }
 }
 

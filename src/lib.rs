@@ -13,7 +13,8 @@
 //!    [`media`] (what a browser may show inline), [`logging`] (what of a
 //!    user may reach the log), [`rate_limit`] (how often one user may
 //!    ask), [`config`] (the operator's file, and what SIGHUP reloads of
-//!    it), [`storage`] (encrypted files, metadata in sled) and [`systemd`]
+//!    it), [`storage`] (encrypted files, metadata in sled), [`metrics`]
+//!    (the series Prometheus reads, and their listener) and [`systemd`]
 //!    (telling systemd Satchel is ready).
 //! 2. [`slots`]: the upload policy. Who may upload what and how much, the
 //!    ticket sealed into the PUT URL, and its redemption when the PUT comes.
@@ -37,6 +38,7 @@ pub mod domains;
 pub mod http;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod rate_limit;
 pub mod relay;
 pub mod slots;

@@ -33,12 +33,15 @@ use crate::commands::Commands;
 use crate::config::{Config, LiveConfig};
 use crate::http::tls::{ReloadingCert, TlsError};
 use crate::http::{self, HttpState};
+use crate::metrics::server::SnapshotSource;
+use crate::metrics::Snapshot;
 use crate::relay::{Relay, RelayStartError};
 use crate::slots::SlotService;
 use crate::storage::downloads::DownloadTracker;
 use crate::storage::{StorageError, Store, StoreOptions};
 use crate::xmpp::adhoc::{CommandRequest, CommandResponse, ListedCommand};
 use crate::xmpp::delegate::Delegate;
+use crate::xmpp::link_state::LinkState;
 use crate::xmpp::{connection, router::Router};
 
 /// How long uploads in flight may take to finish after SIGTERM.
@@ -54,6 +57,11 @@ pub enum StartError {
     },
     #[error("cannot listen on {address} (http.listen): {source}")]
     Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {address} (metrics.listen): {source}")]
+    MetricsListen {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
@@ -74,6 +82,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     crate::logging::show_jids(config.show_jids);
     // The port first: it has no side effects, the store may create a key.
     let (listener, max_connections) = listen(&config)?;
+    let metrics_listener = listen_for_metrics(&config).await?;
     let tls = load_certificate(&config).await?;
     let store = open_store(&config).await?;
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
@@ -88,8 +97,13 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
 
     let downloads = download_tracker(&config, &store)?;
     let slots = SlotService::new(&settings, store.clone());
-    let http_state = HttpState::new(&config, store.clone(), downloads.clone(), slots.redeemer());
-    start_xmpp(&settings, store.clone(), slots, downloads)?;
+    let redeemer = slots.redeemer();
+    let xmpp = start_xmpp(&settings, store.clone(), slots, downloads.clone())?;
+    let http_state = HttpState::new(&config, store.clone(), downloads, redeemer, xmpp.link);
+    if let Some(listener) = metrics_listener {
+        let snapshot = snapshot_source(store.clone(), xmpp.relay);
+        tokio::spawn(crate::metrics::server::serve(listener, snapshot));
+    }
     tokio::spawn(collect_garbage_periodically(store.clone(), settings));
     let acceptor = tls.map(|cert| {
         tokio::spawn(http::tls::watch_files(cert.clone()));
@@ -109,6 +123,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
         https,
         max_connections,
         public_url = %config.http.public_url,
+        metrics = ?config.metrics_listen,
         "Satchel started"
     );
     crate::systemd::notify_ready();
@@ -135,6 +150,33 @@ fn listen(config: &Config) -> Result<(TcpListener, usize), StartError> {
         http::connections::connection_cap(config.http.max_connections, open_file_limit)
             .map_err(StartError::OpenFiles)?;
     Ok((listener, max_connections))
+}
+
+/// The metrics port, when the configuration names one.
+async fn listen_for_metrics(config: &Config) -> Result<Option<TcpListener>, StartError> {
+    let Some(address) = config.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = crate::metrics::server::listen(address)
+        .await
+        .map_err(|source| StartError::MetricsListen { address, source })?;
+    Ok(Some(listener))
+}
+
+/// What a metrics scrape reads of the store and the relay.
+fn snapshot_source(store: Store, relay: Arc<Relay>) -> SnapshotSource {
+    Arc::new(move || {
+        let disk = store.disk_space().map_err(|error| error.to_string())?;
+        let pending = relay.pending();
+        Ok(Snapshot {
+            stored_files: store.stored_files(),
+            stored_bytes: store.stored_bytes(),
+            disk_free_bytes: disk.available,
+            relays_pending: pending.relays,
+            deliveries_pending: pending.deliveries,
+            deliveries_held: pending.held,
+        })
+    })
 }
 
 /// The TLS certificate, when the configuration names one.
@@ -231,6 +273,12 @@ fn download_tracker(config: &Config, store: &Store) -> Result<Option<DownloadTra
     Ok(Some(tracker))
 }
 
+/// What the XMPP side gives the rest: the relay, and the state of the link.
+struct XmppStarted {
+    relay: Arc<Relay>,
+    link: LinkState,
+}
+
 /// Starts the relay and the link to the XMPP server, which answers slot
 /// requests through `slots` and keeps reconnecting for as long as Satchel runs.
 fn start_xmpp(
@@ -238,11 +286,17 @@ fn start_xmpp(
     store: Store,
     slots: SlotService,
     downloads: Option<DownloadTracker>,
-) -> Result<(), StartError> {
+) -> Result<XmppStarted, StartError> {
     let config = settings.get();
     let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
     let relay = Relay::start(settings.clone(), store.clone(), outgoing.clone(), downloads)?;
-    let delegate = Arc::new(Component::new(settings, store, slots.clone(), relay));
+    let delegate = Arc::new(Component::new(
+        settings,
+        store,
+        slots.clone(),
+        relay.clone(),
+    ));
+    let link = delegate.link_state();
     let router = Arc::new(Router::new(config.component.jid.clone(), slots, delegate));
     tokio::spawn(connection::run(
         config.component.clone(),
@@ -250,7 +304,7 @@ fn start_xmpp(
         outgoing,
         outgoing_rx,
     ));
-    Ok(())
+    Ok(XmppStarted { relay, link })
 }
 
 /// The HTTP server, running in a task of its own.
@@ -317,7 +371,12 @@ async fn collect_garbage_periodically(store: Store, settings: LiveConfig) {
             tokio::task::spawn_blocking(move || store.collect_garbage(unix_now(), abandoned_after))
                 .await;
         match outcome {
-            Ok(Ok(report)) if report != Default::default() => info!(?report, "garbage collected"),
+            Ok(Ok(report)) if report != Default::default() => {
+                crate::metrics::metrics()
+                    .gc_freed_bytes
+                    .inc_by(report.bytes_freed);
+                info!(?report, "garbage collected")
+            }
             Ok(Ok(_)) => {}
             Ok(Err(error)) => warn!(%error, "garbage collection failed"),
             Err(_) => warn!("garbage collection panicked"),
@@ -333,6 +392,7 @@ async fn collect_garbage_periodically(store: Store, settings: LiveConfig) {
 pub struct Component {
     relay: Arc<Relay>,
     commands: Commands<Relay>,
+    link: LinkState,
 }
 
 impl Component {
@@ -343,8 +403,18 @@ impl Component {
         slots: SlotService,
         relay: Arc<Relay>,
     ) -> Component {
-        let commands = Commands::new(settings, store, slots, relay.clone());
-        Component { relay, commands }
+        let link = LinkState::default();
+        let commands = Commands::new(settings, store, slots, relay.clone(), link.clone());
+        Component {
+            relay,
+            commands,
+            link,
+        }
+    }
+
+    /// Whether the link is up, as the component sees it come and go.
+    pub fn link_state(&self) -> LinkState {
+        self.link.clone()
     }
 }
 
@@ -362,12 +432,12 @@ impl Delegate for Component {
     }
 
     fn link_up(&self) -> Vec<Element> {
-        self.commands.link_changed(true);
+        self.link.set(true);
         self.relay.link_up()
     }
 
     fn link_down(&self) {
-        self.commands.link_changed(false);
+        self.link.set(false);
         self.relay.link_down()
     }
 

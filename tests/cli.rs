@@ -344,6 +344,36 @@ fn check_config_names_a_port_in_use() {
 }
 
 #[test]
+fn check_config_names_a_metrics_port_in_use_or_shared_with_http() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100");
+    let lines = problems_in(
+        dir.path(),
+        &format!("{text}\n[metrics]\nlisten = \"{address}\"\n"),
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("metrics.listen: cannot listen on {address}")),
+        "{lines:?}"
+    );
+
+    let text = config(dir.path(), &address, storage.to_str().unwrap(), "100");
+    drop(taken);
+    let lines = problems_in(
+        dir.path(),
+        &format!("{text}\n[metrics]\nlisten = \"{address}\"\n"),
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("metrics.listen: must differ from http.listen"),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn check_config_names_a_store_under_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");

@@ -183,11 +183,7 @@ fn stats(inner: &Inner, node: &str) -> Result<CommandResponse, Refusal> {
     let census = inner.store.census(unix_now()).map_err(storage_failure)?;
     let disk = inner.store.disk_space().map_err(storage_failure)?;
     let pending = (inner.pending_relays)();
-    let link = *inner
-        .link_up_since
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
-    let link = link.map_or("down".to_owned(), |since| {
+    let link = inner.link.up_since().map_or("down".to_owned(), |since| {
         format!("up for {} s", since.elapsed().as_secs())
     });
     let field = |var: &str, label: &str, value: String| Field {

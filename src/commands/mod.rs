@@ -36,6 +36,7 @@ use crate::relay::{PendingRelays, Relay};
 use crate::slots::{encode_filename, SlotService};
 use crate::storage::{FileId, FileRecord, StorageError, Store};
 use crate::xmpp::adhoc::{self, Action, CommandRequest, CommandResponse, ListedCommand, Specific};
+use crate::xmpp::link_state::LinkState;
 use sessions::{SessionError, Sessions};
 
 /// The error answer of a command, boxed: a [`StanzaError`] is large.
@@ -135,8 +136,8 @@ pub(crate) struct Inner {
     file_url_prefix: String,
     sessions: Sessions<Stage>,
     pub(crate) started: Instant,
-    /// When the XMPP link came up, if it is up.
-    pub(crate) link_up_since: std::sync::Mutex<Option<Instant>>,
+    /// Whether the XMPP link is up, and since when.
+    pub(crate) link: LinkState,
     /// The relay's [`RelayControl::pending`].
     pub(crate) pending_relays: Box<dyn Fn() -> PendingRelays + Send + Sync>,
 }
@@ -155,6 +156,7 @@ impl<R: RelayControl> Commands<R> {
         store: Store,
         slots: SlotService,
         relay: Arc<R>,
+        link: LinkState,
     ) -> Commands<R> {
         let settings = settings.into();
         let config = settings.get();
@@ -172,7 +174,7 @@ impl<R: RelayControl> Commands<R> {
                 settings,
                 sessions: Sessions::default(),
                 started: Instant::now(),
-                link_up_since: std::sync::Mutex::new(None),
+                link,
                 pending_relays: {
                     let relay = relay.clone();
                     Box::new(move || relay.pending())
@@ -180,16 +182,6 @@ impl<R: RelayControl> Commands<R> {
             }),
             relay,
         }
-    }
-
-    /// The XMPP link came up or went down (for `admin/stats`).
-    pub fn link_changed(&self, up: bool) {
-        let mut since = self
-            .inner
-            .link_up_since
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        *since = up.then(Instant::now);
     }
 
     /// The commands `asker` may run.
@@ -515,7 +507,13 @@ mod tests {
         let slots = SlotService::new(&config, store.clone());
         let relay = Arc::new(Noted::default());
         Fixture {
-            commands: Commands::new(&config, store.clone(), slots, relay.clone()),
+            commands: Commands::new(
+                &config,
+                store.clone(),
+                slots,
+                relay.clone(),
+                LinkState::default(),
+            ),
             relay,
             store,
             _dir: dir,

@@ -134,6 +134,13 @@ define_keys! {
         @reload jids: BareJids = [];
     }
 
+    /// Prometheus metrics
+    metrics {
+        /// address of the `/metrics` listener, e.g. `"127.0.0.1:9353"`;
+        /// keep it off the public network
+        listen: ListenAddress, derived "unset: no metrics";
+    }
+
     /// what the log shows
     logging {
         /// log users' JIDs; otherwise pseudonyms

@@ -51,6 +51,8 @@ pub struct Config {
     pub show_jids: bool,
     /// Who may run the admin commands.
     pub admins: Vec<BareJid>,
+    /// Where Prometheus scrapes `/metrics`; no metrics when unset.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -214,6 +216,7 @@ impl Config {
             relay: relay(&raw)?,
             show_jids: raw.get(&keys::logging::show_jids)?,
             admins: raw.get(&keys::admin::jids)?,
+            metrics_listen: raw.written(&keys::metrics::listen)?,
             component,
         })
     }

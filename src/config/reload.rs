@@ -261,6 +261,7 @@ const FIELDS: &[Field] = &[
     field!(relay::thumbnail_max_side, relay.thumbnail_max_side),
     field!(relay::delete_after_download, relay.delete_after_download),
     field!(admin::jids, admins),
+    field!(metrics::listen, metrics_listen),
     field!(logging::show_jids, show_jids),
 ];
 

@@ -22,6 +22,7 @@ use super::headers::content_disposition;
 use super::range::{parse_range, RangeRequest};
 use super::state::HttpState;
 use crate::clock::unix_now;
+use crate::metrics::{self, metrics, Timer};
 use crate::storage::{FileId, FileRecord};
 
 /// Decrypted chunks buffered ahead of the connection.
@@ -34,6 +35,8 @@ pub struct DownloadQuery {
     r: Option<String>,
 }
 
+/// Serves a file, whole or a range; the request's duration is recorded
+/// when its body is sent (or at once, when it has none).
 pub async fn get(
     State(state): State<HttpState>,
     Path((id, _filename)): Path<(String, String)>,
@@ -41,6 +44,7 @@ pub async fn get(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
+    let timer = metrics().http_timer(metrics::Method::GET);
     let id: FileId = id
         .parse()
         .map_err(|_| HttpError::new(StatusCode::NOT_FOUND, "no such file"))?;
@@ -98,7 +102,7 @@ pub async fn get(
             Body::empty()
         } else {
             debug!(start = range.start, end = range.end, "serving");
-            decrypting_body(state, file, range, query.r)
+            decrypting_body(state, file, range, query.r, timer)
         };
         Ok(response.body(body).expect("headers are valid"))
     }
@@ -114,12 +118,14 @@ fn decrypting_body(
     file: FileRecord,
     range: Range<u64>,
     download_token: Option<String>,
+    timer: Timer,
 ) -> Body {
     let reaches_the_end = range.end == file.size;
     let (chunks_tx, chunks_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD_CHUNKS);
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let _timer = timer;
         let reader = match state.store.read_range(&file, range) {
             Ok(reader) => reader,
             Err(cause) => {
@@ -134,10 +140,12 @@ fn decrypting_body(
                 std::io::Error::other("storage failure")
             });
             let failed = item.is_err();
+            let length = item.as_ref().map_or(0, |chunk| chunk.len() as u64);
             if chunks_tx.blocking_send(item).is_err() || failed {
                 // The client went away, or the file is damaged: stop reading.
                 return;
             }
+            metrics().download_bytes.inc_by(length);
         }
         if let (Some(tracker), Some(token), true) =
             (&state.downloads, download_token, reaches_the_end)

@@ -5,7 +5,8 @@
 //! browser ([`headers`]). `put` receives an upload once the slot's
 //! [`Redeemer`](crate::slots::redeem::Redeemer) has accepted it, `download`
 //! serves a file whole or by [`range`], both from the [`HttpState`] they
-//! share, and `error` turns a refusal into a status and a reason.
+//! share, and `error` turns a refusal into a status and a reason. `health`
+//! answers load balancers (`GET /health`).
 //! [`serve`] runs the server, within the cap on open connections that
 //! [`connections`] keeps, in plain HTTP or, with a certificate, over [`tls`].
 
@@ -13,6 +14,7 @@ pub mod connections;
 mod download;
 mod error;
 pub mod headers;
+mod health;
 mod put;
 pub mod range;
 mod refusals;
@@ -57,6 +59,9 @@ pub fn router(config: &Config, state: HttpState) -> Router {
         ])
         .max_age(Duration::from_secs(86_400));
 
+    let health = Router::new()
+        .route("/health", get(health::health))
+        .with_state(state.clone());
     let mut app = Router::new()
         .route("/upload/{id}/{token}/{filename}", put(put::put))
         .route("/file/{id}/{filename}", get(download::get))
@@ -69,9 +74,11 @@ pub fn router(config: &Config, state: HttpState) -> Router {
     for (name, value) in headers::security_headers() {
         app = app.layer(SetResponseHeaderLayer::overriding(name, value));
     }
-    // Outermost, so that it sees every answer, the fallbacks' too.
+    // Outermost, so that it sees every answer, the fallbacks' too; but not
+    // those of `/health`, whose 503 is the answer asked for, polled often.
     app.layer(axum::middleware::from_fn_with_state(
         refusals::RefusalLog::new(),
         refusals::log_refusals,
     ))
+    .merge(health)
 }

@@ -23,6 +23,7 @@ use tracing::{info, warn, Instrument};
 use super::error::HttpError;
 use super::state::HttpState;
 use crate::clock::unix_now;
+use crate::metrics::{metrics, Method};
 use crate::slots::redeem::{PutRequest, RedeemError, Redeemer};
 use crate::storage::{FileId, FileRecord, StorageError, UploadWriter};
 
@@ -42,8 +43,41 @@ enum BodyPiece {
     End,
 }
 
-/// Stores the body of a PUT into the slot its URL carries.
+/// Stores the body of a PUT into the slot its URL carries, and counts it.
 pub async fn put(
+    state: State<HttpState>,
+    path: Path<(String, String, String)>,
+    request: Request,
+) -> Result<Response, HttpError> {
+    let _timer = metrics().http_timer(Method::PUT);
+    let outcome = store_upload(state, path, request).await;
+    match &outcome {
+        Ok(_) => {
+            metrics().uploads_completed.inc();
+        }
+        Err(error) => metrics().upload_failed(failure_kind(error.status)),
+    }
+    outcome
+}
+
+/// Why a PUT stored nothing, from a fixed list (the metrics' label).
+fn failure_kind(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "no-slot",
+        StatusCode::REQUEST_TIMEOUT => "stalled",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::LENGTH_REQUIRED => "length-required",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "wrong-type",
+        StatusCode::SERVICE_UNAVAILABLE => "busy",
+        StatusCode::INSUFFICIENT_STORAGE => "disk-full",
+        _ => "storage",
+    }
+}
+
+async fn store_upload(
     State(state): State<HttpState>,
     Path((id, ticket, _filename)): Path<(String, String, String)>,
     request: Request,
@@ -179,6 +213,7 @@ async fn forward_body(
         let frame = frame
             .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST, "the upload was interrupted"))?;
         if let Ok(data) = frame.into_data() {
+            metrics().upload_bytes.inc_by(data.len() as u64);
             batch_bytes += data.len();
             batch.push(data);
         }

@@ -1,5 +1,6 @@
 //! What the HTTP handlers share: the store, the slots' redeemer, the cap on
-//! uploads in flight and the settings of the responses.
+//! uploads in flight, the settings of the responses, and what `/health`
+//! reads.
 //!
 //! Kept apart from the routes so that the handlers and the router that names
 //! them both build on it, rather than on each other.
@@ -12,10 +13,12 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::error::HttpError;
+use super::health::StoreProbe;
 use crate::config::Config;
 use crate::slots::redeem::Redeemer;
 use crate::storage::downloads::DownloadTracker;
 use crate::storage::{StorageError, Store};
+use crate::xmpp::link_state::LinkState;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -31,16 +34,21 @@ pub struct HttpState {
     pub(super) downloads: Option<DownloadTracker>,
     /// Checks each PUT against the slot its URL seals.
     pub(super) redeemer: Redeemer,
+    /// Whether the XMPP link is up, and the last try of the store (`/health`).
+    pub(super) link: LinkState,
+    pub(super) store_probe: StoreProbe,
 }
 
 impl HttpState {
     /// `redeemer` checks PUTs against the slots granted over XMPP
-    /// ([`crate::slots::SlotService::redeemer`]).
+    /// ([`crate::slots::SlotService::redeemer`]); `link` is the state of
+    /// that link.
     pub fn new(
         config: &Config,
         store: Store,
         downloads: Option<DownloadTracker>,
         redeemer: Redeemer,
+        link: LinkState,
     ) -> HttpState {
         let cache_control = format!(
             "public, max-age={}, immutable",
@@ -55,6 +63,8 @@ impl HttpState {
             cache_control: HeaderValue::from_str(&cache_control)
                 .expect("digits and ASCII are a valid header value"),
             downloads,
+            link,
+            store_probe: StoreProbe::default(),
         }
     }
 

@@ -60,11 +60,45 @@ pub enum SlotError {
     #[error("Only users of this service's domains may upload files")]
     NotAllowed,
     #[error("{reason}")]
-    OverQuota { reason: &'static str, retry_at: u64 },
+    OverQuota {
+        limit: Limit,
+        reason: &'static str,
+        retry_at: u64,
+    },
     #[error("Uploads are paused for maintenance; downloads go on")]
     Paused,
     #[error("storage failure")]
     Storage(#[from] StorageError),
+}
+
+/// Which limit an [`SlotError::OverQuota`] refusal hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// Slot requests a minute.
+    Rate,
+    /// The uploader's daily or stored bytes.
+    UserQuota,
+    /// The free share of the store's disk.
+    Disk,
+}
+
+impl SlotError {
+    /// A short name of the refusal, from a fixed list (the metrics' label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SlotError::TooLarge { .. } => "too-large",
+            SlotError::BadFilename(_) => "bad-filename",
+            SlotError::BadContentType => "bad-content-type",
+            SlotError::NotAllowed => "not-allowed",
+            SlotError::OverQuota { limit, .. } => match limit {
+                Limit::Rate => "rate-limited",
+                Limit::UserQuota => "quota",
+                Limit::Disk => "disk-full",
+            },
+            SlotError::Paused => "paused",
+            SlotError::Storage(_) => "storage",
+        }
+    }
 }
 
 /// Characters left as they are in a URL path segment (RFC 3986 unreserved).
@@ -203,6 +237,7 @@ impl SlotService {
             .allow_up_to(per_minute, requester.as_str(), Instant::now())
         {
             return Err(SlotError::OverQuota {
+                limit: Limit::Rate,
                 reason: "Too many slot requests; slow down",
                 retry_at: now + 60,
             });
@@ -228,6 +263,7 @@ impl SlotService {
         };
         check_user_quota(quota, usage, &user_files, size, now).map_err(|over| {
             SlotError::OverQuota {
+                limit: Limit::UserQuota,
                 reason: over.reason,
                 retry_at: over.retry_at,
             }
@@ -255,6 +291,7 @@ impl SlotService {
         let needed = size.saturating_add(reserve) - available;
         let soonest = self.store.files_by_expiry(10_000)?;
         Err(SlotError::OverQuota {
+            limit: Limit::Disk,
             reason: "The service is out of storage space",
             retry_at: time_when_freed(&soonest, needed, now),
         })
@@ -431,8 +468,33 @@ mod tests {
         settings.set_for_tests(config);
         assert!(matches!(
             service.grant(&alice, request("a", 1, None), NOW),
-            Err(SlotError::OverQuota { .. })
+            Err(SlotError::OverQuota {
+                limit: Limit::Rate,
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn each_refusal_has_a_kind_of_its_own() {
+        let over = |limit| SlotError::OverQuota {
+            limit,
+            reason: "",
+            retry_at: 0,
+        };
+        let refusals = [
+            SlotError::TooLarge { max: 1 },
+            SlotError::BadFilename(FilenameError::Empty),
+            SlotError::BadContentType,
+            SlotError::NotAllowed,
+            over(Limit::Rate),
+            over(Limit::UserQuota),
+            over(Limit::Disk),
+            SlotError::Paused,
+            SlotError::Storage(StorageError::DiskFull),
+        ];
+        let kinds: std::collections::BTreeSet<_> = refusals.iter().map(SlotError::kind).collect();
+        assert_eq!(kinds.len(), refusals.len(), "{kinds:?}");
     }
 
     #[test]
@@ -447,7 +509,16 @@ mod tests {
                 .unwrap();
         }
         match slots.service.grant(&alice, request("a", 1, None), NOW) {
-            Err(SlotError::OverQuota { retry_at, .. }) => assert_eq!(retry_at, NOW + 60),
+            Err(
+                error @ SlotError::OverQuota {
+                    limit: Limit::Rate,
+                    retry_at,
+                    ..
+                },
+            ) => {
+                assert_eq!(retry_at, NOW + 60);
+                assert_eq!(error.kind(), "rate-limited");
+            }
             other => panic!("{other:?}"),
         }
         assert!(

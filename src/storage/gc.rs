@@ -224,6 +224,7 @@ mod tests {
         let old = upload(&t.store, &slot_for(user, 40), &data(40), NOW + 10);
         let fresh = upload(&t.store, &slot_for(user, 25), &data(25), NOW + 1000);
         assert_eq!(t.store.stored_bytes(), 65);
+        assert_eq!(t.store.stored_files(), 2);
         assert!(t.blob_len(&old.id).is_some());
 
         // Not yet past expiry.
@@ -244,6 +245,7 @@ mod tests {
         assert!(t.store.file(&fresh.id).unwrap().is_some());
         assert!(t.blob_len(&fresh.id).is_some());
         assert_eq!(t.store.stored_bytes(), 25);
+        assert_eq!(t.store.stored_files(), 1);
         assert_eq!(t.store.usage(user, NOW).unwrap().stored_bytes, 25);
         assert_eq!(
             t.store.user_files_by_expiry(user).unwrap(),
@@ -265,6 +267,7 @@ mod tests {
         assert!(t.store.delete_file(&file.id).unwrap());
         assert_eq!(t.store.file(&file.id).unwrap(), None);
         assert_eq!(t.store.stored_bytes(), 0);
+        assert_eq!(t.store.stored_files(), 0);
         assert_eq!(
             t.store
                 .usage("juliet@example.org", NOW)
@@ -438,6 +441,7 @@ mod tests {
 
             let t = t.reopen();
             assert_eq!(t.store.stored_bytes(), 0);
+            assert_eq!(t.store.stored_files(), 0);
             let report = t.store.collect_garbage(NOW, 3600).unwrap();
             assert_eq!(report.abandoned_uploads, 1);
             assert_eq!(report.orphan_blobs, 0);

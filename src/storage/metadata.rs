@@ -57,6 +57,8 @@ pub(super) struct Metadata {
     /// to date by [`commit_file`](Self::commit_file) and
     /// [`unlist_file`](Self::unlist_file).
     stored_bytes: Arc<AtomicU64>,
+    /// How many completed files there are, kept as `stored_bytes` is.
+    stored_files: Arc<AtomicU64>,
 }
 
 /// How many files each master key (by id) sealed, counted at open.
@@ -79,14 +81,15 @@ impl Metadata {
             expiry: tree(StoreTree::Expiry)?,
             by_user: tree(StoreTree::ByUser)?,
             stored_bytes: Arc::default(),
+            stored_files: Arc::default(),
             db,
         };
         let files_per_key = metadata.count_files()?;
         Ok((metadata, files_per_key))
     }
 
-    /// Recounts the bytes stored, and counts the files per master key, in
-    /// one pass over the records.
+    /// Recounts the files and bytes stored, and counts the files per master
+    /// key, in one pass over the records.
     fn count_files(&self) -> Result<FilesPerKey, StorageError> {
         let mut stored_bytes = 0u64;
         let mut files_per_key = FilesPerKey::new();
@@ -97,6 +100,8 @@ impl Metadata {
             *files_per_key.entry(record.key_id).or_default() += 1;
         }
         self.stored_bytes.store(stored_bytes, Ordering::Relaxed);
+        let stored_files = files_per_key.values().sum();
+        self.stored_files.store(stored_files, Ordering::Relaxed);
         Ok(files_per_key)
     }
 
@@ -188,6 +193,7 @@ impl Metadata {
                 })
             })?;
         self.stored_bytes.fetch_add(record.size, Ordering::Relaxed);
+        self.stored_files.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -215,6 +221,11 @@ impl Metadata {
             },
         )?;
         if let Some(size) = size {
+            self.stored_files
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |files| {
+                    Some(files.saturating_sub(1))
+                })
+                .ok();
             self.stored_bytes
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
                     Some(stored.saturating_sub(size))
@@ -327,6 +338,11 @@ impl Metadata {
     /// Sum of the sizes of all completed files (kept in memory).
     pub fn stored_bytes(&self) -> u64 {
         self.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    /// How many completed files there are (kept in memory).
+    pub fn stored_files(&self) -> u64 {
+        self.stored_files.load(Ordering::Relaxed)
     }
 
     /// Makes every change so far durable.

@@ -233,10 +233,21 @@ impl Store {
         self.inner.metadata.stored_bytes()
     }
 
+    /// How many completed files there are (kept as [`Self::stored_bytes`] is).
+    pub fn stored_files(&self) -> u64 {
+        self.inner.metadata.stored_files()
+    }
+
     /// Size and free space of the filesystem holding the store, measured at
     /// most [`DISK_SPACE_MAX_AGE`](super::DISK_SPACE_MAX_AGE) ago.
     pub fn disk_space(&self) -> Result<DiskSpace, StorageError> {
         self.inner.disk.measure()
+    }
+
+    /// Whether the store takes writes (room left, and a small file written,
+    /// synced and removed beside the database). Blocks on the disk.
+    pub fn check_writable(&self) -> Result<(), StorageError> {
+        self.inner.disk.try_write()
     }
 
     /// The master key and the earlier ones, for keys derived from them
@@ -725,7 +736,7 @@ mod tests {
     }
 
     #[test]
-    fn stored_bytes_are_recounted_at_open() {
+    fn stored_files_and_bytes_are_recounted_at_open() {
         let t = test_store();
         upload(
             &t.store,
@@ -735,6 +746,7 @@ mod tests {
         );
         let t = t.reopen();
         assert_eq!(t.store.stored_bytes(), 40);
+        assert_eq!(t.store.stored_files(), 1);
     }
 
     #[test]

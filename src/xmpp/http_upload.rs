@@ -262,6 +262,7 @@ mod tests {
     #[test]
     fn quota_error_matches_the_xep_example() {
         let error = Element::from(slot_error(&SlotError::OverQuota {
+            limit: crate::slots::Limit::UserQuota,
             reason: "Quota reached",
             retry_at: 1_512_344_525,
         }));

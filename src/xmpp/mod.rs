@@ -3,6 +3,7 @@
 //! [`connection`] keeps the link to the server up, [`stream`] reads it stanza
 //! by stanza, and [`router`] answers each stanza: IQ requests itself, the
 //! rest through its [`delegate`] (the relay, wired in by the service).
+//! [`link_state`] tells the other parts whether the link is up.
 //!
 //! The other modules hold the shapes of one XEP each, named after it as
 //! `xmpp_parsers` names its own: [`disco`] (XEP-0030), [`http_upload`]
@@ -19,6 +20,7 @@ pub mod disco;
 pub mod file_metadata;
 pub mod hints;
 pub mod http_upload;
+pub mod link_state;
 pub mod privilege;
 pub mod router;
 pub mod sfs;

@@ -22,6 +22,7 @@ use super::delegate::Delegate;
 use super::{adhoc, disco, http_upload};
 use crate::clock::unix_now;
 use crate::logging::LoggedJid;
+use crate::metrics::metrics;
 use crate::slots::{SlotError, SlotService};
 
 /// Answers stanzas addressed to the component, and passes on to `D` those
@@ -229,8 +230,10 @@ impl<D: Delegate> Router<D> {
         let echo = (attribute_bytes <= MAX_ECHOED_ATTRIBUTE_BYTES
             && payload.children().count() <= 1)
             .then(|| payload.clone());
+        let _timer = metrics().slot_timer();
         let request = http_upload::parse_request(payload).map_err(|error| {
             info!(%error, "malformed slot request");
+            metrics().slot_refused("bad-request");
             (http_upload::request_error(&error), echo.clone())
         })?;
         let size = request.size;
@@ -240,9 +243,11 @@ impl<D: Delegate> Router<D> {
         match granted {
             Ok(slot) => {
                 info!(file = %slot.id, size, "slot granted");
+                metrics().slots_granted.inc();
                 Ok(Some(http_upload::slot_result(&slot).into()))
             }
             Err(error) => {
+                metrics().slot_refused(error.kind());
                 match &error {
                     SlotError::Storage(cause) => warn!(%cause, "slot refused: storage failure"),
                     refusal => info!(reason = %refusal, "slot refused"),

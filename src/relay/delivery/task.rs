@@ -24,6 +24,7 @@ use super::whereabouts::Whereabouts;
 use super::{Composer, DeliveryEvent, DeliverySettings};
 use crate::clock::unix_now;
 use crate::logging::LoggedJid;
+use crate::metrics::metrics;
 use crate::relay::outbox::Outbox;
 use crate::relay::record::{DeliveryStatus, RelayId, RelayRecord};
 use crate::xmpp::privilege::PrivilegeVersion;
@@ -296,6 +297,9 @@ impl<C: Composer> DeliveryTask<C> {
     /// Records a final status, tells the sender of a failure, forgets the job.
     fn finish(&mut self, key: JobKey, status: DeliveryStatus) {
         self.jobs.remove(key);
+        if status == DeliveryStatus::Delivered {
+            metrics().relays_delivered.inc();
+        }
         if let DeliveryStatus::Failed(condition) = &status {
             if let Some(relay) = self.relays.get(&key.relay) {
                 let report = self
