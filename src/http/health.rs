@@ -24,10 +24,13 @@ use crate::storage::Store;
 /// How long one try of the store stands for.
 const PROBE_MAX_AGE: Duration = Duration::from_secs(1);
 
-/// The last try of the store: when, and what it found.
+/// When the store was last tried, and what that found.
+type LastTry = Option<(Instant, Result<(), String>)>;
+
+/// The last try of the store, shared by every request.
 #[derive(Clone, Default)]
 pub struct StoreProbe {
-    last: Arc<Mutex<Option<(Instant, Result<(), String>)>>>,
+    last: Arc<Mutex<LastTry>>,
 }
 
 impl StoreProbe {
