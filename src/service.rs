@@ -172,6 +172,7 @@ fn snapshot_source(store: Store, relay: Arc<Relay>) -> SnapshotSource {
             stored_files: store.stored_files(),
             stored_bytes: store.stored_bytes(),
             disk_free_bytes: disk.available,
+            disk_size_bytes: disk.total,
             relays_pending: pending.relays,
             deliveries_pending: pending.deliveries,
             deliveries_held: pending.held,

@@ -242,6 +242,17 @@ mod tests {
     use crate::slots::quota::Exceeded;
 
     #[test]
+    fn every_failed_status_is_counted_under_a_known_reason() {
+        for code in 400..600 {
+            let kind = failure_kind(StatusCode::from_u16(code).unwrap());
+            assert!(
+                crate::metrics::UPLOAD_FAILURES.contains(&kind),
+                "{code}: {kind}"
+            );
+        }
+    }
+
+    #[test]
     fn each_refusal_has_its_status_and_reason() {
         for (refusal, status, reason) in [
             (
@@ -297,6 +308,8 @@ mod tests {
         ] {
             let answer = refused(&refusal);
             assert_eq!((answer.status, &*answer.reason), (status, reason));
+            let kind = failure_kind(answer.status);
+            assert!(crate::metrics::UPLOAD_FAILURES.contains(&kind), "{kind}");
         }
     }
 }

@@ -30,6 +30,36 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
+/// Why a slot request was refused ([`SlotError::kind`](crate::slots::SlotError::kind),
+/// or `bad-request` for one that does not parse).
+pub const SLOT_REFUSALS: &[&str] = &[
+    "bad-request",
+    "too-large",
+    "bad-filename",
+    "bad-content-type",
+    "not-allowed",
+    "rate-limited",
+    "quota",
+    "disk-full",
+    "paused",
+    "storage",
+];
+
+/// Why a PUT stored nothing (named after the status it got).
+pub const UPLOAD_FAILURES: &[&str] = &[
+    "bad-request",
+    "forbidden",
+    "no-slot",
+    "stalled",
+    "conflict",
+    "length-required",
+    "too-large",
+    "wrong-type",
+    "busy",
+    "disk-full",
+    "storage",
+];
+
 /// Why a slot or an upload was refused: one short name from a fixed list.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
@@ -55,6 +85,7 @@ pub struct Snapshot {
     pub stored_files: u64,
     pub stored_bytes: u64,
     pub disk_free_bytes: u64,
+    pub disk_size_bytes: u64,
     /// Relays with a recipient still owed a delivery.
     pub relays_pending: u64,
     /// Deliveries still owed (sent, due or held), and those held for
@@ -83,6 +114,7 @@ pub struct Metrics {
     stored_files: Gauge,
     stored_bytes: Gauge,
     disk_free_bytes: Gauge,
+    disk_size_bytes: Gauge,
     relays_pending: Gauge,
     deliveries_pending: Gauge,
     deliveries_held: Gauge,
@@ -121,10 +153,24 @@ impl Metrics {
             stored_files: Gauge::default(),
             stored_bytes: Gauge::default(),
             disk_free_bytes: Gauge::default(),
+            disk_size_bytes: Gauge::default(),
             relays_pending: Gauge::default(),
             deliveries_pending: Gauge::default(),
             deliveries_held: Gauge::default(),
         };
+        // Every series exists from the start, at zero: a rate or an alert
+        // over a reason that has not happened yet then reads 0, not nothing.
+        for reason in SLOT_REFUSALS {
+            metrics.slots_refused.get_or_create_owned(&Reason { reason });
+        }
+        for reason in UPLOAD_FAILURES {
+            metrics.uploads_failed.get_or_create_owned(&Reason { reason });
+        }
+        for method in [Method::PUT, Method::GET] {
+            metrics
+                .http_request_duration
+                .get_or_create_owned(&MethodLabel { method });
+        }
         metrics.registered()
     }
 
@@ -187,6 +233,12 @@ impl Metrics {
             Unit::Bytes,
             self.disk_free_bytes.clone(),
         );
+        r.register_with_unit(
+            "disk_size",
+            "Size of the store's file system",
+            Unit::Bytes,
+            self.disk_size_bytes.clone(),
+        );
         r.register(
             "relays_pending",
             "Relays with a recipient still owed the message",
@@ -226,13 +278,15 @@ impl Metrics {
         self
     }
 
-    /// Counts a refused slot request.
+    /// Counts a refused slot request; `reason` is one of [`SLOT_REFUSALS`].
     pub fn slot_refused(&self, reason: &'static str) {
+        debug_assert!(SLOT_REFUSALS.contains(&reason), "{reason}");
         self.slots_refused.get_or_create(&Reason { reason }).inc();
     }
 
-    /// Counts a PUT that stored nothing.
+    /// Counts a PUT that stored nothing; `reason` is one of [`UPLOAD_FAILURES`].
     pub fn upload_failed(&self, reason: &'static str) {
+        debug_assert!(UPLOAD_FAILURES.contains(&reason), "{reason}");
         self.uploads_failed.get_or_create(&Reason { reason }).inc();
     }
 
@@ -258,6 +312,7 @@ impl Metrics {
         gauge(&self.stored_files, snapshot.stored_files);
         gauge(&self.stored_bytes, snapshot.stored_bytes);
         gauge(&self.disk_free_bytes, snapshot.disk_free_bytes);
+        gauge(&self.disk_size_bytes, snapshot.disk_size_bytes);
         gauge(&self.relays_pending, snapshot.relays_pending);
         gauge(&self.deliveries_pending, snapshot.deliveries_pending);
         gauge(&self.deliveries_held, snapshot.deliveries_held);
@@ -327,7 +382,10 @@ mod tests {
             "satchel_stored_files",
             "satchel_stored_bytes",
             "satchel_disk_free_bytes",
+            "satchel_disk_size_bytes",
             "satchel_relays_pending",
+            "satchel_deliveries_pending",
+            "satchel_deliveries_held",
             "satchel_relays_delivered_total",
             "satchel_xmpp_link_up",
             "satchel_xmpp_reconnects_total",
@@ -337,6 +395,24 @@ mod tests {
                 sample(&text, name).is_some(),
                 "{name} missing from:\n{text}"
             );
+        }
+    }
+
+    #[test]
+    fn every_reason_and_method_is_exported_at_zero_from_the_start() {
+        let text = Metrics::new().encode(&Snapshot::default());
+        for reason in SLOT_REFUSALS {
+            let name = format!("satchel_slots_refused_total{{reason=\"{reason}\"}}");
+            assert_eq!(sample(&text, &name), Some(0.0), "{name}");
+        }
+        for reason in UPLOAD_FAILURES {
+            let name = format!("satchel_uploads_failed_total{{reason=\"{reason}\"}}");
+            assert_eq!(sample(&text, &name), Some(0.0), "{name}");
+        }
+        for method in ["PUT", "GET"] {
+            let name =
+                format!("satchel_http_request_duration_seconds_count{{method=\"{method}\"}}");
+            assert_eq!(sample(&text, &name), Some(0.0), "{name}");
         }
     }
 

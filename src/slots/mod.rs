@@ -495,6 +495,9 @@ mod tests {
         ];
         let kinds: std::collections::BTreeSet<_> = refusals.iter().map(SlotError::kind).collect();
         assert_eq!(kinds.len(), refusals.len(), "{kinds:?}");
+        for kind in kinds {
+            assert!(crate::metrics::SLOT_REFUSALS.contains(&kind), "{kind}");
+        }
     }
 
     #[test]
