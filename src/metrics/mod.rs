@@ -161,10 +161,14 @@ impl Metrics {
         // Every series exists from the start, at zero: a rate or an alert
         // over a reason that has not happened yet then reads 0, not nothing.
         for reason in SLOT_REFUSALS {
-            metrics.slots_refused.get_or_create_owned(&Reason { reason });
+            metrics
+                .slots_refused
+                .get_or_create_owned(&Reason { reason });
         }
         for reason in UPLOAD_FAILURES {
-            metrics.uploads_failed.get_or_create_owned(&Reason { reason });
+            metrics
+                .uploads_failed
+                .get_or_create_owned(&Reason { reason });
         }
         for method in [Method::PUT, Method::GET] {
             metrics
