@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import make_server  # noqa: E402
 from harness.client import connect_user  # noqa: E402
+from harness.pki import session_pki  # noqa: E402
 from harness.satchel import deep_merge, satchel_binary  # noqa: E402
 from harness.session import (  # noqa: E402
     SERVER_KINDS, SatchelManager, report_logs_of, reported_satchels,
@@ -48,7 +49,9 @@ def satchel_bin():
 
 @pytest.fixture(scope="session", params=SERVER_KINDS)
 def server(request):
-    s = make_server(request.param)
+    # STARTTLS offered (the real clients insist on it); the slixmpp clients
+    # of the other tests keep to plain c2s on loopback.
+    s = make_server(request.param, tls=session_pki())
     try:
         s.start()
     except Exception:

@@ -14,7 +14,6 @@ pair stops the start with one line naming the key."""
 import http.client
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.pki import ThrowawayCA
 from harness.satchel import log_size, satchel_binary, to_toml, wait_for_log
 from harness.util import free_port, wait_until
 
@@ -40,26 +40,12 @@ TLS = dict(http={"tls_cert": str(CERT), "tls_key": str(KEY),
                  "max_connections": MAX_CONNECTIONS})
 
 
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=PKI, timeout=30)
-
-
-def new_key(path):
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
-
-
 def issue(serial, cert=CERT, key=KEY):
-    """A new key and a certificate for it with `serial`, signed by the CA, in place
-    of `cert` and `key` (each written whole, then renamed over the old)."""
-    new_key(PKI / "next.key")
-    openssl("req", "-new", "-key", "next.key", "-subj", "/CN=127.0.0.1", "-out", "next.csr")
-    (PKI / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", "next.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-set_serial", str(serial), "-days", "2", "-extfile", "ext.cnf", "-out", "next.pem")
-    os.replace(PKI / "next.pem", cert)
-    os.replace(PKI / "next.key", key)
+    """A new certificate with `serial` in place of `cert` and `key`."""
+    AUTHORITY.issue(serial, cert, key)
+
+
+AUTHORITY = None
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,15 +54,12 @@ def pki():
 
     pytest may tear this down and set it up again when the tests of one server
     are run apart from the other's: the directory is made anew each time."""
-    PKI.mkdir(exist_ok=True)
-    new_key(PKI / "ca.key")
-    openssl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=Satchel test CA",
-            "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign", "-out", "ca.pem")
+    global AUTHORITY
+    AUTHORITY = ThrowawayCA(PKI)
     issue(1)
     yield
     if not os.environ.get("SATCHEL_KEEP_TMP"):
-        shutil.rmtree(PKI, ignore_errors=True)
+        AUTHORITY.remove()
 
 
 def curl(*args, data=None):

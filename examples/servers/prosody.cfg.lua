@@ -23,8 +23,10 @@
 -- The rest of this file is a minimal standalone server, the one Satchel's test
 -- suite runs (tests/harness/prosody.py fills in every placeholder in double braces,
 -- and keeps or drops each block marked "optional [NAME]"). The
--- tests run it on loopback without TLS; in production keep Prosody's defaults
--- (c2s_require_encryption = true, allow_unencrypted_plain_auth = false).
+-- tests run it on loopback, offering STARTTLS with a throwaway certificate in
+-- {{CERT_DIR}} (the real clients they drive insist on TLS) but not requiring
+-- it; in production keep Prosody's defaults (c2s_require_encryption = true,
+-- allow_unencrypted_plain_auth = false).
 
 ---------- Server-wide settings (test instance) ----------
 pidfile = "{{RUN_DIR}}/prosody.pid"
@@ -42,7 +44,7 @@ modules_disabled = { "s2s" }
 -- offline (XEP-0160 offline storage, advertised as "msgoffline" in the host's
 -- disco#info).
 modules_enabled = {
-	"roster"; "saslauth"; "disco"; "ping"; "time"; "version"; "uptime"; "posix";
+	"roster"; "saslauth"; "tls"; "disco"; "ping"; "time"; "version"; "uptime"; "posix";
 }
 
 -- Prosody's default for a logged-in client is 256 KiB; the tests raise it so

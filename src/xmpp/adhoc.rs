@@ -236,10 +236,26 @@ impl From<CommandResponse> for Element {
             );
         }
         if let Some(form) = response.form {
-            command = command.append(form);
+            command = command.append(with_field_types_written(form));
         }
         command.build()
     }
+}
+
+/// `form` with `type='text-single'` written on each of its fields that has
+/// none. XEP-0004 makes it the default, and xmpp-parsers leaves it out, but
+/// Profanity 0.13 shows the values of untyped fields as empty.
+fn with_field_types_written(mut form: Element) -> Element {
+    for field in form.children_mut() {
+        if field.is("field", xmpp_parsers::ns::DATA_FORMS) && field.attr("type").is_none() {
+            field.set_attr(
+                minidom::rxml::Namespace::NONE,
+                minidom::rxml::xml_ncname!("type").to_owned(),
+                "text-single",
+            );
+        }
+    }
+    form
 }
 
 /// A XEP-0004 result of several items (§3.4): `form` with a `<reported/>`
@@ -357,10 +373,27 @@ pub fn node_info(node: &str, command: Option<&ListedCommand>) -> DiscoInfoResult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_parsers::data_forms::{DataFormType, Field};
+    use xmpp_parsers::data_forms::{DataFormType, Field, FieldType};
 
     fn element(xml: &str) -> Element {
         xml.parse().unwrap()
+    }
+
+    #[test]
+    fn result_fields_say_their_type() {
+        let form = DataForm {
+            type_: DataFormType::Result_,
+            title: None,
+            instructions: None,
+            fields: vec![
+                Field::text_single("stored-bytes", "21"),
+                Field::new("file", FieldType::ListSingle),
+            ],
+        };
+        let answer = Element::from(CommandResponse::completed("usage", Some(form.into())));
+        let x = answer.get_child("x", xmpp_parsers::ns::DATA_FORMS).unwrap();
+        let types: Vec<_> = x.children().map(|field| field.attr("type")).collect();
+        assert_eq!(types, [Some("text-single"), Some("list-single")]);
     }
 
     /// XEP-0050 §2.4.1: executing a command, with no action named.

@@ -45,7 +45,12 @@ class EjabberdServer(XmppServer):
         self._registered = False
 
     def template_values(self):
-        return {"C2S_STARTTLS": "false", "C2S_MAX_STANZA_SIZE": self.c2s_stanza_size_limit}
+        if self.tls is None:
+            certfiles, starttls = "[]", "false"
+        else:
+            certfiles, starttls = f'["{self.dir / "certs" / "localhost.pem"}"]', "true"
+        return {"C2S_STARTTLS": starttls, "C2S_STARTTLS_REQUIRED": "false",
+                "CERTFILES": certfiles, "C2S_MAX_STANZA_SIZE": self.c2s_stanza_size_limit}
 
     def template_sections(self):
         return {"privilege": self.privileged, "offline": self.offline}

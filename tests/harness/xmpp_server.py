@@ -24,14 +24,16 @@ class XmppServer(Service):
 
     def __init__(self, secret="satchel-test-secret", users=None, workdir=None,
                  privileged=False, offline=True, presence="managed_entity",
-                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT, config_hook=None):
+                 c2s_stanza_size_limit=C2S_STANZA_SIZE_LIMIT, config_hook=None, tls=None):
         """privileged: load the server's mod_privilege and grant the component
         XEP-0356 message ("outgoing") and presence permission (`presence`:
         "managed_entity", or "roster").
         offline: keep offline storage (mod_offline); False runs without it.
         config_hook: a function (config_text, server) -> config_text applied to
         the rendered config before it is written (examples/bench/ adds the
-        server's own upload module this way); None writes the example as it is."""
+        server's own upload module this way); None writes the example as it is.
+        tls: a harness.pki.ServerPki whose localhost certificate the server
+        offers with STARTTLS on c2s (not required); None: plain c2s only."""
         super().__init__(workdir)
         self.domain = DOMAIN
         self.component_jid = COMPONENT_JID
@@ -42,6 +44,7 @@ class XmppServer(Service):
         self.presence = presence
         self.c2s_stanza_size_limit = c2s_stanza_size_limit
         self.config_hook = config_hook
+        self.tls = tls
         self.c2s_port = free_port()
         self.component_port = free_port()
         self.config_path = self.dir / self.template.name
@@ -77,8 +80,23 @@ class XmppServer(Service):
             return
         self.write_config()
         self.configure()
+        self.install_certificate()
         chown_tree(self.dir, self.user)
         self._configured = True
+
+    def install_certificate(self):
+        """Copies the localhost certificate where both kinds look for it: Prosody
+        in its certificates directory by host name, ejabberd in the one file
+        `certfiles` names."""
+        if self.tls is None:
+            return
+        certs = self.dir / "certs"
+        certs.mkdir(exist_ok=True)
+        for source, name in ((self.tls.cert, "localhost.crt"), (self.tls.key, "localhost.key"),
+                             (self.tls.bundle, "localhost.pem")):
+            target = certs / name
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o600)
 
     def write_config(self):
         text = render_template(self.template, {

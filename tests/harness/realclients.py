@@ -1,0 +1,121 @@
+"""Real XMPP clients, each with its own XEP-0363 code, driven the way their
+users drive them: go-sendxmpp from the command line, Profanity in a terminal
+(tmux). Each trusts only the session's throwaway CA (harness.pki), both for
+the server's STARTTLS and for Satchel's HTTPS: nothing here turns
+verification off.
+
+    gsx = GoSendxmpp(server, "alice", pki, workdir)
+    gsx.upload(path, "bob@localhost")
+    prof = Profanity(server, "bob", pki, workdir)
+    prof.open_chat("upload.localhost"); prof.wait_for(url)"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import DOMAIN
+from .tmux import TmuxProgram
+from .util import Process, wait_until
+
+TIMEOUT = 30
+
+
+def trust_directory(pki, home):
+    """A directory holding only the session's CA, hashed as OpenSSL looks it up
+    (what Profanity's `/tls certpath` and libcurl's CAPATH read)."""
+    certs = Path(home) / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(pki.ca, certs / "ca.pem")
+    subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True,
+                   timeout=30)
+    return certs
+
+
+class GoSendxmpp:
+    """go-sendxmpp (Debian package) as `user`: Go reads the trusted CAs from
+    SSL_CERT_FILE, for STARTTLS and for the HTTPS upload alike."""
+
+    def __init__(self, server, user, pki, workdir):
+        self.server = server
+        self.jid = f"{user}@{DOMAIN}"
+        self.password = server.users[user]
+        self.home = Path(workdir) / f"go-sendxmpp-{user}"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, HOME=str(self.home), SSL_CERT_FILE=str(pki.ca))
+        self.listener = None
+
+    @staticmethod
+    def installed():
+        return shutil.which("go-sendxmpp") is not None
+
+    def _argv(self, *args):
+        return ["go-sendxmpp", "-u", self.jid, "-p", self.password,
+                "-j", f"127.0.0.1:{self.server.c2s_port}", *args]
+
+    def upload(self, path, recipient):
+        """Uploads `path` through the service it finds by disco and sends its URL
+        to `recipient`; raises with go-sendxmpp's output if it fails."""
+        done = subprocess.run(self._argv("-h", str(path), recipient), env=self.env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert done.returncode == 0, f"go-sendxmpp failed: {done.stdout}{done.stderr}"
+
+    def listen(self):
+        """Starts `go-sendxmpp -l`, which prints every message it receives."""
+        self.listener = Process(self._argv("-l"), self.home / "listen.log", env=self.env,
+                                name="go-sendxmpp -l").start()
+        return self
+
+    def received(self):
+        return (self.home / "listen.log").read_text(errors="replace")
+
+    def wait_received(self, text, timeout=TIMEOUT):
+        return wait_until(lambda: text in self.received(), timeout=timeout,
+                          what=lambda: f"go-sendxmpp -l never printed {text!r}:\n"
+                                       f"{self.received()}")
+
+    def close(self):
+        if self.listener is not None:
+            self.listener.stop()
+
+
+class Profanity(TmuxProgram):
+    """Profanity (Debian package, libstrophe + libcurl) logged in as `user` over
+    STARTTLS that must verify (`tls force`), with the CA in `/tls certpath`,
+    which its HTTP upload (libcurl) uses too."""
+
+    def __init__(self, server, user, pki, workdir):
+        self.home = Path(workdir) / f"profanity-{user}"
+        self.home.mkdir(parents=True, exist_ok=True)
+        certs = trust_directory(pki, self.home)
+        super().__init__(["profanity", "-l", "DEBUG"], env={
+            "HOME": self.home, "XDG_CONFIG_HOME": self.home / "config",
+            "XDG_DATA_HOME": self.home / "data", "LANG": "C.UTF-8", "TERM": "screen"})
+        self.jid = f"{user}@{DOMAIN}"
+        self.wait_for("/help")
+        self.type(f"/tls certpath set {certs}")
+        self.wait_for("Certificate path set")
+        self.type(f"/connect {self.jid} server 127.0.0.1 port {server.c2s_port} tls force")
+        self.wait_for("Enter password")
+        self.type(server.users[user])
+        self.wait_for("logged in successfully")
+
+    @staticmethod
+    def installed():
+        return shutil.which("profanity") is not None and TmuxProgram.installed()
+
+    def open_chat(self, jid):
+        """Opens (or shows) the chat window with `jid`."""
+        self.type(f"/msg {jid}")
+        self.wait_for(f" {jid} ")
+
+    def send_file(self, recipient, path):
+        """`/sendfile` in the chat with `recipient`: uploads `path` through the
+        service Profanity finds by disco, then sends its URL."""
+        self.open_chat(recipient)
+        self.type(f"/sendfile {path}")
+        return self.wait_for(f"/{Path(path).name}")
+
+    def log(self):
+        logs = list((self.home / "data").rglob("profanity.log"))
+        return logs[0].read_text(errors="replace") if logs else ""

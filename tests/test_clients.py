@@ -1,0 +1,146 @@
+"""Real clients, each with its own XEP-0363 code, upload through Satchel and
+show what it relays: go-sendxmpp (command line) and Profanity (a terminal
+client, driven in tmux), from Debian's packages, on Prosody and ejabberd.
+
+Each finds `upload.localhost` by disco (the servers' own upload modules are
+off), logs in over STARTTLS and uploads over HTTPS, verifying both against the
+session's throwaway CA and nothing else. What a user relies on: the upload
+lands in Satchel (its URL, its bytes), the recipient's client gets the URL,
+and a message Satchel relays reaches the client, also one sent while it was
+offline. Profanity also runs the XEP-0050 commands a user has."""
+
+import os
+import uuid
+
+import pytest
+import requests
+
+from harness.pki import session_pki
+from harness.realclients import GoSendxmpp, Profanity
+from harness.relay import expect_receipt, send_relay
+
+TIMEOUT = 30
+
+pytestmark = pytest.mark.skipif(
+    not (GoSendxmpp.installed() and Profanity.installed())
+    and not os.environ.get("SATCHEL_REQUIRE_CLIENTS"),
+    reason="go-sendxmpp, profanity and tmux (Debian packages; .ci/run installs them)")
+
+
+@pytest.fixture
+def pki():
+    return session_pki()
+
+
+@pytest.fixture
+def https_satchel(satchel_manager, pki):
+    """Satchel serving HTTPS with the session's localhost certificate."""
+    return satchel_manager.get({"http": {"tls_cert": str(pki.cert), "tls_key": str(pki.key)}})
+
+
+def unique_file(tmp_path, suffix=".txt"):
+    """A file with a name and bytes of its own: (path, bytes)."""
+    name = f"from-client-{uuid.uuid4().hex[:8]}{suffix}"
+    data = f"uploaded by a real client {uuid.uuid4()}\n".encode()
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, data
+
+
+def body_of(message):
+    body = message.find("{jabber:client}body")
+    return "" if body is None else (body.text or "")
+
+
+def received_url(client, satchel, filename):
+    """The URL of `filename` in a message `client` receives, which must be Satchel's."""
+    prefix = f"{satchel.public_url}/file/"
+    message = client.wait_for_message(lambda m: body_of(m).endswith(f"/{filename}"),
+                                      timeout=TIMEOUT)
+    url = body_of(message)
+    assert url.startswith(prefix), f"{url} is not a URL of Satchel ({prefix})"
+    return url
+
+
+def fetch(url, pki):
+    r = requests.get(url, verify=str(pki.ca), timeout=TIMEOUT)
+    assert r.status_code == 200, (url, r.status_code, r.text)
+    return r.content
+
+
+def relayed_file(alice, satchel, pki, recipient):
+    """alice uploads a file (slixmpp) and asks Satchel to relay it to
+    `recipient`; returns its URL once Satchel has the relay stored."""
+    data = f"relayed {uuid.uuid4()}".encode()
+    slot = alice.request_slot(f"relayed-{uuid.uuid4().hex[:8]}.txt", len(data), "text/plain")
+    r = requests.put(slot.put_url, data=data, verify=str(pki.ca), timeout=TIMEOUT,
+                     headers={**slot.put_headers, "Content-Type": "text/plain"})
+    assert r.status_code == 201, r.text
+    expect_receipt(alice, send_relay(alice, [recipient], slot.get_url))
+    return slot.get_url
+
+
+# -- go-sendxmpp --------------------------------------------------------------------
+def test_go_sendxmpp_uploads_over_verified_tls(https_satchel, bob, pki, tmp_path):
+    path, data = unique_file(tmp_path)
+    GoSendxmpp(https_satchel.server, "alice", pki, tmp_path).upload(path, "bob@localhost")
+    url = received_url(bob, https_satchel, path.name)
+    assert fetch(url, pki) == data
+
+
+def test_go_sendxmpp_gets_a_relay_sent_while_it_was_offline(https_satchel, alice, pki,
+                                                             tmp_path):
+    url = relayed_file(alice, https_satchel, pki, "bob@localhost")
+    listener = GoSendxmpp(https_satchel.server, "bob", pki, tmp_path).listen()
+    try:
+        listener.wait_received(url)
+    finally:
+        listener.close()
+
+
+# -- Profanity ------------------------------------------------------------------------
+@pytest.fixture
+def profanity(https_satchel, pki, tmp_path):
+    """A factory of Profanity sessions, closed after the test."""
+    sessions = []
+
+    def start(user):
+        session = Profanity(https_satchel.server, user, pki, tmp_path)
+        sessions.append(session)
+        return session
+
+    yield start
+    for session in sessions:
+        session.close()
+
+
+def test_profanity_uploads_over_verified_tls(https_satchel, profanity, bob, pki, tmp_path):
+    path, data = unique_file(tmp_path)
+    profanity("alice").send_file("bob@localhost", path)
+    url = received_url(bob, https_satchel, path.name)
+    assert fetch(url, pki) == data
+
+
+def test_profanity_shows_a_message_satchel_relays(https_satchel, profanity, alice, pki):
+    bob = profanity("bob")
+    url = relayed_file(alice, https_satchel, pki, "bob@localhost")
+    # Without XEP-0356 privileges Satchel sends from its own JID (with ofrom).
+    bob.open_chat("upload.localhost")
+    bob.wait_for(url)
+
+
+def test_profanity_runs_the_users_commands(https_satchel, profanity, pki, tmp_path):
+    alice = profanity("alice")
+    alice.type("/cmd exec usage upload.localhost")
+    alice.wait_for(f"Largest file (bytes): {https_satchel.max_file_size}")
+    path, _ = unique_file(tmp_path)
+    screen = alice.send_file("bob@localhost", path)
+    url = next(word for line in screen.splitlines() for word in line.split()
+               if word.endswith(f"/{path.name}"))
+    assert requests.get(url, verify=str(pki.ca), timeout=TIMEOUT).status_code == 200
+    alice.type("/cmd exec delete upload.localhost")
+    alice.wait_for("Or its URL")
+    alice.type(f"/field2 {url}")
+    alice.type("/form submit")
+    alice.wait_for(f"Deleted {path.name}")
+    assert requests.get(url, verify=str(pki.ca), timeout=TIMEOUT).status_code == 404
