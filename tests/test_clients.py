@@ -1,6 +1,7 @@
 """Real clients, each with its own XEP-0363 code, upload through Satchel and
-show what it relays: go-sendxmpp (command line) and Profanity (a terminal
-client, driven in tmux), from Debian's packages, on Prosody and ejabberd.
+show what it relays, on Prosody and ejabberd: go-sendxmpp (command line) and
+Profanity (a terminal client, driven in tmux) from Debian's packages, and
+Poezio 0.18 from PyPI (in tmux too, as an unprivileged user).
 
 Each finds `upload.localhost` by disco (the servers' own upload modules are
 off), logs in over STARTTLS and uploads over HTTPS, verifying both against the
@@ -16,15 +17,20 @@ import pytest
 import requests
 
 from harness.pki import session_pki
-from harness.realclients import GoSendxmpp, Profanity
+from harness.realclients import GoSendxmpp, Poezio, Profanity
 from harness.relay import expect_receipt, send_relay
 
 TIMEOUT = 30
 
-pytestmark = pytest.mark.skipif(
-    not (GoSendxmpp.installed() and Profanity.installed())
-    and not os.environ.get("SATCHEL_REQUIRE_CLIENTS"),
-    reason="go-sendxmpp, profanity and tmux (Debian packages; .ci/run installs them)")
+def needs(client, what):
+    return pytest.mark.skipif(
+        not client.installed() and not os.environ.get("SATCHEL_REQUIRE_CLIENTS"),
+        reason=f"{what} is not installed (.ci/run installs it)")
+
+
+needs_go_sendxmpp = needs(GoSendxmpp, "go-sendxmpp (Debian package)")
+needs_profanity = needs(Profanity, "profanity and tmux (Debian packages)")
+needs_poezio = needs(Poezio, "poezio 0.18 (PyPI, in /opt/satchel-test-clients/poezio)")
 
 
 @pytest.fixture
@@ -81,6 +87,7 @@ def relayed_file(alice, satchel, pki, recipient):
 
 
 # -- go-sendxmpp --------------------------------------------------------------------
+@needs_go_sendxmpp
 def test_go_sendxmpp_uploads_over_verified_tls(https_satchel, bob, pki, tmp_path):
     path, data = unique_file(tmp_path)
     GoSendxmpp(https_satchel.server, "alice", pki, tmp_path).upload(path, "bob@localhost")
@@ -88,6 +95,7 @@ def test_go_sendxmpp_uploads_over_verified_tls(https_satchel, bob, pki, tmp_path
     assert fetch(url, pki) == data
 
 
+@needs_go_sendxmpp
 def test_go_sendxmpp_gets_a_relay_sent_while_it_was_offline(https_satchel, alice, pki,
                                                              tmp_path):
     url = relayed_file(alice, https_satchel, pki, "bob@localhost")
@@ -114,6 +122,22 @@ def profanity(https_satchel, pki, tmp_path):
         session.close()
 
 
+@pytest.fixture
+def poezio(https_satchel, pki):
+    """A factory of Poezio sessions, closed after the test."""
+    sessions = []
+
+    def start(user):
+        session = Poezio(https_satchel.server, user, pki)
+        sessions.append(session)
+        return session
+
+    yield start
+    for session in sessions:
+        session.close()
+
+
+@needs_profanity
 def test_profanity_uploads_over_verified_tls(https_satchel, profanity, bob, pki, tmp_path):
     path, data = unique_file(tmp_path)
     profanity("alice").send_file("bob@localhost", path)
@@ -121,6 +145,7 @@ def test_profanity_uploads_over_verified_tls(https_satchel, profanity, bob, pki,
     assert fetch(url, pki) == data
 
 
+@needs_profanity
 def test_profanity_shows_a_message_satchel_relays(https_satchel, profanity, alice, pki):
     bob = profanity("bob")
     url = relayed_file(alice, https_satchel, pki, "bob@localhost")
@@ -129,6 +154,7 @@ def test_profanity_shows_a_message_satchel_relays(https_satchel, profanity, alic
     bob.wait_for(url)
 
 
+@needs_profanity
 def test_profanity_runs_the_users_commands(https_satchel, profanity, pki, tmp_path):
     alice = profanity("alice")
     alice.type("/cmd exec usage upload.localhost")
@@ -136,7 +162,7 @@ def test_profanity_runs_the_users_commands(https_satchel, profanity, pki, tmp_pa
     path, _ = unique_file(tmp_path)
     screen = alice.send_file("bob@localhost", path)
     url = next(word for line in screen.splitlines() for word in line.split()
-               if word.endswith(f"/{path.name}"))
+               if word.startswith("https://") and word.endswith(f"/{path.name}"))
     assert requests.get(url, verify=str(pki.ca), timeout=TIMEOUT).status_code == 200
     alice.type("/cmd exec delete upload.localhost")
     alice.wait_for("Or its URL")
@@ -144,3 +170,20 @@ def test_profanity_runs_the_users_commands(https_satchel, profanity, pki, tmp_pa
     alice.type("/form submit")
     alice.wait_for(f"Deleted {path.name}")
     assert requests.get(url, verify=str(pki.ca), timeout=TIMEOUT).status_code == 404
+
+
+# -- Poezio ---------------------------------------------------------------------------
+@needs_poezio
+def test_poezio_uploads_over_verified_tls(https_satchel, poezio, bob, pki, tmp_path):
+    path, data = unique_file(tmp_path)
+    poezio("alice").send_file("bob@localhost", path)
+    url = received_url(bob, https_satchel, path.name)
+    assert fetch(url, pki) == data
+
+
+@needs_poezio
+def test_poezio_shows_a_message_satchel_relays(https_satchel, poezio, alice, pki):
+    bob = poezio("bob")
+    url = relayed_file(alice, https_satchel, pki, "bob@localhost")
+    bob.open_chat("upload.localhost")
+    bob.wait_for(url)

@@ -1,6 +1,6 @@
 """Real XMPP clients, each with its own XEP-0363 code, driven the way their
-users drive them: go-sendxmpp from the command line, Profanity in a terminal
-(tmux). Each trusts only the session's throwaway CA (harness.pki), both for
+users drive them: go-sendxmpp from the command line, Profanity and Poezio in
+a terminal (tmux). Each trusts only the session's throwaway CA (harness.pki), both for
 the server's STARTTLS and for Satchel's HTTPS: nothing here turns
 verification off.
 
@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 from . import DOMAIN
-from .tmux import TmuxProgram
-from .util import Process, wait_until
+from .tmux import TmuxProgram, tmux
+from .util import Process, chown_tree, make_tempdir, wait_until
 
 TIMEOUT = 30
 
@@ -114,8 +114,83 @@ class Profanity(TmuxProgram):
         service Profanity finds by disco, then sends its URL."""
         self.open_chat(recipient)
         self.type(f"/sendfile {path}")
-        return self.wait_for(f"/{Path(path).name}")
+        return self.wait_for(f"me: https://", ending=f"/{Path(path).name}")
 
     def log(self):
         logs = list((self.home / "data").rglob("profanity.log"))
         return logs[0].read_text(errors="replace") if logs else ""
+
+
+POEZIO = Path(os.environ.get("SATCHEL_POEZIO", "/opt/satchel-test-clients/poezio/bin/poezio"))
+# Poezio refuses to run as root: it runs as this user and group.
+POEZIO_USER, POEZIO_GROUP = "nobody", "nogroup"
+
+
+class Poezio(TmuxProgram):
+    """Poezio 0.18 from PyPI (with its upload plugin; Debian's 0.14 cannot
+    upload) as `user`, run as an unprivileged user in a home of its own. It
+    verifies STARTTLS against `ca_cert_path` and its uploads (aiohttp)
+    against SSL_CERT_FILE, both the session's CA."""
+
+    def __init__(self, server, user, pki):
+        self.home = make_tempdir(f"satchel-poezio-{user}-")
+        shutil.copy(pki.ca, self.home / "ca.pem")
+        config = self.home / ".config" / "poezio"
+        config.mkdir(parents=True)
+        (config / "poezio.cfg").write_text(
+            "[Poezio]\n"
+            f"jid = {user}@{DOMAIN}\n"
+            f"password = {server.users[user]}\n"
+            "custom_host = 127.0.0.1\n"
+            f"custom_port = {server.c2s_port}\n"
+            f"ca_cert_path = {self.home / 'ca.pem'}\n"
+            "plugins_autoload = upload\n")
+        chown_tree(self.home, POEZIO_USER)
+        super().__init__(["setpriv", f"--reuid={POEZIO_USER}", f"--regid={POEZIO_GROUP}",
+                          "--clear-groups", "--", "env", f"HOME={self.home}",
+                          f"SSL_CERT_FILE={self.home / 'ca.pem'}", "TERM=screen",
+                          "LANG=C.UTF-8", POEZIO])
+        self.wait_for(f"Your JID is {user}@{DOMAIN}")
+
+    @staticmethod
+    def installed():
+        return POEZIO.exists() and TmuxProgram.installed()
+
+    def command(self, text):
+        """Types a command and sends it once the input line shows it whole.
+
+        A "/" typed in the roster tab opens the input line, which drops what
+        is typed in the same burst, so it goes alone, first; and while Poezio
+        is still starting, what is typed may be wiped: then it is typed again."""
+        def input_line_is(expected):
+            return lambda: self.screen().rstrip().splitlines()[-1].endswith(expected)
+
+        for _ in range(3):
+            self.type("/", enter=False)
+            try:
+                wait_until(input_line_is("/"), timeout=5, what="poezio's input line")
+                self.type(text.removeprefix("/"), enter=False)
+                wait_until(input_line_is(text), timeout=5, what=f"{text!r} typed")
+            except AssertionError:
+                tmux("send-keys", "-t", self.session, "C-u")
+                continue
+            tmux("send-keys", "-t", self.session, "Enter")
+            return
+        raise AssertionError(f"poezio never took {text!r}:\n{self.screen()}")
+
+    def open_chat(self, jid):
+        self.command(f"/message {jid}")
+        self.wait_for(f"[{jid}]")
+
+    def send_file(self, recipient, path):
+        """`/upload` in the chat with `recipient` (the upload plugin sends the URL)."""
+        self.open_chat(recipient)
+        local = self.home / Path(path).name
+        shutil.copy(path, local)
+        chown_tree(self.home, POEZIO_USER)
+        self.command(f"/upload {local}")
+        return self.wait_for("https://", ending=f"/{local.name}")
+
+    def close(self):
+        super().close()
+        shutil.rmtree(self.home, ignore_errors=True)
