@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from harness.pki import session_pki
-from harness.realclients import GoSendxmpp, Poezio, Profanity
+from harness.realclients import GoSendxmpp, Libervia, Poezio, Profanity
 from harness.relay import expect_receipt, send_relay
 
 TIMEOUT = 30
@@ -31,6 +31,7 @@ def needs(client, what):
 needs_go_sendxmpp = needs(GoSendxmpp, "go-sendxmpp (Debian package)")
 needs_profanity = needs(Profanity, "profanity and tmux (Debian packages)")
 needs_poezio = needs(Poezio, "poezio 0.18 (PyPI, in /opt/satchel-test-clients/poezio)")
+needs_libervia = needs(Libervia, "libervia-backend, libervia-cli and dbus (Debian packages)")
 
 
 @pytest.fixture
@@ -187,3 +188,21 @@ def test_poezio_shows_a_message_satchel_relays(https_satchel, poezio, alice, pki
     url = relayed_file(alice, https_satchel, pki, "bob@localhost")
     bob.open_chat("upload.localhost")
     bob.wait_for(url)
+
+
+# -- Libervia -------------------------------------------------------------------------
+@needs_libervia
+def test_libervia_uploads_over_verified_tls(https_satchel, bob, pki, tmp_path):
+    """Libervia names a type in its slot request and PUTs without one (the 415
+    Satchel used to answer). Its receiving side is not tested: it drops
+    Satchel's relayed message (xeps/xep-0446.md says why)."""
+    path, data = unique_file(tmp_path, suffix=".bin")
+    libervia = Libervia(https_satchel.server, "alice", pki, tmp_path)
+    try:
+        url = libervia.upload(path)
+        assert url.startswith(f"{https_satchel.public_url}/file/"), url
+        libervia.send("bob@localhost", url)
+    finally:
+        libervia.close()
+    assert received_url(bob, https_satchel, path.name) == url
+    assert fetch(url, pki) == data

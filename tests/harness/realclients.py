@@ -194,3 +194,70 @@ class Poezio(TmuxProgram):
     def close(self):
         super().close()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+class Libervia:
+    """Libervia 0.9 (Debian's libervia-backend and libervia-cli) as `user`: its
+    backend on a D-Bus session bus of its own, and the `libervia-cli` commands
+    a user types. Both are Debian's Python programs, run with Debian's
+    python3 (`/usr/bin/env python3` may find another). Twisted verifies
+    STARTTLS and the HTTPS upload against SSL_CERT_FILE, the session's CA."""
+
+    def __init__(self, server, user, pki, workdir):
+        self.profile = user
+        self.home = Path(workdir) / f"libervia-{user}"
+        (self.home / "config" / "libervia").mkdir(parents=True, exist_ok=True)
+        (self.home / "config" / "libervia" / "libervia.conf").write_text(
+            "[DEFAULT]\nlog_level = info\n")
+        bus = f"unix:path={self.home / 'bus'}"
+        self.env = dict(os.environ, HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / "config"),
+                        XDG_DATA_HOME=str(self.home / "data"),
+                        XDG_CACHE_HOME=str(self.home / "cache"),
+                        DBUS_SESSION_BUS_ADDRESS=bus, SSL_CERT_FILE=str(pki.ca),
+                        PATH="/usr/bin:/bin")
+        self.bus = Process(["dbus-daemon", "--session", "--nofork", f"--address={bus}"],
+                           self.home / "dbus.log", env=self.env, name="dbus-daemon").start()
+        wait_until(lambda: (self.home / "bus").exists(), timeout=TIMEOUT, what="the D-Bus socket")
+        self.backend = Process(["/usr/bin/python3", "/usr/bin/libervia-backend", "fg"],
+                               self.home / "backend.log", env=self.env,
+                               name="libervia-backend").start()
+        wait_until(lambda: "Backend is ready" in self.backend_log(), timeout=60,
+                   what=lambda: f"libervia-backend never got ready:\n{self.backend_log()}")
+        password = server.users[user]
+        self.cli("profile", "create", "-j", f"{user}@{DOMAIN}", "-x", password, "-p", "pw",
+                 user, profile=False)
+        self.cli("param", "set", "--start-session", "Connection", "Force server", "127.0.0.1")
+        for name, value in (("Force port", server.c2s_port), ("Password", password)):
+            self.cli("param", "set", "Connection", name, str(value))
+        self.cli("profile", "connect", "-c")
+
+    @staticmethod
+    def installed():
+        return all(Path(p).exists() for p in ("/usr/bin/libervia-backend",
+                                               "/usr/bin/libervia-cli", "/usr/bin/dbus-daemon"))
+
+    def backend_log(self):
+        return (self.home / "backend.log").read_text(errors="replace")
+
+    def cli(self, *args, profile=True, stdin=None):
+        """Runs `libervia-cli ARGS` (as this profile); its standard output."""
+        subcommand, rest = list(args[:2]), list(args[2:])
+        if profile:
+            subcommand += ["-p", self.profile, "--pwd", "pw"]
+        done = subprocess.run(["/usr/bin/python3", "/usr/bin/libervia-cli", *subcommand, *rest],
+                              env=self.env, input=stdin, capture_output=True, text=True,
+                              timeout=TIMEOUT)
+        assert done.returncode == 0, (f"libervia-cli {' '.join(args)} failed:\n{done.stdout}"
+                                      f"{done.stderr}\n{self.backend_log()[-3000:]}")
+        return done.stdout
+
+    def upload(self, path):
+        """`libervia-cli file upload`: the service found by disco; returns the URL."""
+        return self.cli("file", "upload", str(path)).strip().splitlines()[-1]
+
+    def send(self, recipient, text):
+        self.cli("message", "send", recipient, stdin=text)
+
+    def close(self):
+        self.backend.stop()
+        self.bus.stop()
