@@ -69,6 +69,15 @@ def received_url(client, satchel, filename):
     return url
 
 
+def satchel_url_in(text, satchel, filename):
+    """The URL of Satchel's that ends with `filename`, in a client's output."""
+    prefix = f"{satchel.public_url}/file/"
+    urls = [word for word in text.split() if word.startswith(prefix)
+            and word.endswith(f"/{filename}")]
+    assert urls, f"no URL of Satchel ({prefix}...) for {filename} in:\n{text}"
+    return urls[-1]
+
+
 def fetch(url, pki):
     r = requests.get(url, verify=str(pki.ca), timeout=TIMEOUT)
     assert r.status_code == 200, (url, r.status_code, r.text)
@@ -89,10 +98,17 @@ def relayed_file(alice, satchel, pki, recipient):
 
 # -- go-sendxmpp --------------------------------------------------------------------
 @needs_go_sendxmpp
-def test_go_sendxmpp_uploads_over_verified_tls(https_satchel, bob, pki, tmp_path):
+def test_go_sendxmpp_uploads_over_verified_tls(https_satchel, pki, tmp_path):
+    """alice's go-sendxmpp uploads; bob's go-sendxmpp (listening, or picking
+    it up from offline storage) prints the URL."""
     path, data = unique_file(tmp_path)
     GoSendxmpp(https_satchel.server, "alice", pki, tmp_path).upload(path, "bob@localhost")
-    url = received_url(bob, https_satchel, path.name)
+    bob = GoSendxmpp(https_satchel.server, "bob", pki, tmp_path).listen()
+    try:
+        bob.wait_received(f"/{path.name}")
+        url = satchel_url_in(bob.received(), https_satchel, path.name)
+    finally:
+        bob.close()
     assert fetch(url, pki) == data
 
 
@@ -139,10 +155,14 @@ def poezio(https_satchel, pki):
 
 
 @needs_profanity
-def test_profanity_uploads_over_verified_tls(https_satchel, profanity, bob, pki, tmp_path):
+def test_profanity_uploads_over_verified_tls(https_satchel, profanity, pki, tmp_path):
+    """alice's Profanity uploads; bob's Profanity shows the URL."""
     path, data = unique_file(tmp_path)
-    profanity("alice").send_file("bob@localhost", path)
-    url = received_url(bob, https_satchel, path.name)
+    bob = profanity("bob")
+    screen = profanity("alice").send_file("bob@localhost", path)
+    url = satchel_url_in(screen, https_satchel, path.name)
+    bob.open_chat("alice@localhost")
+    bob.wait_for(url)
     assert fetch(url, pki) == data
 
 
@@ -161,9 +181,7 @@ def test_profanity_runs_the_users_commands(https_satchel, profanity, pki, tmp_pa
     alice.type("/cmd exec usage upload.localhost")
     alice.wait_for(f"Largest file (bytes): {https_satchel.max_file_size}")
     path, _ = unique_file(tmp_path)
-    screen = alice.send_file("bob@localhost", path)
-    url = next(word for line in screen.splitlines() for word in line.split()
-               if word.startswith("https://") and word.endswith(f"/{path.name}"))
+    url = satchel_url_in(alice.send_file("bob@localhost", path), https_satchel, path.name)
     assert requests.get(url, verify=str(pki.ca), timeout=TIMEOUT).status_code == 200
     alice.type("/cmd exec delete upload.localhost")
     alice.wait_for("Or its URL")
@@ -175,10 +193,14 @@ def test_profanity_runs_the_users_commands(https_satchel, profanity, pki, tmp_pa
 
 # -- Poezio ---------------------------------------------------------------------------
 @needs_poezio
-def test_poezio_uploads_over_verified_tls(https_satchel, poezio, bob, pki, tmp_path):
+def test_poezio_uploads_over_verified_tls(https_satchel, poezio, pki, tmp_path):
+    """alice's Poezio uploads; bob's Poezio shows the URL."""
     path, data = unique_file(tmp_path)
-    poezio("alice").send_file("bob@localhost", path)
-    url = received_url(bob, https_satchel, path.name)
+    bob = poezio("bob")
+    screen = poezio("alice").send_file("bob@localhost", path)
+    url = satchel_url_in(screen, https_satchel, path.name)
+    bob.open_chat("alice@localhost")
+    bob.wait_for(url)
     assert fetch(url, pki) == data
 
 
