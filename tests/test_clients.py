@@ -123,35 +123,31 @@ def test_go_sendxmpp_gets_a_relay_sent_while_it_was_offline(https_satchel, alice
         listener.close()
 
 
-# -- Profanity ------------------------------------------------------------------------
-@pytest.fixture
-def profanity(https_satchel, pki, tmp_path):
-    """A factory of Profanity sessions, closed after the test."""
+# -- Profanity and Poezio (terminal clients) -------------------------------------------
+def closed_after(open_session):
+    """A fixture body: a factory of sessions (`open_session(user)`), each
+    closed after the test."""
     sessions = []
 
     def start(user):
-        session = Profanity(https_satchel.server, user, pki, tmp_path)
-        sessions.append(session)
-        return session
+        sessions.append(open_session(user))
+        return sessions[-1]
 
     yield start
     for session in sessions:
         session.close()
+
+
+@pytest.fixture
+def profanity(https_satchel, pki, tmp_path):
+    """A factory of Profanity sessions, closed after the test."""
+    yield from closed_after(lambda user: Profanity(https_satchel.server, user, pki, tmp_path))
 
 
 @pytest.fixture
 def poezio(https_satchel, pki):
     """A factory of Poezio sessions, closed after the test."""
-    sessions = []
-
-    def start(user):
-        session = Poezio(https_satchel.server, user, pki)
-        sessions.append(session)
-        return session
-
-    yield start
-    for session in sessions:
-        session.close()
+    yield from closed_after(lambda user: Poezio(https_satchel.server, user, pki))
 
 
 @needs_profanity
@@ -191,7 +187,6 @@ def test_profanity_runs_the_users_commands(https_satchel, profanity, pki, tmp_pa
     assert requests.get(url, verify=str(pki.ca), timeout=TIMEOUT).status_code == 404
 
 
-# -- Poezio ---------------------------------------------------------------------------
 @needs_poezio
 def test_poezio_uploads_over_verified_tls(https_satchel, poezio, pki, tmp_path):
     """alice's Poezio uploads; bob's Poezio shows the URL."""
