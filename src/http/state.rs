@@ -5,15 +5,14 @@
 //! Kept apart from the routes so that the handlers and the router that names
 //! them both build on it, rather than on each other.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, StatusCode};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::error::HttpError;
-use super::health::StoreProbe;
 use crate::config::Config;
 use crate::slots::redeem::Redeemer;
 use crate::storage::downloads::DownloadTracker;
@@ -95,5 +94,36 @@ impl HttpState {
                 "storage task failed",
             )),
         }
+    }
+}
+
+/// How long one try of the store stands for.
+const PROBE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// When the store was last tried, and what that found.
+type LastTry = Option<(Instant, Result<(), String>)>;
+
+/// The last try of the store, shared by every request.
+#[derive(Clone, Default)]
+pub struct StoreProbe {
+    last: Arc<Mutex<LastTry>>,
+}
+
+impl StoreProbe {
+    /// Whether the store takes writes, tried again if the last try is
+    /// older than [`PROBE_MAX_AGE`]. Blocks (it writes to the disk).
+    pub(super) fn writable(&self, store: &Store) -> Result<(), String> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((tried, outcome)) = &*last {
+            if tried.elapsed() < PROBE_MAX_AGE {
+                return outcome.clone();
+            }
+        }
+        let outcome = store.check_writable().map_err(|error| error.to_string());
+        if let Err(error) = &outcome {
+            warn!(%error, "health check: the store does not take writes");
+        }
+        *last = Some((Instant::now(), outcome.clone()));
+        outcome
     }
 }
