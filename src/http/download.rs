@@ -1,20 +1,19 @@
 //! GET and HEAD: serving a stored file, whole or as one range.
 //!
 //! Files are immutable, so the ETag is their content hash and they may be
-//! cached for ever. Decryption runs in a blocking task that feeds the response
-//! through a small channel: memory stays bounded and a slow reader only slows
-//! its own task. A chunk that fails authentication ends the body early, so
-//! the client sees a broken transfer, never altered bytes.
-
-use std::ops::Range;
+//! cached for ever. The body is the store's [`RangeReader`] as a stream: its
+//! windows are read and opened on rayon's pool a few ahead of the
+//! connection, which is woken when one is ready, so memory stays bounded, a
+//! slow reader only slows its own download, and no thread sits between the
+//! pool and the socket. A chunk that fails authentication ends the body
+//! early, so the client sees a broken transfer, never altered bytes.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tracing::{debug, error, warn, Instrument};
 
 use super::error::HttpError;
@@ -23,10 +22,7 @@ use super::range::{parse_range, RangeRequest};
 use super::state::HttpState;
 use crate::clock::unix_now;
 use crate::metrics::{self, metrics, Timer};
-use crate::storage::{FileId, FileRecord};
-
-/// Decrypted chunks buffered ahead of the connection.
-const READ_AHEAD_CHUNKS: usize = 2 * crate::storage::WINDOW_CHUNKS as usize;
+use crate::storage::{FileId, FileRecord, RangeReader};
 
 /// The query a relayed recipient's URL carries.
 #[derive(Debug, Deserialize)]
@@ -102,7 +98,12 @@ pub async fn get(
             Body::empty()
         } else {
             debug!(start = range.start, end = range.end, "serving");
-            decrypting_body(state, file, range, query.r, timer)
+            let (record, wanted) = (file.clone(), range.clone());
+            let reader = state
+                .blocking(move |store| store.read_range(&record, wanted))
+                .await?;
+            let reaches_the_end = range.end == file.size;
+            decrypting_body(state, file, reader, reaches_the_end, query.r, timer)
         };
         Ok(response.body(body).expect("headers are valid"))
     }
@@ -110,55 +111,75 @@ pub async fn get(
     .await
 }
 
-/// A body fed by a blocking task that decrypts the chunks of `range`.
-///
-/// Serving the last byte with a recipient's token counts as their download.
+/// The body of a download: the pieces `reader` yields, counted.
 fn decrypting_body(
     state: HttpState,
     file: FileRecord,
-    range: Range<u64>,
+    reader: RangeReader,
+    reaches_the_end: bool,
     download_token: Option<String>,
     timer: Timer,
 ) -> Body {
-    let reaches_the_end = range.end == file.size;
-    let (chunks_tx, chunks_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD_CHUNKS);
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let _timer = timer;
-        let reader = match state.store.read_range(&file, range) {
-            Ok(reader) => reader,
-            Err(cause) => {
-                error!(%cause, "cannot read file");
-                let _ = chunks_tx.blocking_send(Err(std::io::Error::other("storage failure")));
-                return;
+    let download = Download {
+        reader,
+        ending: reaches_the_end.then_some((state, file, download_token)),
+        span: tracing::Span::current(),
+        _timer: timer,
+    };
+    let pieces = futures_util::stream::unfold(Some(download), |download| async move {
+        let mut download = download?;
+        // RangeReader is also an Iterator, for blocking callers.
+        match StreamExt::next(&mut download.reader).await {
+            Some(Ok(piece)) => {
+                metrics().download_bytes.inc_by(piece.len() as u64);
+                // Hyper stops asking once the Content-Length is sent, so the
+                // end is known from the reader, not from its `None`.
+                if download.reader.is_finished() {
+                    download.finished().await;
+                    return Some((Ok(piece), None));
+                }
+                Some((Ok(piece), Some(download)))
             }
+            Some(Err(cause)) => {
+                let span = download.span;
+                span.in_scope(
+                    || error!(%cause, "stored file failed to decrypt; cutting the response"),
+                );
+                Some((Err(std::io::Error::other("storage failure")), None))
+            }
+            None => None,
+        }
+    });
+    Body::from_stream(pieces)
+}
+
+/// A download being sent; the request's duration is recorded when it is
+/// dropped: with its last piece, or when the client goes.
+struct Download {
+    reader: RangeReader,
+    /// What records a recipient's download, when the range ends the file.
+    ending: Option<(HttpState, FileRecord, Option<String>)>,
+    span: tracing::Span,
+    _timer: Timer,
+}
+
+impl Download {
+    /// Serving the file's last byte with a recipient's token counts as
+    /// their download.
+    async fn finished(self) {
+        let Some((state, file, Some(token))) = self.ending else {
+            return;
         };
-        for chunk in reader {
-            let item = chunk.map_err(|cause| {
-                error!(%cause, "stored file failed to decrypt; cutting the response");
-                std::io::Error::other("storage failure")
-            });
-            let failed = item.is_err();
-            let length = item.as_ref().map_or(0, |chunk| chunk.len() as u64);
-            if chunks_tx.blocking_send(item).is_err() || failed {
-                // The client went away, or the file is damaged: stop reading.
-                return;
-            }
-            metrics().download_bytes.inc_by(length);
+        let Some(tracker) = state.downloads else {
+            return;
+        };
+        let id = file.id;
+        let recorded = tokio::task::spawn_blocking(move || tracker.downloaded(&id, &token)).await;
+        if let Ok(Err(cause)) = recorded {
+            self.span
+                .in_scope(|| warn!(%cause, "cannot record a download"));
         }
-        if let (Some(tracker), Some(token), true) =
-            (&state.downloads, download_token, reaches_the_end)
-        {
-            if let Err(cause) = tracker.downloaded(&file.id, &token) {
-                warn!(%cause, "cannot record a download");
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(chunks_rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Body::from_stream(stream)
+    }
 }
 
 /// A strong ETag from the content hash.

@@ -14,19 +14,26 @@
 //! own slice of it, so the bytes are never copied after the read. Up to
 //! [`WINDOWS_AHEAD`] windows are read and opened ahead of the one being
 //! yielded, so that reading, decrypting and sending overlap (the README
-//! has the measurements).
+//! has the measurements). The read is part of the window's job on the
+//! pool, so the reader itself never blocks: it is a [`Stream`] that the
+//! download's task polls, woken when the oldest window is open, and, for
+//! blocking callers, an [`Iterator`] that waits for it.
 //!
 //! The reader is handed the sealed bytes by the store: the published blob,
 //! open (so it stays readable even if garbage collection deletes it
 //! meanwhile), or a small file's bytes from the database.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
 use rayon::prelude::*;
+use tokio::sync::oneshot;
 
 use super::blobs::PublishedBlob;
 use super::crypto::{chunk_offset, open_chunk, FileKey, TAG_LEN};
@@ -44,7 +51,8 @@ pub const WINDOWS_AHEAD: usize = 2;
 ///
 /// After the first error it yields nothing more.
 pub struct RangeReader {
-    sealed: SealedBytes,
+    /// Shared with the windows being read and opened on rayon's pool.
+    sealed: Arc<SealedBytes>,
     file: FileId,
     /// Shared with the window being opened on rayon's pool.
     key: Arc<FileKey>,
@@ -58,7 +66,7 @@ pub struct RangeReader {
     /// The first chunk not read yet (`None` once every window is launched),
     /// and the windows read and being opened, oldest first.
     launch_index: Option<u32>,
-    in_flight: VecDeque<Receiver<OpenedWindow>>,
+    in_flight: VecDeque<oneshot::Receiver<OpenedWindow>>,
     /// Bytes to drop from the front of the next chunk.
     skip: u64,
     /// Bytes of the range not yet yielded.
@@ -66,6 +74,8 @@ pub struct RangeReader {
     /// Opened pieces of the current window, and the error that cut it short.
     ready: VecDeque<Bytes>,
     failed: Option<StorageError>,
+    /// Set once the error is yielded: the range ends there, unfinished.
+    cut_short: bool,
 }
 
 /// The sealed chunks of a file, back to back, wherever they are kept.
@@ -106,7 +116,7 @@ impl RangeReader {
             chunk: first_index,
         })?;
         Ok(RangeReader {
-            sealed,
+            sealed: Arc::new(sealed),
             file: file.id,
             key: Arc::new(master_key.file_key(&file.id, file.cipher)),
             nonce_prefix: file.nonce_prefix,
@@ -121,19 +131,17 @@ impl RangeReader {
             remaining: range.end - range.start,
             ready: VecDeque::new(),
             failed: None,
+            cut_short: false,
         })
     }
 
-    /// Plaintext bytes of chunk `index`, as the record promises.
-    fn plain_len(&self, index: u32) -> u64 {
-        if index == self.last_index {
-            self.file_size - u64::from(index) * self.chunk_size
-        } else {
-            self.chunk_size
-        }
+    /// Whether every byte of the range has been yielded: true with the
+    /// last piece, before the reader is asked again.
+    pub fn is_finished(&self) -> bool {
+        self.remaining == 0 && self.ready.is_empty() && self.failed.is_none() && !self.cut_short
     }
 
-    /// Reads the next window and starts opening its chunks on rayon's pool.
+    /// Starts reading the next window and opening its chunks on rayon's pool.
     fn launch_window(&mut self) {
         let Some(first) = self.launch_index else {
             return;
@@ -141,38 +149,46 @@ impl RangeReader {
         let count = (self.end_index - first + 1).min(WINDOW_CHUNKS);
         let last = first + (count - 1);
         self.launch_index = last.checked_add(1).filter(|&next| next <= self.end_index);
-        let (opened_tx, opened_rx) = sync_channel(1);
+        let (opened_tx, opened_rx) = oneshot::channel();
         self.in_flight.push_back(opened_rx);
-        // Every chunk but the file's last has the full size; at most
-        // WINDOW_CHUNKS * (MAX_CHUNK_SIZE + TAG_LEN) bytes in all.
-        let sealed_len = |index| (self.plain_len(index) + TAG_LEN as u64) as usize;
-        let window_len = (first..=last).map(sealed_len).sum::<usize>();
-        let mut window = BytesMut::zeroed(window_len);
-        let offset = chunk_offset(first, self.chunk_size);
-        let filled = match self.sealed.read_at_most(&mut window, offset) {
-            Ok(filled) => filled,
-            Err(err) => {
-                let _ = opened_tx.send(OpenedWindow::Unreadable(err));
-                return;
-            }
+        // The sealed bytes of chunk `index`: every chunk but the file's last
+        // has the full size, so a window is at most
+        // WINDOW_CHUNKS * (MAX_CHUNK_SIZE + TAG_LEN) bytes.
+        let (chunk_size, file_size, last_index) =
+            (self.chunk_size, self.file_size, self.last_index);
+        let sealed_len = move |index: u32| {
+            let plain = if index == last_index {
+                file_size - u64::from(index) * chunk_size
+            } else {
+                chunk_size
+            };
+            (plain + TAG_LEN as u64) as usize
         };
-        // A blob cut short: the chunks it still holds whole are served, the
-        // first one it cuts is corrupt.
-        let mut covered = 0;
-        let whole = (first..=last)
-            .take_while(|&index| {
-                covered += sealed_len(index);
-                covered <= filled
-            })
-            .count() as u32;
-        let sealed: Vec<(u32, BytesMut)> = (first..first + whole)
-            .map(|index| (index, window.split_to(sealed_len(index))))
-            .collect();
-        let cut_at = (whole < count).then_some(first + whole);
-        let (key, nonce_prefix, last_index) =
-            (self.key.clone(), self.nonce_prefix, self.last_index);
+        let (sealed, key, nonce_prefix) =
+            (self.sealed.clone(), self.key.clone(), self.nonce_prefix);
         rayon::spawn(move || {
-            let chunks = sealed
+            let window_len = (first..=last).map(sealed_len).sum::<usize>();
+            let mut window = BytesMut::zeroed(window_len);
+            let offset = chunk_offset(first, chunk_size);
+            let filled = match sealed.read_at_most(&mut window, offset) {
+                Ok(filled) => filled,
+                Err(err) => {
+                    let _ = opened_tx.send(OpenedWindow::Unreadable(err));
+                    return;
+                }
+            };
+            // A blob cut short: the chunks it still holds whole are served,
+            // the first one it cuts is corrupt.
+            let mut covered = 0;
+            let whole = (first..=last)
+                .take_while(|&index| {
+                    covered += sealed_len(index);
+                    covered <= filled
+                })
+                .count() as u32;
+            let chunks = (first..first + whole)
+                .map(|index| (index, window.split_to(sealed_len(index))))
+                .collect::<Vec<_>>()
                 .into_par_iter()
                 .map(|(index, mut chunk)| {
                     let is_last = index == last_index;
@@ -180,21 +196,45 @@ impl RangeReader {
                     (index, chunk, ok)
                 })
                 .collect();
+            let cut_at = (whole < count).then_some(first + whole);
             // The reader may be gone (the download stopped): nothing to do then.
             let _ = opened_tx.send(OpenedWindow::Opened { chunks, cut_at });
         });
     }
 
-    /// Waits for the oldest window in flight and queues the pieces of the
-    /// range it holds; a chunk that failed stops the range there.
-    fn take_window(&mut self) {
-        let Some(opened) = self.in_flight.pop_front() else {
+    /// Launches windows until [`WINDOWS_AHEAD`] are in flight or the range
+    /// has none left.
+    fn launch_windows(&mut self) {
+        while self.in_flight.len() < WINDOWS_AHEAD && self.launch_index.is_some() {
+            self.launch_window();
+        }
+    }
+
+    /// What to yield without waiting, if anything: a piece ready, the
+    /// error that ended the range, or its end.
+    fn ready_step(&mut self) -> Option<Option<Result<Bytes, StorageError>>> {
+        if let Some(piece) = self.ready.pop_front() {
+            return Some(Some(Ok(piece)));
+        }
+        if let Some(err) = self.failed.take() {
+            self.remaining = 0;
+            self.cut_short = true;
+            return Some(Some(Err(err)));
+        }
+        (self.remaining == 0).then_some(None)
+    }
+
+    /// Queues the pieces of the range that the oldest window in flight
+    /// holds, as it came back (`None`: no window was in flight); a chunk
+    /// that failed stops the range there.
+    fn take_window(&mut self, opened: Option<Result<OpenedWindow, oneshot::error::RecvError>>) {
+        let Some(opened) = opened else {
             // Only if the record's sizes and the range disagree: stop rather
             // than wait for a window that was never launched.
             self.failed = Some(self.corrupt(self.next_index));
             return;
         };
-        match opened.recv() {
+        match opened {
             Ok(OpenedWindow::Opened { chunks, cut_at }) => {
                 for (index, chunk, ok) in chunks {
                     if !ok {
@@ -270,25 +310,40 @@ impl SealedBytes {
     }
 }
 
+/// For blocking callers (thumbnails, tests): waits on the current thread.
 impl Iterator for RangeReader {
     type Item = Result<Bytes, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(piece) = self.ready.pop_front() {
-                return Some(Ok(piece));
+            if let Some(step) = self.ready_step() {
+                return step;
             }
-            if let Some(err) = self.failed.take() {
-                self.remaining = 0;
-                return Some(Err(err));
+            self.launch_windows();
+            let opened = self.in_flight.pop_front().map(|rx| rx.blocking_recv());
+            self.take_window(opened);
+        }
+    }
+}
+
+/// For the async side (downloads): the connection's task is woken when a
+/// window is open, with no thread of its own waiting between.
+impl Stream for RangeReader {
+    type Item = Result<Bytes, StorageError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(step) = this.ready_step() {
+                return Poll::Ready(step);
             }
-            if self.remaining == 0 {
-                return None;
-            }
-            while self.in_flight.len() < WINDOWS_AHEAD && self.launch_index.is_some() {
-                self.launch_window();
-            }
-            self.take_window();
+            this.launch_windows();
+            let opened = match this.in_flight.front_mut() {
+                Some(rx) => Some(ready!(Pin::new(rx).poll(cx))),
+                None => None,
+            };
+            this.in_flight.pop_front();
+            this.take_window(opened);
         }
     }
 }
@@ -409,6 +464,43 @@ mod tests {
                 Err(StorageError::Corrupt { chunk: 1, file: id }) if id == file.id
             ));
         }
+    }
+
+    /// Downloads read the reader as a stream: the same pieces as blocking
+    /// callers get, and the same stop at a tampered chunk.
+    #[tokio::test]
+    async fn as_a_stream_it_yields_what_it_yields_as_an_iterator() {
+        use futures_util::StreamExt;
+        let t = test_store();
+        let (bytes, file) = sample(&t);
+        let mut reader = t.store.read_range(&file, 3..file.size).unwrap();
+        let mut streamed = Vec::new();
+        while !reader.is_finished() {
+            streamed.push(StreamExt::next(&mut reader).await.unwrap().unwrap());
+        }
+        assert!(StreamExt::next(&mut reader).await.is_none());
+        assert_eq!(streamed.len(), 4);
+        assert_eq!(streamed.concat(), &bytes[3..]);
+
+        tamper(&t, &file, 2);
+        let mut pieces = t.store.read_range(&file, 0..file.size).unwrap();
+        assert_eq!(
+            StreamExt::next(&mut pieces).await.unwrap().unwrap(),
+            &bytes[..16]
+        );
+        assert_eq!(
+            StreamExt::next(&mut pieces).await.unwrap().unwrap(),
+            &bytes[16..32]
+        );
+        assert!(matches!(
+            StreamExt::next(&mut pieces).await,
+            Some(Err(StorageError::Corrupt { chunk: 2, .. }))
+        ));
+        assert!(
+            StreamExt::next(&mut pieces).await.is_none(),
+            "stops after the error"
+        );
+        assert!(!pieces.is_finished(), "a range cut short is not finished");
     }
 
     test_each_cipher! {
