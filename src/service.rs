@@ -249,6 +249,7 @@ async fn open_store(config: &Config) -> Result<Store, StartError> {
     let options = StoreOptions {
         previous_key_files: config.storage.previous_key_files.clone(),
         cipher: config.storage.cipher,
+        blobs: config.storage.backend.clone(),
         ..StoreOptions::new(
             config.storage.path.clone(),
             config.storage.key_file.clone(),

@@ -558,8 +558,11 @@ def main():
             finish(curl_get(slot.get_url), 200, f"{s.key} warm-up GET", KIB)
             s.written = s.uploaded = 0
 
+        http_cpu = {s.key: -s.watched.cpu() for s in systems}
         http_phase(systems, table, payloads, runs_for, work)
         http_phase(systems, table, payloads, runs_for, work, client=client)
+        for s in systems:
+            http_cpu[s.key] += s.watched.cpu()
         slot_phase(systems,
                    System("satchel-ej", "Satchel (via ejabberd)", ejabberd,
                           servers.COMPONENT_JID,
@@ -567,8 +570,14 @@ def main():
                    table, slot_runs, slot_seconds, args.in_flight)
         satchel_ej.cleanup()
         satchel_ej = None
+        for s in systems:
+            http_cpu[s.key] -= s.watched.cpu()
         concurrent_phase(systems, table, args.concurrent, concurrent_path, concurrent_size,
                          args.concurrent_runs)
+        for s in systems:
+            http_cpu[s.key] += s.watched.cpu()
+        table.add("CPU seconds of every PUT and GET above (sequential and concurrent)",
+                  "lower", {key: [cpu] for key, cpu in http_cpu.items()}, 2)
 
         table.add("Idle RSS after start, MiB", "lower", idle)
         table.add("Peak RSS over the whole run, MiB", "lower",

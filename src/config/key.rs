@@ -76,7 +76,9 @@ pub(crate) struct Section {
 
 /// Declares every key: for each section a module holding one [`Key`]
 /// constant per key (named as in the file), and `SECTIONS`, the list of them
-/// all. A key is written
+/// all. A section is named as in the file, or written `module as
+/// "outer.inner"` for a table inside another (`[storage.s3]`). A key is
+/// written
 ///
 /// ```text
 /// /// one line for the operator
@@ -88,7 +90,7 @@ pub(crate) struct Section {
 macro_rules! define_keys {
     ($(
         $(#[doc = $section_doc:literal])*
-        $section:ident {
+        $section:ident $(as $file_name:literal)? {
             $(
                 $(#[doc = $doc:literal])+
                 $(@$reload:ident)? $name:ident: $kind:ty $(= $value:tt)? $(, derived $how:literal)?;
@@ -96,33 +98,46 @@ macro_rules! define_keys {
         }
     )*) => {
         $(
-            $(#[doc = $section_doc])*
-            #[allow(non_upper_case_globals)]
-            pub(crate) mod $section {
-                use super::*;
+            define_keys!(@module [$($section_doc)*] $section [$($file_name)?] {
                 $(
-                    $(#[doc = $doc])+
-                    pub(crate) const $name: Key<$kind> = Key::new(
-                        stringify!($section),
-                        stringify!($name),
-                        concat!(stringify!($section), ".", stringify!($name)),
-                        concat!($($doc),+),
-                        define_keys!(@default $($value)? $(, derived $how)?),
-                        define_keys!(@reloadable $($reload)?),
-                    );
+                    [$($doc)+] [$($reload)?] $name: $kind [$($value)?] [$($how)?];
                 )*
-            }
+            });
         )*
 
         /// Every section and key, in the order of the table.
         pub(crate) const SECTIONS: &[Section] = &[$(
             Section {
-                name: stringify!($section),
+                name: define_keys!(@section $section [$($file_name)?]),
                 doc: concat!($($section_doc),*),
                 keys: &[$(&$section::$name.spec),*],
             }
         ),*];
     };
+    (@module [$($section_doc:literal)*] $section:ident $file_name:tt {
+        $(
+            [$($doc:literal)+] [$($reload:ident)?] $name:ident: $kind:ty [$($value:tt)?] [$($how:literal)?];
+        )*
+    }) => {
+        $(#[doc = $section_doc])*
+        #[allow(non_upper_case_globals)]
+        pub(crate) mod $section {
+            use super::*;
+            $(
+                $(#[doc = $doc])+
+                pub(crate) const $name: Key<$kind> = Key::new(
+                    define_keys!(@section $section $file_name),
+                    stringify!($name),
+                    concat!(define_keys!(@section $section $file_name), ".", stringify!($name)),
+                    concat!($($doc),+),
+                    define_keys!(@default $($value)? $(, derived $how)?),
+                    define_keys!(@reloadable $($reload)?),
+                );
+            )*
+        }
+    };
+    (@section $section:ident []) => { stringify!($section) };
+    (@section $section:ident [$file_name:literal]) => { $file_name };
     (@default) => { KeyDefault::Required };
     (@default $value:tt) => { KeyDefault::Value(stringify!($value)) };
     (@default , derived $how:literal) => { KeyDefault::Derived($how) };

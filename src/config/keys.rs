@@ -19,8 +19,9 @@
 
 use super::key::{define_keys, Key, KeyDefault, Section};
 use super::kinds::{
-    BareJids, Bytes, CipherName, ComponentJid, Count, Domains, FilePath, FilePaths, Flag, HostPort,
-    ListenAddress, Origin, Percent, Pixels, PublicUrl, Seconds, Secret,
+    BareJids, BlobBackendName, BucketName, Bytes, CipherName, ComponentJid, Count, Domains,
+    FilePath, FilePaths, Flag, HostPort, ListenAddress, Origin, Percent, Pixels, PublicUrl,
+    Seconds, Secret, Text,
 };
 
 define_keys! {
@@ -78,6 +79,23 @@ define_keys! {
         /// instructions, else ChaCha20-Poly1305), `"aes-256-gcm"` or
         /// `"chacha20-poly1305"`; stored files keep theirs
         cipher: CipherName = "auto";
+        /// where the sealed bytes of files go: `"local"` (files beside the
+        /// database) or `"s3"` (a bucket, see `[storage.s3]`); metadata stays in sled
+        backend: BlobBackendName = "local";
+    }
+
+    /// the S3 bucket of `storage.backend = "s3"` (Garage, SeaweedFS, MinIO, AWS)
+    storage_s3 as "storage.s3" {
+        /// base URL of the S3 API, `"http://127.0.0.1:3900"`
+        endpoint: PublicUrl, derived "required with backend \"s3\"";
+        /// the store's region name, e.g. `"garage"` or `"us-east-1"`
+        region: Text, derived "required with backend \"s3\"";
+        /// bucket holding one object per file, under `content/`; it must exist
+        bucket: BucketName, derived "required with backend \"s3\"";
+        /// access key of a user allowed to read, write, list and delete in it
+        access_key_id: Text, derived "required with backend \"s3\"";
+        /// its secret key; never logged
+        secret_access_key: Secret, derived "required with backend \"s3\"";
     }
 
     /// who may upload, and how much

@@ -173,16 +173,68 @@ impl Kind for FilePaths {
     }
 }
 
-/// Text that must not be empty, like a shared secret.
-pub(crate) struct Secret;
+/// Text that must not be empty, like a region's name.
+pub(crate) struct Text;
 
-impl Kind for Secret {
+impl Kind for Text {
     type Value = String;
     const UNIT: Unit = Unit::None;
     fn read(value: &toml::Value) -> Result<String, Refusal> {
         match string(value)? {
             "" => Err(unusable("must not be empty")),
-            secret => Ok(secret.to_owned()),
+            text => Ok(text.to_owned()),
+        }
+    }
+}
+
+/// A [`Text`] that is a secret: the code keeps it out of logs and `Debug`.
+pub(crate) type Secret = Text;
+
+/// Where the sealed bytes of files go: `local` or `s3`.
+pub(crate) struct BlobBackendName;
+
+impl Kind for BlobBackendName {
+    type Value = BlobBackendKind;
+    const UNIT: Unit = Unit::None;
+    fn read(value: &toml::Value) -> Result<BlobBackendKind, Refusal> {
+        match string(value)? {
+            "local" => Ok(BlobBackendKind::Local),
+            "s3" => Ok(BlobBackendKind::S3),
+            _ => Err(unusable("expected \"local\" or \"s3\"")),
+        }
+    }
+}
+
+/// Which blob backend `storage.backend` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobBackendKind {
+    Local,
+    S3,
+}
+
+/// An S3 bucket name as every S3 accepts it: 3 to 63 lowercase letters,
+/// digits, dots and hyphens, starting and ending with a letter or digit.
+pub(crate) struct BucketName;
+
+impl Kind for BucketName {
+    type Value = String;
+    const UNIT: Unit = Unit::None;
+    fn read(value: &toml::Value) -> Result<String, Refusal> {
+        let name = string(value)?;
+        let allowed =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+        let edge =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if (3..=63).contains(&name.len())
+            && name.chars().all(allowed)
+            && edge(name.chars().next())
+            && edge(name.chars().last())
+        {
+            Ok(name.to_owned())
+        } else {
+            Err(unusable(
+                "expected 3 to 63 lowercase letters, digits, dots or hyphens, like \"satchel\"",
+            ))
         }
     }
 }

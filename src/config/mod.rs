@@ -29,9 +29,11 @@ use jid::BareJid;
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
 use crate::storage::cipher::CipherChoice;
+use crate::storage::{BlobBackend, S3Bucket};
 pub use error::ConfigError;
 pub use help::keys_help;
 use key::Key;
+use kinds::BlobBackendKind;
 use raw::RawConfig;
 pub use reload::{Change, LiveConfig, Reload};
 
@@ -110,6 +112,8 @@ pub struct StorageConfig {
     pub cache_capacity_bytes: u64,
     /// The AEAD new files are sealed with.
     pub cipher: CipherChoice,
+    /// Where the sealed bytes of files go.
+    pub backend: BlobBackend,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +286,22 @@ fn storage(raw: &RawConfig) -> Result<StorageConfig, ConfigError> {
         previous_key_files: raw.get(&key::previous_key_files)?,
         cache_capacity_bytes: raw.get(&key::cache_capacity_bytes)?,
         cipher: raw.get(&key::cipher)?,
+        backend: match raw.get(&key::backend)? {
+            BlobBackendKind::Local => BlobBackend::Local,
+            BlobBackendKind::S3 => BlobBackend::S3(s3_bucket(raw)?),
+        },
+    })
+}
+
+/// `[storage.s3]`, every key of which is required with the S3 backend.
+fn s3_bucket(raw: &RawConfig) -> Result<S3Bucket, ConfigError> {
+    use keys::storage_s3 as key;
+    Ok(S3Bucket {
+        endpoint: raw.get(&key::endpoint)?,
+        region: raw.get(&key::region)?,
+        bucket: raw.get(&key::bucket)?,
+        access_key_id: raw.get(&key::access_key_id)?,
+        secret_access_key: raw.get(&key::secret_access_key)?,
     })
 }
 
@@ -348,6 +368,15 @@ mod tests {
         path = "/var/lib/satchel"
         [limits]
         max_file_size = 104857600
+    "#;
+
+    const S3_BUCKET: &str = r#"
+        [storage.s3]
+        endpoint = "http://127.0.0.1:8333"
+        region = "us-east-1"
+        bucket = "satchel"
+        access_key_id = "satchel"
+        secret_access_key = "very-secret"
     "#;
 
     fn error_of(text: &str) -> String {
@@ -597,9 +626,70 @@ mod tests {
     }
 
     #[test]
+    fn the_s3_backend_reads_its_bucket_and_needs_every_key() {
+        assert_eq!(
+            Config::parse(MINIMAL).unwrap().storage.backend,
+            BlobBackend::Local
+        );
+        let s3 = with_key(MINIMAL, "storage", "backend", "\"s3\"");
+        let config = Config::parse(&(s3.clone() + S3_BUCKET)).unwrap();
+        let BlobBackend::S3(bucket) = &config.storage.backend else {
+            panic!("{:?}", config.storage.backend);
+        };
+        assert_eq!(
+            (
+                bucket.endpoint.as_str(),
+                bucket.region.as_str(),
+                bucket.bucket.as_str()
+            ),
+            ("http://127.0.0.1:8333", "us-east-1", "satchel")
+        );
+        assert_eq!(bucket.secret_access_key, "very-secret");
+        assert!(
+            !format!("{config:?}").contains("very-secret"),
+            "the secret is never shown"
+        );
+
+        assert!(
+            error_of(&s3).starts_with("config key `storage.s3.endpoint`: missing; it is required"),
+            "{}",
+            error_of(&s3)
+        );
+        for (key, value, fault) in [
+            (
+                "bucket",
+                "\"Satchel\"",
+                "expected 3 to 63 lowercase letters",
+            ),
+            ("bucket", "\"a/../b\"", "expected 3 to 63 lowercase letters"),
+            ("bucket", "\"-abc\"", "expected 3 to 63 lowercase letters"),
+            (
+                "endpoint",
+                "\"127.0.0.1:8333\"",
+                "expected an http:// or https:// URL",
+            ),
+            ("region", "\"\"", "must not be empty"),
+        ] {
+            let text = with_key(&(s3.clone() + S3_BUCKET), "storage.s3", key, value);
+            let error = error_of(&text);
+            assert!(
+                error.starts_with(&format!("config key `storage.s3.{key}`: "))
+                    && error.contains(fault),
+                "{key} = {value}: {error}"
+            );
+        }
+        let error = error_of(&with_key(MINIMAL, "storage", "backend", "\"ftp\""));
+        assert!(error.contains("expected \"local\" or \"s3\""), "{error}");
+        let error = error_of(&(s3 + S3_BUCKET + "\nregoin = \"x\"\n"));
+        assert!(error.contains("unknown key `storage.s3.regoin`"), "{error}");
+    }
+
+    #[test]
     fn every_key_is_read_and_type_checked() {
+        // The keys of [storage.s3] are read with the S3 backend only.
+        let base = with_key(MINIMAL, "storage", "backend", "\"s3\"") + S3_BUCKET;
         for key in every_key() {
-            let text = with_key(MINIMAL, key.section, key.name, "{ wrong = 1 }");
+            let text = with_key(&base, key.section, key.name, "{ wrong = 1 }");
             let error = error_of(&text);
             assert!(
                 error.contains(&format!("`{}` takes ", key.path))

@@ -19,6 +19,55 @@ use super::kinds::{Kind, Refusal};
 /// The keys of one section, each value with its place in the text.
 type Table = BTreeMap<String, Spanned<toml::Value>>;
 
+/// A section as written: its keys, and apart from them the tables inside it
+/// that the key table names as sections of their own (`[storage.s3]`).
+struct SectionItems {
+    keys: Table,
+    tables: BTreeMap<String, Spanned<Table>>,
+}
+
+impl<'de> Deserialize<'de> for SectionItems {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(SectionVisitor)
+    }
+}
+
+struct SectionVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SectionVisitor {
+    type Value = SectionItems;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a table of keys")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SectionItems, A::Error> {
+        let mut items = SectionItems {
+            keys: Table::new(),
+            tables: BTreeMap::new(),
+        };
+        while let Some(name) = map.next_key::<String>()? {
+            // Read with spans inside, so that faults there quote their line.
+            if names_an_inner_section(&name) {
+                items.tables.insert(name, map.next_value()?);
+            } else {
+                items.keys.insert(name, map.next_value()?);
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// Whether some section of the table is `[<any>.<name>]`.
+fn names_an_inner_section(name: &str) -> bool {
+    SECTIONS.iter().any(|section| {
+        section
+            .name
+            .split_once('.')
+            .is_some_and(|(_, inner)| inner == name)
+    })
+}
+
 /// A configuration file whose sections and keys are all in the table.
 pub(super) struct RawConfig<'t> {
     text: &'t str,
@@ -29,21 +78,31 @@ impl<'t> RawConfig<'t> {
     /// Parses `text`, refusing what is not TOML and any section or key the
     /// table does not list; values are checked when read.
     pub(super) fn parse(text: &'t str) -> Result<RawConfig<'t>, ConfigError> {
-        let sections: BTreeMap<String, Spanned<Table>> = toml::from_str(text).map_err(|e| {
-            // Some messages of the toml crate take several lines: keep the
-            // error on one.
-            let lines: Vec<_> = e
-                .message()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            let message = lines.join(": ");
-            match e.span() {
-                Some(span) => at_line(text, span.start, &message),
-                None => parse_error(message),
+        let document: BTreeMap<String, Spanned<SectionItems>> =
+            toml::from_str(text).map_err(|e| {
+                // Some messages of the toml crate take several lines: keep the
+                // error on one.
+                let lines: Vec<_> = e
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let message = lines.join(": ");
+                match e.span() {
+                    Some(span) => at_line(text, span.start, &message),
+                    None => parse_error(message),
+                }
+            })?;
+        let mut sections = BTreeMap::new();
+        for (name, section) in document {
+            let span = section.span();
+            let SectionItems { keys, tables } = section.into_inner();
+            for (inner, table) in tables {
+                sections.insert(format!("{name}.{inner}"), table);
             }
-        })?;
+            sections.insert(name, Spanned::new(span, keys));
+        }
         let raw = RawConfig { text, sections };
         match raw.first_stranger() {
             Some((offset, message)) => Err(at_line(text, offset, &message)),

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use super::key::Spec;
 use super::keys;
 use super::{Config, ConfigError};
+use crate::storage::BlobBackend;
 
 /// The configuration Satchel runs with now: the one read at start-up, with
 /// the changes of every reload since. Cheap to clone; all clones see the
@@ -198,6 +199,21 @@ macro_rules! field {
     };
 }
 
+/// A key of `[storage.s3]`, shown as written (unset with the local backend).
+macro_rules! s3_field {
+    ($name:ident) => {
+        Field {
+            spec: &keys::storage_s3::$name.spec,
+            show: |config| match &config.storage.backend {
+                BlobBackend::S3(bucket) => format!("{:?}", bucket.$name),
+                BlobBackend::Local => "unset".to_owned(),
+            },
+            hidden: false,
+            copy: None,
+        }
+    };
+}
+
 /// Every key of the table, in its order (a test holds them in step). A key
 /// the table marks `@reload` is applied by a reload through its `copy`.
 const FIELDS: &[Field] = &[
@@ -239,6 +255,23 @@ const FIELDS: &[Field] = &[
     field!(storage::previous_key_files, storage.previous_key_files),
     field!(storage::cache_capacity_bytes, storage.cache_capacity_bytes),
     field!(storage::cipher, storage.cipher),
+    Field {
+        spec: &keys::storage::backend.spec,
+        show: |config| match config.storage.backend {
+            BlobBackend::Local => "local".to_owned(),
+            BlobBackend::S3(_) => "s3".to_owned(),
+        },
+        hidden: false,
+        copy: None,
+    },
+    s3_field!(endpoint),
+    s3_field!(region),
+    s3_field!(bucket),
+    s3_field!(access_key_id),
+    Field {
+        hidden: true,
+        ..s3_field!(secret_access_key)
+    },
     field!(limits::max_file_size, limits.max_file_size),
     field!(limits::slot_lifetime_secs, limits.slot_lifetime),
     field!(limits::daily_upload_bytes, limits.daily_upload_bytes),

@@ -59,6 +59,10 @@ impl From<&StorageError> for HttpError {
                 StatusCode::INSUFFICIENT_STORAGE,
                 "the server is out of storage space",
             ),
+            StorageError::ObjectStore { .. } => HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the object store is unavailable; try again later",
+            ),
             _ => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage failure"),
         }
     }

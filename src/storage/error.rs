@@ -42,6 +42,13 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The object store (`storage.backend = "s3"`) failed or did not answer.
+    #[error("object store: {context}: {source}")]
+    ObjectStore {
+        context: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
     #[error("undecodable record: {0}")]
     Decode(String),
     /// [`Store::read_range`](super::Store::read_range) was asked for bytes

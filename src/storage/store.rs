@@ -17,7 +17,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::blobs::Blobs;
+use super::blobs::{BlobBackend, Blobs};
 use super::cipher::CipherChoice;
 use super::claims::Claims;
 use super::disk_space::{DiskGauge, DiskSpace};
@@ -81,6 +81,9 @@ pub struct StoreOptions {
     pub small_file_max_bytes: Option<u64>,
     /// The AEAD new files are sealed with; existing files keep theirs.
     pub cipher: CipherChoice,
+    /// Where the sealed bytes of files go; an S3 bucket is checked when the
+    /// store opens, which must then happen inside the tokio runtime.
+    pub blobs: BlobBackend,
 }
 
 impl StoreOptions {
@@ -88,7 +91,7 @@ impl StoreOptions {
     /// `key_file`, no earlier keys, a page cache of `cache_capacity` bytes,
     /// chunks of [`CHUNK_SIZE`], files up to [`SMALL_FILE_MAX_BYTES`] in
     /// the database, and the cipher that suits the CPU
-    /// ([`CipherChoice::Auto`]).
+    /// ([`CipherChoice::Auto`]), blobs in local files.
     pub fn new(path: PathBuf, key_file: PathBuf, cache_capacity: u64) -> StoreOptions {
         StoreOptions {
             path,
@@ -98,6 +101,7 @@ impl StoreOptions {
             chunk_size: CHUNK_SIZE,
             small_file_max_bytes: Some(SMALL_FILE_MAX_BYTES),
             cipher: CipherChoice::Auto,
+            blobs: BlobBackend::Local,
         }
     }
 }
@@ -132,7 +136,7 @@ impl Store {
             &options.path,
         )?;
         warn_of_unreadable_files(&files_per_key, &keys);
-        let blobs = Blobs::open(&options.path)?;
+        let blobs = Blobs::open(&options.path, &options.blobs)?;
         let claims = Claims::default();
         let (cipher, why) = options.cipher.resolve();
         tracing::info!(

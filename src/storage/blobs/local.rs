@@ -1,25 +1,4 @@
-//! The blob store: the sealed bytes of each file, one blob per file, here in
-//! local files.
-//!
-//! A blob's life is the contract an object store could keep as well:
-//!
-//! 1. [`Blobs::create_pending`] starts a blob that nobody reads, replacing
-//!    the pending blob of an earlier attempt at the same id;
-//! 2. [`PendingBlob::append`] writes it in order, front to back;
-//! 3. [`PendingBlob::publish`] makes all of it durable and then visible
-//!    under its id, at once (never a part of it);
-//! 4. [`Blobs::open_published`] opens it for reads at any offset;
-//! 5. [`Blobs::delete`] removes it, pending or published; deleting what is
-//!    not there is no error;
-//! 6. [`Blobs::walk`] lists every blob, pending or not, with its age, for
-//!    the garbage collector to find what a crash left behind.
-//!
-//! The blob store knows ids and bytes, nothing else: what the bytes mean
-//! (sealed chunks, see `crypto`) and whether a file owns them (the metadata)
-//! are its callers' business, and so is keeping two callers off one id (see
-//! `claims`).
-//!
-//! # Local files
+//! The blob store in local files, beside the database: the default.
 //!
 //! ```text
 //! content/ab/abcdef…         a published blob (32 hex digits: its id)
@@ -47,41 +26,27 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use super::error::{io_error, StorageError};
-use super::records::FileId;
+use super::{BlobState, FoundBlob};
+use crate::storage::error::{io_error, StorageError};
+use crate::storage::records::FileId;
 
 const PART_SUFFIX: &str = ".part";
 
 /// Every this many bytes, the kernel is asked to start writing a pending
 /// blob to disk (`sync_file_range`), as RocksDB's `bytes_per_sync` does: the
-/// `fsync` of [`PendingBlob::publish`] then waits for the last few MiB
+/// `fsync` of [`LocalPending::publish`] then waits for the last few MiB
 /// instead of the whole file, and the disk works while the upload is still
 /// arriving.
 const WRITEBACK_EVERY_BYTES: u64 = 4 << 20;
 
 /// The blob directory of one store; clones name the same directory.
 #[derive(Clone)]
-pub(super) struct Blobs {
+pub(crate) struct LocalBlobs {
     dir: PathBuf,
 }
 
-/// Whether a blob is still being written or was published.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum BlobState {
-    Pending,
-    Published,
-}
-
-/// One blob found by [`Blobs::walk`].
-pub(super) struct FoundBlob {
-    pub id: FileId,
-    pub state: BlobState,
-    /// Last modification, in unix seconds (0 if unknown).
-    pub modified: u64,
-}
-
-/// A blob being written; see [`Blobs::create_pending`].
-pub(super) struct PendingBlob {
+/// A blob being written; see [`LocalBlobs::create_pending`].
+pub(crate) struct LocalPending {
     file: File,
     path: PathBuf,
     final_path: PathBuf,
@@ -93,16 +58,16 @@ pub(super) struct PendingBlob {
 }
 
 /// A published blob, open for reading.
-pub(super) struct PublishedBlob {
+pub(crate) struct LocalPublished {
     file: File,
 }
 
-impl Blobs {
+impl LocalBlobs {
     /// Creates `<store_dir>/content` and its 256 shard directories if needed.
     ///
     /// All at once, so that an upload neither checks for its shard nor waits
     /// for the `fsync` that makes a new one durable.
-    pub fn open(store_dir: &Path) -> Result<Blobs, StorageError> {
+    pub fn open(store_dir: &Path) -> Result<LocalBlobs, StorageError> {
         let dir = store_dir.join("content");
         create_dir(&dir, store_dir)?;
         let mut created = false;
@@ -112,12 +77,12 @@ impl Blobs {
         if created {
             sync_dir(&dir)?;
         }
-        Ok(Blobs { dir })
+        Ok(LocalBlobs { dir })
     }
 
     /// Starts the pending blob of `id`, emptying any left by an earlier
     /// attempt.
-    pub fn create_pending(&self, id: &FileId) -> Result<PendingBlob, StorageError> {
+    pub fn create_pending(&self, id: &FileId) -> Result<LocalPending, StorageError> {
         let path = self.path(id, BlobState::Pending);
         let create = || {
             OpenOptions::new()
@@ -136,7 +101,7 @@ impl Blobs {
             other => other,
         }
         .map_err(|err| io_error(format!("creating {}", path.display()), err))?;
-        Ok(PendingBlob {
+        Ok(LocalPending {
             file,
             final_path: self.path(id, BlobState::Published),
             shard_dir: self.shard_dir(id),
@@ -147,19 +112,13 @@ impl Blobs {
     }
 
     /// Opens the published blob of `id` for reading; `None` if there is none.
-    pub fn open_published(&self, id: &FileId) -> Result<Option<PublishedBlob>, StorageError> {
+    pub fn open_published(&self, id: &FileId) -> Result<Option<LocalPublished>, StorageError> {
         let path = self.path(id, BlobState::Published);
         match File::open(&path) {
-            Ok(file) => Ok(Some(PublishedBlob { file })),
+            Ok(file) => Ok(Some(LocalPublished { file })),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(io_error(format!("opening {}", path.display()), err)),
         }
-    }
-
-    /// Deletes the blob of `id`, pending and published, whichever exist.
-    pub fn delete(&self, id: &FileId) -> Result<(), StorageError> {
-        self.delete_one(id, BlobState::Pending)?;
-        self.delete_one(id, BlobState::Published)
     }
 
     /// Deletes the blob of `id` in `state`, if it exists.
@@ -223,7 +182,7 @@ impl Blobs {
     }
 }
 
-impl PendingBlob {
+impl LocalPending {
     /// Appends `bytes`.
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         self.file
@@ -272,7 +231,7 @@ impl PendingBlob {
     }
 }
 
-impl PublishedBlob {
+impl LocalPublished {
     /// Fills `buf` from `offset` until it is full or the blob ends; returns
     /// how many bytes it holds.
     pub fn read_at_most(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -373,11 +332,11 @@ mod tests {
     #[test]
     fn every_shard_exists_after_open_and_a_lost_one_comes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(dir.path()).unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
         let shards = fs::read_dir(dir.path().join("content")).unwrap().count();
         assert_eq!(shards, 256);
         // Opening again finds them all and changes nothing.
-        let blobs_again = Blobs::open(dir.path()).unwrap();
+        let blobs_again = LocalBlobs::open(dir.path()).unwrap();
         assert_eq!(blobs_again.dir, blobs.dir);
 
         let id = FileId([0xab; 16]);
