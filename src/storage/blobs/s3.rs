@@ -12,7 +12,7 @@
 //! **Writing.** A pending blob is memory, then a multipart upload. Sealed
 //! chunks collect into parts of [`PART_BYTES`]; the first full part starts
 //! the multipart upload, and each part is sent while the next one fills (at
-//! most two parts, 16 MiB, per upload in flight). A blob that never fills a
+//! most two parts, 16 MiB, per upload; [`PART_BUFFERS`] across all of them). A blob that never fills a
 //! part (most photos) is sent with one plain PUT when it is published.
 //! Either way the object appears whole or not at all: S3 shows a multipart
 //! object only once it is completed, and completing it is the publish. A
@@ -21,33 +21,63 @@
 //! incomplete uploads (the README shows it), as `object_store` cannot list
 //! them.
 //!
-//! **Reading.** One ranged GET per read: the reader asks for a window of
-//! chunks at a time and keeps two windows in flight, so a download is a
-//! stream of 256 KiB ranged GETs, two ahead of the connection.
+//! **Reading.** A download is read in blocks of [`READ_BLOCK_BYTES`], one
+//! ranged GET each, the next block fetched while the one before is being
+//! read (a GET per 256 KiB window of the reader would leave most of the
+//! time waiting for answers).
 //!
 //! **Blocking.** The store's callers block (the writer's thread, the
 //! blocking pool, rayon's pool), and `object_store` is async: each call is
 //! driven to completion on the runtime Satchel started with, from the
 //! calling thread (`block_in_place` lets an async worker do it too).
 
+use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, MultipartUpload, ObjectStore, PutPayload};
+use object_store::{ClientOptions, MultipartUpload, ObjectStore, PutPayload, RetryConfig};
 use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{BlobState, FoundBlob, S3Bucket};
+use crate::storage::crypto::TAG_LEN;
 use crate::storage::error::StorageError;
-use crate::storage::records::FileId;
+use crate::storage::records::{FileId, MAX_CHUNK_SIZE};
 
 /// Bytes per part of a multipart upload: above S3's 5 MiB minimum, and a
 /// part size every S3 implementation takes.
 pub(crate) const PART_BYTES: usize = 8 << 20;
+
+/// A part's buffer: the part and the sealed chunk that ends it, so that it
+/// never grows.
+const PART_CAPACITY: usize = PART_BYTES + MAX_CHUNK_SIZE as usize + TAG_LEN;
+
+/// Part buffers at once, filling or being sent, across all uploads: 128 MiB.
+/// An upload holds at most two (one filling, one in flight); past the cap,
+/// uploads wait for a buffer, and their clients for TCP's window.
+const PART_BUFFERS: usize = 16;
+
+/// Bytes of a download fetched with one ranged GET.
+const READ_BLOCK_BYTES: u64 = 2 << 20;
+/// Blocks fetched ahead of the one being read, so that GETs overlap; with
+/// the block before it (still read by a window in flight), at most
+/// `(READ_AHEAD_BLOCKS + 2) * READ_BLOCK_BYTES` per download.
+const READ_AHEAD_BLOCKS: u64 = 2;
+
+/// How long a request may wait for a connection, take in all (a part of
+/// [`PART_BYTES`] included), and be retried: a store that is down is
+/// reported (503) within seconds, not after object_store's default three
+/// minutes of retries.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The prefix of every object Satchel writes.
 const PREFIX: &str = "content";
@@ -62,6 +92,14 @@ struct Bucket {
     store: AmazonS3,
     /// The runtime the calls run on.
     runtime: Handle,
+    /// One permit per part buffer, filling or in flight, across uploads.
+    part_buffers: Arc<Semaphore>,
+}
+
+/// A part being filled, and its share of the memory for parts.
+struct Filling {
+    bytes: Vec<u8>,
+    permit: OwnedSemaphorePermit,
 }
 
 /// A blob being written: parts filling and in flight.
@@ -69,7 +107,7 @@ pub(crate) struct S3Pending {
     bucket: Arc<Bucket>,
     path: ObjectPath,
     /// Sealed bytes not sent yet, less than a part once `append` returns.
-    filling: Vec<u8>,
+    filling: Option<Filling>,
     /// Started with the first full part.
     upload: Option<Box<dyn MultipartUpload>>,
     /// The part being sent.
@@ -77,12 +115,18 @@ pub(crate) struct S3Pending {
     published: bool,
 }
 
-/// A published blob: its object and its size.
+/// A published blob: its object, its size, and the blocks of it fetched or
+/// being fetched.
 pub(crate) struct S3Published {
     bucket: Arc<Bucket>,
     path: ObjectPath,
     size: u64,
+    blocks: Mutex<BTreeMap<u64, FetchedBlock>>,
 }
+
+/// A block of [`READ_BLOCK_BYTES`] as a GET brings it; cloned by every read
+/// that needs it.
+type FetchedBlock = Shared<BoxFuture<'static, Result<Bytes, Arc<object_store::Error>>>>;
 
 impl S3Blobs {
     /// Connects to `bucket` and checks that it answers (one listing
@@ -90,6 +134,7 @@ impl S3Blobs {
     ///
     /// Must run inside Satchel's runtime (on any of its threads).
     pub fn open(bucket: &S3Bucket) -> Result<S3Blobs, StorageError> {
+        return_large_buffers_on_free();
         let runtime = Handle::try_current().map_err(|_| {
             StorageError::Options("the S3 blob store needs a tokio runtime".to_owned())
         })?;
@@ -99,14 +144,27 @@ impl S3Blobs {
             .with_bucket_name(&bucket.bucket)
             .with_access_key_id(&bucket.access_key_id)
             .with_secret_access_key(&bucket.secret_access_key)
-            .with_allow_http(bucket.endpoint.starts_with("http://"))
-            .with_client_options(ClientOptions::new().with_allow_http(true))
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(bucket.endpoint.starts_with("http://"))
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_timeout(REQUEST_TIMEOUT),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: RETRY_TIMEOUT,
+                ..RetryConfig::default()
+            })
             .build()
             .map_err(|source| {
                 unavailable(format!("configuring bucket {}", bucket.bucket), source)
             })?;
         let blobs = S3Blobs {
-            bucket: Arc::new(Bucket { store, runtime }),
+            bucket: Arc::new(Bucket {
+                store,
+                runtime,
+                part_buffers: Arc::new(Semaphore::new(PART_BUFFERS)),
+            }),
         };
         let prefix = ObjectPath::from(PREFIX);
         blobs
@@ -114,7 +172,10 @@ impl S3Blobs {
             .wait(blobs.bucket.store.list_with_delimiter(Some(&prefix)))
             .map_err(|source| {
                 unavailable(
-                    format!("listing bucket {} at {}", bucket.bucket, bucket.endpoint),
+                    format!(
+                        "bucket {} at {} ([storage.s3]) does not answer",
+                        bucket.bucket, bucket.endpoint
+                    ),
                     source,
                 )
             })?;
@@ -125,7 +186,7 @@ impl S3Blobs {
         S3Pending {
             bucket: self.bucket.clone(),
             path: object_path(id),
-            filling: Vec::new(),
+            filling: None,
             upload: None,
             in_flight: None,
             published: false,
@@ -139,6 +200,7 @@ impl S3Blobs {
                 bucket: self.bucket.clone(),
                 path,
                 size: meta.size,
+                blocks: Mutex::new(BTreeMap::new()),
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(unavailable(format!("looking up {path}"), source)),
@@ -186,8 +248,22 @@ impl S3Blobs {
 
 impl S3Pending {
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.filling.extend_from_slice(bytes);
-        if self.filling.len() >= PART_BYTES {
+        let filling = match &mut self.filling {
+            Some(filling) => filling,
+            None => {
+                let buffers = self.bucket.part_buffers.clone();
+                let permit = self
+                    .bucket
+                    .wait(buffers.acquire_owned())
+                    .expect("the semaphore is never closed");
+                self.filling.insert(Filling {
+                    bytes: Vec::with_capacity(PART_CAPACITY),
+                    permit,
+                })
+            }
+        };
+        filling.bytes.extend_from_slice(bytes);
+        if filling.bytes.len() >= PART_BYTES {
             self.send_part()?;
         }
         Ok(())
@@ -205,11 +281,15 @@ impl S3Pending {
             })?);
         }
         let upload = self.upload.as_mut().expect("started above");
-        let part = PutPayload::from(Bytes::from(std::mem::replace(
-            &mut self.filling,
-            Vec::with_capacity(PART_BYTES),
-        )));
-        self.in_flight = Some(self.bucket.runtime.spawn(upload.put_part(part)));
+        let Some(Filling { bytes, permit }) = self.filling.take() else {
+            return Ok(());
+        };
+        let sending = upload.put_part(PutPayload::from(Bytes::from(bytes)));
+        self.in_flight = Some(self.bucket.runtime.spawn(async move {
+            let sent = sending.await;
+            drop(permit);
+            sent
+        }));
         Ok(())
     }
 
@@ -235,14 +315,13 @@ impl S3Pending {
     pub fn publish(&mut self) -> Result<(), StorageError> {
         let path = &self.path;
         if self.upload.is_none() {
-            let body = PutPayload::from(Bytes::from(std::mem::take(&mut self.filling)));
+            let filled = self.filling.take().map(|filling| filling.bytes);
+            let body = PutPayload::from(Bytes::from(filled.unwrap_or_default()));
             self.bucket
                 .wait(self.bucket.store.put(path, body))
                 .map_err(|source| unavailable(format!("writing {path}"), source))?;
         } else {
-            if !self.filling.is_empty() {
-                self.send_part()?;
-            }
+            self.send_part()?;
             self.wait_in_flight()?;
             let upload = self.upload.as_mut().expect("checked above");
             self.bucket
@@ -272,18 +351,67 @@ impl Drop for S3Pending {
 }
 
 impl S3Published {
+    /// Copies from the blocks that hold `offset..`, fetching each (and the
+    /// one after it, ahead of need) with one ranged GET.
     pub fn read_at_most(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let end = self.size.min(offset.saturating_add(buf.len() as u64));
-        if offset >= end {
-            return Ok(0);
+        let mut filled = 0;
+        while filled < buf.len() {
+            let at = offset + filled as u64;
+            if at >= self.size {
+                break;
+            }
+            let index = at / READ_BLOCK_BYTES;
+            let block = self
+                .bucket
+                .wait(self.block(index))
+                .map_err(|error| io::Error::other(error.to_string()))?;
+            let start = (at - index * READ_BLOCK_BYTES) as usize;
+            let len = (block.len().saturating_sub(start)).min(buf.len() - filled);
+            if len == 0 {
+                // The object is shorter than its size said: stop, the
+                // reader reports the chunk it cuts.
+                break;
+            }
+            buf[filled..filled + len].copy_from_slice(&block[start..start + len]);
+            filled += len;
         }
-        let bytes = self
+        Ok(filled)
+    }
+
+    /// Block `index`, and the next ones started: a sequential read finds
+    /// each block fetched or on its way. Blocks before `index - 1` are
+    /// dropped (the reader's windows in flight never reach further back).
+    fn block(&self, index: u64) -> FetchedBlock {
+        let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        blocks.retain(|&kept, _| kept + 1 >= index);
+        for ahead in index..=index + READ_AHEAD_BLOCKS {
+            if ahead == index || ahead * READ_BLOCK_BYTES < self.size {
+                // Started on the runtime at once, kept for the read that wants it.
+                blocks.entry(ahead).or_insert_with(|| self.fetch(ahead));
+            }
+        }
+        blocks[&index].clone()
+    }
+
+    /// Starts the GET of block `index` on the runtime.
+    fn fetch(&self, index: u64) -> FetchedBlock {
+        let start = index * READ_BLOCK_BYTES;
+        let range = start..self.size.min(start + READ_BLOCK_BYTES);
+        let (bucket, path) = (self.bucket.clone(), self.path.clone());
+        let running = self
             .bucket
-            .wait(self.bucket.store.get_range(&self.path, offset..end))
-            .map_err(io::Error::other)?;
-        let len = bytes.len().min(buf.len());
-        buf[..len].copy_from_slice(&bytes[..len]);
-        Ok(len)
+            .runtime
+            .spawn(async move { bucket.store.get_range(&path, range).await.map_err(Arc::new) });
+        async move {
+            running.await.unwrap_or_else(|_| {
+                Err(Arc::new(object_store::Error::Generic {
+                    store: "S3",
+                    source: "the block's task stopped".into(),
+                }))
+            })
+        }
+        .boxed()
+        .shared()
     }
 }
 
@@ -291,6 +419,20 @@ impl Bucket {
     /// Runs `call` to completion from a thread that may block.
     fn wait<F: std::future::Future>(&self, call: F) -> F::Output {
         tokio::task::block_in_place(|| self.runtime.block_on(call))
+    }
+}
+
+/// Part buffers (9 MiB) and read blocks (2 MiB) are allocated and freed on
+/// many threads. glibc raises its mmap threshold to the largest block freed,
+/// after which such buffers come from per-thread arenas that keep them when
+/// freed: 20 concurrent uploads then held 330 MiB for 128 MiB of parts. A
+/// fixed threshold keeps them mapped, and unmapped when freed.
+fn return_large_buffers_on_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // any part buffer exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

