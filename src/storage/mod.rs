@@ -15,7 +15,7 @@
 //! |------------|----------------------------------------------------------------------|
 //! | facade     | `store` ([`Store`]); [`downloads`], a client of it                   |
 //! | operations | `writer` (uploads), `reader` (byte ranges), `gc` (deletions)         |
-//! | backends   | `blobs` (the sealed bytes), `metadata` (records, indexes, usage)     |
+//! | backends   | `blobs` (the sealed bytes: local files or S3), `metadata` (records, indexes, usage) |
 //! | foundation | [`cipher`], [`records`], [`crypto`], [`master_key`], `claims`, `trees`, `error`, `disk_space` |
 //!
 //! The two backends each have a small API and are the only code that
@@ -36,7 +36,9 @@
 //! * `<store>/content/ab/<id>` holds the sealed chunks of file `<id>`, back
 //!   to back, and `<store>/content/ab/<id>.part` an upload being written
 //!   (see `blobs`); `ab` is the first byte of the id in hex. (The `blobs/`
-//!   directory beside it is sled's own, for large values.)
+//!   directory beside it is sled's own, for large values.) With
+//!   `storage.backend = "s3"` the blobs are objects `content/ab/<id>` in a
+//!   bucket instead, published by completing their upload.
 //!
 //! # Why file contents are not in sled
 //!
