@@ -6,8 +6,11 @@
 //! each refusal, and the body. The body streams through a bounded channel
 //! into a blocking task that encrypts, hashes and writes chunk by chunk, so
 //! memory stays flat whatever the file size and the async workers never wait
-//! on the disk. Nothing is visible until the storage commits the whole file;
-//! a broken connection leaves a slot that can be retried until it expires.
+//! on the disk. A small file's body (up to
+//! [`SMALL_FILE_MAX_BYTES`](crate::storage::SMALL_FILE_MAX_BYTES)) is read
+//! whole first instead, and redeemed, written and committed in one blocking
+//! call. Nothing is visible until the storage commits the whole file; a
+//! broken connection leaves a slot that can be retried until it expires.
 
 use std::time::Duration;
 
@@ -25,7 +28,7 @@ use super::state::HttpState;
 use crate::clock::unix_now;
 use crate::metrics::{metrics, Method};
 use crate::slots::redeem::{PutRequest, RedeemError, Redeemer};
-use crate::storage::{FileId, FileRecord, StorageError, UploadWriter};
+use crate::storage::{FileId, FileRecord, StorageError, UploadWriter, SMALL_FILE_MAX_BYTES};
 
 /// Batches buffered between the connection and the storage task.
 const BODY_QUEUE: usize = 2;
@@ -100,13 +103,66 @@ async fn store_upload(
             content_length: headers.get(header::CONTENT_LENGTH).cloned(),
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
         };
-        let writer = redeem(state.redeemer.clone(), put).await?;
-        let file = store_body(writer, request.into_body(), state.body_idle_timeout).await?;
+        let declared = put
+            .content_length
+            .as_ref()
+            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+        let file = match declared {
+            Some(length) if length <= SMALL_FILE_MAX_BYTES => {
+                let body =
+                    read_small_body(request.into_body(), length, state.body_idle_timeout).await?;
+                store_small(state.redeemer.clone(), put, body).await?
+            }
+            _ => {
+                let writer = redeem(state.redeemer.clone(), put).await?;
+                store_body(writer, request.into_body(), state.body_idle_timeout).await?
+            }
+        };
         info!(size = file.size, content_type = %file.content_type, "upload complete");
         Ok((StatusCode::CREATED, "created\n").into_response())
     }
     .instrument(span)
     .await
+}
+
+/// A small file's body, read whole before the slot is redeemed (and not
+/// counted until it is): at most
+/// `length` bytes (hyper never yields more than the Content-Length), with
+/// the idle timeout on every read.
+async fn read_small_body(
+    mut body: Body,
+    length: u64,
+    idle_timeout: Duration,
+) -> Result<Vec<u8>, HttpError> {
+    let mut bytes = Vec::with_capacity(length as usize);
+    while let Some(data) = next_data(&mut body, idle_timeout).await? {
+        bytes.extend_from_slice(&data);
+    }
+    Ok(bytes)
+}
+
+/// Redeems the slot, writes a small file and commits it, in one call on the
+/// blocking pool: the PUT crosses threads once, and waits for one sync.
+async fn store_small(
+    redeemer: Redeemer,
+    put: PutRequest,
+    body: Vec<u8>,
+) -> Result<FileRecord, HttpError> {
+    let stored = tokio::task::spawn_blocking(move || {
+        let now = unix_now();
+        let mut writer = redeemer.redeem(&put, now).map_err(|r| refused(&r))?;
+        // Counted once the slot accepts them, as a large body's frames are.
+        metrics().upload_bytes.inc_by(body.len() as u64);
+        writer
+            .write(&body)
+            .and_then(|()| writer.finish(now))
+            .map_err(|error| {
+                warn!(%error, "upload failed in storage");
+                HttpError::from(&error)
+            })
+    })
+    .await;
+    stored.map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage task failed"))?
 }
 
 /// Redeems the slot on the blocking pool (the store blocks): the upload
@@ -203,20 +259,10 @@ async fn forward_body(
 ) -> Result<(), HttpError> {
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
-    loop {
-        let frame = tokio::time::timeout(idle_timeout, body.frame())
-            .await
-            .map_err(|_| HttpError::new(StatusCode::REQUEST_TIMEOUT, "the upload stalled"))?;
-        let Some(frame) = frame else {
-            break;
-        };
-        let frame = frame
-            .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST, "the upload was interrupted"))?;
-        if let Ok(data) = frame.into_data() {
-            metrics().upload_bytes.inc_by(data.len() as u64);
-            batch_bytes += data.len();
-            batch.push(data);
-        }
+    while let Some(data) = next_data(&mut body, idle_timeout).await? {
+        metrics().upload_bytes.inc_by(data.len() as u64);
+        batch_bytes += data.len();
+        batch.push(data);
         if batch_bytes >= BATCH_BYTES {
             batch_bytes = 0;
             if pieces
@@ -234,6 +280,24 @@ async fn forward_body(
         let _ = pieces.send(BodyPiece::Data(batch)).await;
     }
     Ok(())
+}
+
+/// The next data of `body` (trailers are skipped), `None` at its end; a
+/// stall longer than `idle_timeout` is 408, a broken body 400.
+async fn next_data(body: &mut Body, idle_timeout: Duration) -> Result<Option<Bytes>, HttpError> {
+    loop {
+        let frame = tokio::time::timeout(idle_timeout, body.frame())
+            .await
+            .map_err(|_| HttpError::new(StatusCode::REQUEST_TIMEOUT, "the upload stalled"))?;
+        let Some(frame) = frame else {
+            return Ok(None);
+        };
+        let frame = frame
+            .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST, "the upload was interrupted"))?;
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
 }
 
 #[cfg(test)]
