@@ -10,7 +10,8 @@
 //! earlier key files (they must exist), the HTTP port (bound and released at
 //! once), the connection cap against the open-file limit, and the HTTPS
 //! certificate and key when set (loaded as start-up loads them: both
-//! readable, and the key the certificate's).
+//! readable, and the key the certificate's), and with the S3 backend the
+//! bucket (listed once, as at start-up).
 //!
 //! It writes nothing and starts nothing: the store is not opened (sled would
 //! create files and take a lock a running Satchel holds), no key is made.
@@ -34,6 +35,7 @@ use crate::config::{Config, ConfigError, MAX_FILE_BYTES};
 use crate::http::connections::{connection_cap, raise_open_file_limit};
 use crate::http::tls::{self, TlsError};
 use crate::storage::master_key::MasterKey;
+use crate::storage::{probe_bucket, BlobBackend};
 
 /// One thing that would stop Satchel, or make it misbehave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +78,7 @@ pub fn check_config(path: &Path) -> Result<String, Vec<Problem>> {
     check_previous_key_files(&config, store, &mut problems);
     check_listen(&config, &mut problems);
     check_tls(&config, &mut problems);
+    check_bucket(&config, &mut problems);
     if problems.is_empty() {
         Ok(format!(
             "config OK: {}, http on {}, store {}",
@@ -287,6 +290,30 @@ fn check_port(key: &'static str, address: std::net::SocketAddr, problems: &mut V
 
 /// The HTTPS certificate and key, loaded by the code start-up uses: both
 /// there, readable, PEM, and the key the certificate's.
+/// With the S3 backend, the bucket must answer a listing, as at start-up.
+fn check_bucket(config: &Config, problems: &mut Vec<Problem>) {
+    let BlobBackend::S3(bucket) = &config.storage.backend else {
+        return;
+    };
+    let probed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())
+        .and_then(|runtime| {
+            let bucket = bucket.clone();
+            runtime
+                .block_on(async {
+                    tokio::task::spawn_blocking(move || probe_bucket(&bucket)).await
+                })
+                .map_err(|_| "the bucket check stopped".to_owned())?
+                .map_err(|error| error.to_string())
+        });
+    if let Err(reason) = probed {
+        problems.push(problem("storage.s3", reason));
+    }
+}
+
 fn check_tls(config: &Config, problems: &mut Vec<Problem>) {
     let Some(files) = &config.http.tls else {
         return;

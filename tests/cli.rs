@@ -790,3 +790,29 @@ fn check_config_survives_hostile_tls_files() {
         }
     }
 }
+
+#[test]
+fn check_config_names_a_bucket_that_does_not_answer_without_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100")
+        .replace("[limits]", "backend = \"s3\"\n[limits]")
+        + &format!(
+            "[storage.s3]\nendpoint = \"http://127.0.0.1:{closed}\"\nregion = \"garage\"\n\
+             bucket = \"satchel\"\naccess_key_id = \"GK1\"\nsecret_access_key = \"hidden-secret\"\n"
+        );
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "storage.s3: object store: bucket satchel at http://127.0.0.1:{closed} ([storage.s3]) does not answer"
+        )),
+        "{lines:?}"
+    );
+    assert!(!lines[0].contains("hidden-secret"));
+}

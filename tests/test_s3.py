@@ -184,3 +184,30 @@ def test_start_is_refused_in_one_line_when_the_bucket_does_not_answer(server, tm
     assert f"bucket satchel at http://127.0.0.1:{closed} ([storage.s3]) does not answer" \
         in output, output
     assert "never-shown-secret" not in output
+
+
+def test_check_config_lists_the_bucket(server, seaweed, tmp_path):
+    if server.kind != "prosody":
+        pytest.skip("no XMPP server is involved")
+    config = {
+        "component": {"jid": "upload.localhost", "server": f"127.0.0.1:{free_port()}",
+                      "secret": "x"},
+        "http": {"listen": f"127.0.0.1:{free_port()}", "public_url": "http://127.0.0.1"},
+        "storage": {"path": str(tmp_path / "store"), "key_file": str(tmp_path / "master.key")},
+        "limits": {"max_file_size": 1000},
+    }
+    for section, values in seaweed.satchel_config().items():
+        config.setdefault(section, {}).update(values)
+    path = tmp_path / "satchel.toml"
+    path.write_text(to_toml(config))
+    check = [str(satchel_binary()), "check-config", "--config", str(path)]
+    run = subprocess.run(check, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("config OK"), run.stdout
+
+    config["storage.s3"]["secret_access_key"] = "a-wrong-secret"
+    path.write_text(to_toml(config))
+    run = subprocess.run(check, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert run.stderr.startswith("storage.s3: object store: bucket satchel at "), run.stderr
+    assert "a-wrong-secret" not in run.stderr

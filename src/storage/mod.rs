@@ -91,7 +91,7 @@ pub(crate) mod test_support;
 mod trees;
 mod writer;
 
-pub use blobs::{BlobBackend, S3Bucket};
+pub use blobs::{probe_bucket, BlobBackend, S3Bucket};
 pub use disk_space::{DiskSpace, DISK_SPACE_MAX_AGE};
 pub use error::StorageError;
 pub use gc::GcReport;

@@ -65,6 +65,13 @@ impl std::fmt::Debug for S3Bucket {
     }
 }
 
+/// Whether `bucket` answers a listing with its credentials, as the S3
+/// blob store checks when it opens (for `satchel check-config`). Must run
+/// on a thread of a multi-threaded tokio runtime that may block.
+pub fn probe_bucket(bucket: &S3Bucket) -> Result<(), StorageError> {
+    S3Blobs::open(bucket).map(drop)
+}
+
 /// The blob store of one store; clones share it.
 #[derive(Clone)]
 pub(super) enum Blobs {
