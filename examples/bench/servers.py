@@ -97,3 +97,27 @@ def make_satchel(server, binary, max_file_size, concurrent, retention=None, ciph
     if cipher:
         overrides["storage"] = {"cipher": cipher}
     return Satchel(server, binary=binary, rust_log="warn", overrides=overrides)
+
+
+def take_turns(binaries, runs, measure):
+    """A/B: one Prosody; each Satchel of `binaries` ({label: path}) holds its
+    component in turn, `runs` times over, so that load from elsewhere on the
+    machine hits all alike. `measure(prosody)` runs while one is connected;
+    returns {label: [what measure returned, run by run]}."""
+    from harness.client import wait_component
+    results = {label: [] for label in binaries}
+    prosody = make_prosody(128 << 20, 1 << 20)
+    try:
+        prosody.start()
+        for _ in range(runs):
+            for label, binary in binaries.items():
+                satchel = make_satchel(prosody, binary, 128 << 20, 20)
+                try:
+                    satchel.start()
+                    wait_component(prosody, satchel=satchel)
+                    results[label].append(measure(prosody))
+                finally:
+                    satchel.cleanup()
+    finally:
+        prosody.cleanup()
+    return results

@@ -23,7 +23,6 @@ sys.path.insert(0, str(HERE))
 
 import loadgen  # noqa: E402
 import servers  # noqa: E402
-from harness.client import wait_component  # noqa: E402
 
 IN_FLIGHT = 32
 
@@ -58,24 +57,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     binaries = {"A": args.a.resolve(), "B": args.b.resolve()}
-    rates = {(label, mode): [] for label in binaries for mode in ("seq", "par")}
     load_start = loadavg()
-    prosody = servers.make_prosody(128 << 20, 1 << 20)
-    try:
-        prosody.start()
-        for _ in range(args.runs):
-            for label, binary in binaries.items():
-                satchel = servers.make_satchel(prosody, binary, 128 << 20, 20)
-                try:
-                    satchel.start()
-                    wait_component(prosody, satchel=satchel)
-                    sequential, parallel = asyncio.run(measure(prosody, args.seconds))
-                finally:
-                    satchel.cleanup()
-                rates[(label, "seq")].append(sequential)
-                rates[(label, "par")].append(parallel)
-    finally:
-        prosody.cleanup()
+    turns = servers.take_turns(binaries, args.runs,
+                               lambda prosody: asyncio.run(measure(prosody, args.seconds)))
+    rates = {(label, mode): [run[i] for run in turns[label]]
+             for label in binaries for i, mode in enumerate(("seq", "par"))}
     print(f"\n{args.runs} runs of {args.seconds} s each, A and B in turn; load average "
           f"{load_start} at start, {loadavg()} at the end")
     print(f"A = {binaries['A']}\nB = {binaries['B']}\n")

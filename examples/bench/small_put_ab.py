@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import servers  # noqa: E402
-from harness.client import connect_user, wait_component  # noqa: E402
+from harness.client import connect_user  # noqa: E402
 
 WARM_UP = 5
 
@@ -56,22 +56,9 @@ def main():
     ap.add_argument("--puts", type=int, default=40)
     args = ap.parse_args()
     binaries = {"A": args.a.resolve(), "B": args.b.resolve()}
-    medians = {label: [] for label in binaries}
     load_start = loadavg()
-    prosody = servers.make_prosody(128 << 20, 1 << 20)
-    try:
-        prosody.start()
-        for _ in range(args.runs):
-            for label, binary in binaries.items():
-                satchel = servers.make_satchel(prosody, binary, 128 << 20, 20)
-                try:
-                    satchel.start()
-                    wait_component(prosody, satchel=satchel)
-                    medians[label].append(put_latencies(prosody, args.puts))
-                finally:
-                    satchel.cleanup()
-    finally:
-        prosody.cleanup()
+    medians = servers.take_turns(binaries, args.runs,
+                                 lambda prosody: put_latencies(prosody, args.puts))
     a, b = medians["A"], medians["B"]
     print(f"\n{args.runs} runs of {args.puts} PUTs each, A and B in turn; load average "
           f"{load_start} at start, {loadavg()} at the end")
