@@ -64,6 +64,14 @@ def object_key(slot):
     return f"content/{file_id[:2]}/{file_id}"
 
 
+def readable(seaweed, key):
+    try:
+        seaweed.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        return True
+    except Exception:
+        return False
+
+
 def test_files_round_trip_through_the_bucket_one_object_each(on_s3, seaweed, alice):
     on_s3()
     data = os.urandom(300_000)
@@ -149,6 +157,9 @@ def test_a_bucket_that_stops_answering_gives_503_and_serving_resumes(on_s3, seaw
         assert "object store" in satchel.logs(50)
     finally:
         seaweed.start()
+    # Once the store serves the object again, so does Satchel.
+    wait_until(lambda: readable(seaweed, object_key(slot)), timeout=60,
+               what="SeaweedFS serving the kept object again")
     assert requests.get(slot.get_url, timeout=TIMEOUT).content == data
     # The refused upload left nothing half-visible, and its slot still works.
     r = requests.get(waiting.get_url, timeout=TIMEOUT)

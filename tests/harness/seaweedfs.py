@@ -58,12 +58,19 @@ class SeaweedFS(Service):
         return [self.ports["s3"]]
 
     def after_start(self):
-        wait_until(self._bucket_answers, timeout=60, interval=0.2, what="SeaweedFS's bucket")
+        # The S3 gateway answers before the volume server takes data (and,
+        # after a restart, before it serves what it holds): ready is when an
+        # object can be written and read back.
+        wait_until(self._round_trip, timeout=60, interval=0.2, what="SeaweedFS's bucket")
 
-    def _bucket_answers(self):
+    def _round_trip(self):
+        probe = b"satchel-test-probe"
         try:
-            self.client().head_bucket(Bucket=BUCKET)
-            return True
+            client = self.client()
+            client.put_object(Bucket=BUCKET, Key="probe/ready", Body=probe)
+            ready = client.get_object(Bucket=BUCKET, Key="probe/ready")["Body"].read() == probe
+            client.delete_object(Bucket=BUCKET, Key="probe/ready")
+            return ready
         except Exception:
             return False
 
