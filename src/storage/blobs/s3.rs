@@ -22,9 +22,10 @@
 //! them.
 //!
 //! **Reading.** A download is read in blocks of [`READ_BLOCK_BYTES`], one
-//! ranged GET each, the next block fetched while the one before is being
-//! read (a GET per 256 KiB window of the reader would leave most of the
-//! time waiting for answers).
+//! ranged GET each, the next two fetched while one is being read (a GET
+//! per 256 KiB window of the reader would leave most of the time waiting
+//! for answers); [`READ_AHEAD_CAP`] bounds the blocks fetched ahead across
+//! all downloads.
 //!
 //! **Blocking.** The store's callers block (the writer's thread, the
 //! blocking pool, rayon's pool), and `object_store` is async: each call is
@@ -64,12 +65,16 @@ const PART_CAPACITY: usize = PART_BYTES + MAX_CHUNK_SIZE as usize + TAG_LEN;
 /// uploads wait for a buffer, and their clients for TCP's window.
 const PART_BUFFERS: usize = 16;
 
-/// Bytes of a download fetched with one ranged GET.
-const READ_BLOCK_BYTES: u64 = 2 << 20;
-/// Blocks fetched ahead of the one being read, so that GETs overlap; with
-/// the block before it (still read by a window in flight), at most
-/// `(READ_AHEAD_BLOCKS + 2) * READ_BLOCK_BYTES` per download.
+/// Bytes of a download fetched with one ranged GET: 2 MiB blocks read at
+/// 490-520 MiB/s, 4 MiB at 610-625 and 8 MiB at 630-660 (one 128 MiB GET
+/// from SeaweedFS, A/B, README), for twice the memory again.
+const READ_BLOCK_BYTES: u64 = 4 << 20;
+/// Blocks fetched ahead of the one being read, so that GETs overlap.
 const READ_AHEAD_BLOCKS: u64 = 2;
+/// Blocks fetched ahead at once across all downloads (128 MiB); past that,
+/// downloads fetch each block when they need it. A download also holds the
+/// block it reads and the one before (still read by a window in flight).
+const READ_AHEAD_CAP: usize = 32;
 
 /// How long a request may wait for a connection, take in all (a part of
 /// [`PART_BYTES`] included), and be retried: a store that is down is
@@ -94,6 +99,8 @@ struct Bucket {
     runtime: Handle,
     /// One permit per part buffer, filling or in flight, across uploads.
     part_buffers: Arc<Semaphore>,
+    /// One permit per block fetched ahead of need, across downloads.
+    read_ahead: Arc<Semaphore>,
 }
 
 /// A part being filled, and its share of the memory for parts.
@@ -121,7 +128,14 @@ pub(crate) struct S3Published {
     bucket: Arc<Bucket>,
     path: ObjectPath,
     size: u64,
-    blocks: Mutex<BTreeMap<u64, FetchedBlock>>,
+    blocks: Mutex<BTreeMap<u64, HeldBlock>>,
+}
+
+/// A block fetched or being fetched; one fetched ahead of need holds its
+/// share of [`READ_AHEAD_CAP`] until it is dropped.
+struct HeldBlock {
+    fetched: FetchedBlock,
+    _ahead: Option<OwnedSemaphorePermit>,
 }
 
 /// A block of [`READ_BLOCK_BYTES`] as a GET brings it; cloned by every read
@@ -164,6 +178,7 @@ impl S3Blobs {
                 store,
                 runtime,
                 part_buffers: Arc::new(Semaphore::new(PART_BUFFERS)),
+                read_ahead: Arc::new(Semaphore::new(READ_AHEAD_CAP)),
             }),
         };
         let prefix = ObjectPath::from(PREFIX);
@@ -384,13 +399,32 @@ impl S3Published {
     fn block(&self, index: u64) -> FetchedBlock {
         let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
         blocks.retain(|&kept, _| kept + 1 >= index);
-        for ahead in index..=index + READ_AHEAD_BLOCKS {
-            if ahead == index || ahead * READ_BLOCK_BYTES < self.size {
-                // Started on the runtime at once, kept for the read that wants it.
-                blocks.entry(ahead).or_insert_with(|| self.fetch(ahead));
+        let wanted = blocks
+            .entry(index)
+            .or_insert_with(|| HeldBlock {
+                fetched: self.fetch(index),
+                _ahead: None,
+            })
+            .fetched
+            .clone();
+        for ahead in index + 1..=index + READ_AHEAD_BLOCKS {
+            if ahead * READ_BLOCK_BYTES >= self.size || blocks.contains_key(&ahead) {
+                continue;
             }
+            let Ok(permit) = self.bucket.read_ahead.clone().try_acquire_owned() else {
+                break;
+            };
+            // Started on the runtime at once, kept for the read that wants it.
+            let fetched = self.fetch(ahead);
+            blocks.insert(
+                ahead,
+                HeldBlock {
+                    fetched,
+                    _ahead: Some(permit),
+                },
+            );
         }
-        blocks[&index].clone()
+        wanted
     }
 
     /// Starts the GET of block `index` on the runtime.
@@ -422,7 +456,7 @@ impl Bucket {
     }
 }
 
-/// Part buffers (9 MiB) and read blocks (2 MiB) are allocated and freed on
+/// Part buffers (9 MiB) and read blocks (4 MiB) are allocated and freed on
 /// many threads. glibc raises its mmap threshold to the largest block freed,
 /// after which such buffers come from per-thread arenas that keep them when
 /// freed: 20 concurrent uploads then held 330 MiB for 128 MiB of parts. A
