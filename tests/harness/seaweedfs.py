@@ -57,6 +57,14 @@ class SeaweedFS(Service):
     def ready_ports(self):
         return [self.ports["s3"]]
 
+    @property
+    def data_dirs(self):
+        return [self.data]
+
+    def start_again(self):
+        """After `stop`, as Garage's cluster does it."""
+        return self.start()
+
     def after_start(self):
         # The S3 gateway answers before the volume server takes data (and,
         # after a restart, before it serves what it holds): ready is when an
