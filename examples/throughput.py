@@ -83,7 +83,7 @@ def direct_s3(seaweed, payload, key):
     """Seconds to PUT `payload` into the bucket with boto3 (8 MiB parts, one
     at a time, as Satchel sends them) and to GET it back."""
     from boto3.s3.transfer import TransferConfig
-    from harness.seaweedfs import BUCKET
+    from harness.s3bucket import BUCKET
     client = seaweed.client()
     config = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB,
                             max_concurrency=2)
@@ -102,7 +102,7 @@ def direct_s3(seaweed, payload, key):
 def small_puts(alice, seaweed, work, runs=25):
     """Milliseconds of 1 KiB PUTs: through Satchel (kept in its database),
     straight into the bucket; and of 4 KiB + 1 through Satchel (to the bucket)."""
-    from harness.seaweedfs import BUCKET
+    from harness.s3bucket import BUCKET
     client = seaweed.client()
     satchel_ms, direct_ms, bucket_ms = [], [], []
     for size, into in ((1024, satchel_ms), (4097, bucket_ms)):

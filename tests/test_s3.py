@@ -24,7 +24,8 @@ import requests
 from harness import rawhttp
 from harness.satchel import satchel_binary, to_toml
 from harness.garage import GarageCluster
-from harness.seaweedfs import BUCKET, SeaweedFS
+from harness.s3bucket import BUCKET
+from harness.seaweedfs import SeaweedFS
 from harness.util import free_port, wait_until
 
 TIMEOUT = 30

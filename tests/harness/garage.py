@@ -2,7 +2,7 @@
 `cargo install garage`) on loopback: three processes, each with its own
 ports and directories, replication factor 3, one bucket and one key made
 with Garage's own CLI. Satchel talks to node 1's S3 API; nodes 2 and 3 can
-be stopped to take replicas away. Read back with boto3."""
+be stopped to take replicas away. Read back with boto3 (s3bucket)."""
 
 import os
 import re
@@ -10,13 +10,10 @@ import secrets
 import shutil
 import subprocess
 
-import boto3
-from botocore.config import Config as BotoConfig
-
+from .s3bucket import BUCKET, S3Bucket
 from .service import Service
 from .util import free_port, make_tempdir, wait_until
 
-BUCKET = "satchel"
 REGION = "garage"
 
 
@@ -67,7 +64,7 @@ class GarageNode(Service):
         return self.cli("node", "id", "-q").strip()
 
 
-class GarageCluster:
+class GarageCluster(S3Bucket):
     """Three nodes, one zone each, every object on all three."""
 
     def __init__(self):
@@ -77,7 +74,7 @@ class GarageCluster:
         for node in self.nodes:
             node.dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = f"http://127.0.0.1:{self.nodes[0].s3_port}"
-        self.key_id = self.secret_key = None
+        self.region = REGION
 
     @staticmethod
     def installed():
@@ -97,7 +94,7 @@ class GarageCluster:
         first.cli("layout", "apply", "--version", "1")
         first.cli("bucket", "create", BUCKET)
         made = first.cli("key", "create", "satchel-test")
-        self.key_id = re.search(r"Key ID:\s*(\S+)", made).group(1)
+        self.access_key = re.search(r"Key ID:\s*(\S+)", made).group(1)
         self.secret_key = re.search(r"Secret key:\s*(\S+)", made).group(1)
         first.cli("bucket", "allow", "--read", "--write", "--owner", BUCKET,
                   "--key", "satchel-test")
@@ -128,33 +125,3 @@ class GarageCluster:
 
     def logs(self, lines=None):
         return "\n".join(node.logs(lines) for node in self.nodes)
-
-    def answers(self):
-        """Whether an object can be written and read back."""
-        probe = b"satchel-test-probe"
-        try:
-            client = self.client()
-            client.put_object(Bucket=BUCKET, Key="probe/ready", Body=probe)
-            ready = client.get_object(Bucket=BUCKET, Key="probe/ready")["Body"].read() == probe
-            client.delete_object(Bucket=BUCKET, Key="probe/ready")
-            return ready
-        except Exception:
-            return False
-
-    def client(self):
-        return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name=REGION,
-            aws_access_key_id=self.key_id, aws_secret_access_key=self.secret_key,
-            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                              connect_timeout=5, read_timeout=30))
-
-    def keys(self):
-        listed = self.client().list_objects_v2(Bucket=BUCKET)
-        return [item["Key"] for item in listed.get("Contents", [])]
-
-    def satchel_config(self):
-        return {"storage": {"backend": "s3"},
-                "storage.s3": {"endpoint": self.endpoint, "region": REGION, "bucket": BUCKET,
-                               "access_key_id": self.key_id,
-                               "secret_access_key": self.secret_key}}
-

