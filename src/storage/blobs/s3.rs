@@ -12,14 +12,15 @@
 //! **Writing.** A pending blob is memory, then a multipart upload. Sealed
 //! chunks collect into parts of [`PART_BYTES`]; the first full part starts
 //! the multipart upload, and each part is sent while the next one fills (at
-//! most two parts, 16 MiB, per upload; [`PART_BUFFERS`] across all of them). A blob that never fills a
-//! part (most photos) is sent with one plain PUT when it is published.
+//! most two parts, 16 MiB, per upload; [`PART_BUFFERS`] across all of
+//! them). A blob that never fills a part (most photos) is sent with one
+//! plain PUT when it is published.
 //! Either way the object appears whole or not at all: S3 shows a multipart
 //! object only once it is completed, and completing it is the publish. A
 //! pending blob that is dropped unpublished aborts its multipart upload;
 //! one cut off by a crash is left to the bucket's lifecycle rule for
-//! incomplete uploads (the README shows it), as `object_store` cannot list
-//! them.
+//! incomplete uploads (the README asks operators for one), as
+//! `object_store` cannot list them.
 //!
 //! **Reading.** A download is read in blocks of [`READ_BLOCK_BYTES`], one
 //! ranged GET each, the next two fetched while one is being read (a GET
@@ -54,7 +55,7 @@ use crate::storage::records::{FileId, MAX_CHUNK_SIZE};
 
 /// Bytes per part of a multipart upload: above S3's 5 MiB minimum, and a
 /// part size every S3 implementation takes.
-pub(crate) const PART_BYTES: usize = 8 << 20;
+const PART_BYTES: usize = 8 << 20;
 
 /// A part's buffer: the part and the sealed chunk that ends it, so that it
 /// never grows.
