@@ -236,29 +236,25 @@ impl S3Blobs {
         }
     }
 
-    /// Lists the objects under `content/`, a page at a time.
+    /// Lists the objects under `content/`, a page at a time; `visit` runs
+    /// between the waits (it may call the bucket itself).
     pub fn walk(
         &self,
         mut visit: impl FnMut(FoundBlob) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let prefix = ObjectPath::from(PREFIX);
-        let bucket = &self.bucket;
-        bucket.wait(async {
-            let mut listing = bucket.store.list(Some(&prefix));
-            while let Some(meta) = listing.next().await {
-                let meta =
-                    meta.map_err(|source| unavailable("listing the bucket".into(), source))?;
-                if let Some(id) = id_of(&meta.location) {
-                    let modified = u64::try_from(meta.last_modified.timestamp()).unwrap_or(0);
-                    visit(FoundBlob {
-                        id,
-                        state: BlobState::Published,
-                        modified,
-                    })?;
-                }
+        let mut listing = self.bucket.store.list(Some(&prefix));
+        while let Some(meta) = self.bucket.wait(listing.next()) {
+            let meta = meta.map_err(|source| unavailable("listing the bucket".into(), source))?;
+            if let Some(id) = id_of(&meta.location) {
+                visit(FoundBlob {
+                    id,
+                    state: BlobState::Published,
+                    modified: u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
+                })?;
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 }
 
