@@ -35,7 +35,7 @@ use crate::config::{Config, ConfigError, MAX_FILE_BYTES};
 use crate::http::connections::{connection_cap, raise_open_file_limit};
 use crate::http::tls::{self, TlsError};
 use crate::storage::master_key::MasterKey;
-use crate::storage::{probe_bucket, BlobBackend};
+use crate::storage::{probe_bucket, probe_database, BlobBackend, MetadataBackend, StorageError};
 
 /// One thing that would stop Satchel, or make it misbehave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,7 @@ pub fn check_config(path: &Path) -> Result<String, Vec<Problem>> {
     check_listen(&config, &mut problems);
     check_tls(&config, &mut problems);
     check_bucket(&config, &mut problems);
+    check_database(&config, &mut problems);
     if problems.is_empty() {
         Ok(format!(
             "config OK: {}, http on {}, store {}",
@@ -288,32 +289,46 @@ fn check_port(key: &'static str, address: std::net::SocketAddr, problems: &mut V
     }
 }
 
-/// The HTTPS certificate and key, loaded by the code start-up uses: both
-/// there, readable, PEM, and the key the certificate's.
 /// With the S3 backend, the bucket must answer a listing, as at start-up.
 fn check_bucket(config: &Config, problems: &mut Vec<Problem>) {
     let BlobBackend::S3(bucket) = &config.storage.backend else {
         return;
     };
-    let probed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|error| error.to_string())
-        .and_then(|runtime| {
-            let bucket = bucket.clone();
-            runtime
-                .block_on(async {
-                    tokio::task::spawn_blocking(move || probe_bucket(&bucket)).await
-                })
-                .map_err(|_| "the bucket check stopped".to_owned())?
-                .map_err(|error| error.to_string())
-        });
-    if let Err(reason) = probed {
+    let bucket = bucket.clone();
+    if let Err(reason) = probe_in_runtime(move || probe_bucket(&bucket)) {
         problems.push(problem("storage.s3", reason));
     }
 }
 
+/// With the PostgreSQL metadata, the database must take a connection.
+fn check_database(config: &Config, problems: &mut Vec<Problem>) {
+    let MetadataBackend::Postgres(cluster) = &config.storage.metadata else {
+        return;
+    };
+    let url = cluster.url.clone();
+    if let Err(reason) = probe_in_runtime(move || probe_database(&url)) {
+        problems.push(problem("metadata.url", reason));
+    }
+}
+
+/// Runs a blocking `probe` of a network service inside a runtime of its
+/// own, as the store's calls run at start-up.
+fn probe_in_runtime(
+    probe: impl FnOnce() -> Result<(), StorageError> + Send + 'static,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    runtime
+        .block_on(async { tokio::task::spawn_blocking(probe).await })
+        .map_err(|_| "the check stopped".to_owned())?
+        .map_err(|error| error.to_string())
+}
+
+/// The HTTPS certificate and key, loaded by the code start-up uses: both
+/// there, readable, PEM, and the key the certificate's.
 fn check_tls(config: &Config, problems: &mut Vec<Problem>) {
     let Some(files) = &config.http.tls else {
         return;

@@ -13,7 +13,9 @@
 //!    [`media`] (what a browser may show inline), [`logging`] (what of a
 //!    user may reach the log), [`rate_limit`] (how often one user may
 //!    ask), [`config`] (the operator's file, and what SIGHUP reloads of
-//!    it), [`storage`] (encrypted files, metadata in sled), [`metrics`]
+//!    it), [`storage`] (encrypted files; metadata in sled, or in
+//!    PostgreSQL for a cluster), [`cluster`] (which instance of a cluster
+//!    holds the XMPP link), [`metrics`]
 //!    (the series Prometheus reads, and their listener) and [`systemd`]
 //!    (telling systemd Satchel is ready).
 //! 2. [`slots`]: the upload policy. Who may upload what and how much, the
@@ -32,6 +34,7 @@
 
 pub mod check;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod domains;

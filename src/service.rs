@@ -98,13 +98,32 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), StartError>
     let downloads = download_tracker(&config, &store)?;
     let slots = SlotService::new(&settings, store.clone());
     let redeemer = slots.redeemer();
-    let xmpp = start_xmpp(&settings, store.clone(), slots, downloads.clone())?;
-    let http_state = HttpState::new(&config, store.clone(), downloads, redeemer, xmpp.link);
+    let (leading_tx, leading) = crate::cluster::leadership(&store);
+    tokio::spawn(crate::cluster::follow(store.clone(), leading_tx));
+    let xmpp = start_xmpp(
+        &settings,
+        store.clone(),
+        slots,
+        downloads.clone(),
+        leading.clone(),
+    )?;
+    let http_state = HttpState::new(
+        &config,
+        store.clone(),
+        downloads,
+        redeemer,
+        xmpp.link,
+        leading.clone(),
+    );
     if let Some(listener) = metrics_listener {
         let snapshot = snapshot_source(store.clone(), xmpp.relay);
         tokio::spawn(crate::metrics::server::serve(listener, snapshot));
     }
-    tokio::spawn(collect_garbage_periodically(store.clone(), settings));
+    tokio::spawn(collect_garbage_periodically(
+        store.clone(),
+        settings,
+        leading,
+    ));
     let acceptor = tls.map(|cert| {
         tokio::spawn(http::tls::watch_files(cert.clone()));
         http::tls::acceptor(cert)
@@ -249,6 +268,7 @@ async fn open_store(config: &Config) -> Result<Store, StartError> {
     let options = StoreOptions {
         previous_key_files: config.storage.previous_key_files.clone(),
         cipher: config.storage.cipher,
+        metadata: config.storage.metadata.clone(),
         blobs: config.storage.backend.clone(),
         ..StoreOptions::new(
             config.storage.path.clone(),
@@ -288,6 +308,7 @@ fn start_xmpp(
     store: Store,
     slots: SlotService,
     downloads: Option<DownloadTracker>,
+    leading: watch::Receiver<bool>,
 ) -> Result<XmppStarted, StartError> {
     let config = settings.get();
     let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
@@ -305,6 +326,7 @@ fn start_xmpp(
         router,
         outgoing,
         outgoing_rx,
+        leading,
     ));
     Ok(XmppStarted { relay, link })
 }
@@ -354,7 +376,7 @@ async fn finish_uploads(http_state: &HttpState) {
 
 /// Writes what the store holds in memory to disk, before Satchel exits.
 async fn flush(store: Store) {
-    match tokio::task::spawn_blocking(move || store.flush()).await {
+    match tokio::task::spawn_blocking(move || store.resign().and_then(|()| store.flush())).await {
         Ok(Ok(())) => info!("store flushed"),
         Ok(Err(error)) => warn!(%error, "flushing the store failed"),
         Err(_) => warn!("flushing the store panicked"),
@@ -364,8 +386,16 @@ async fn flush(store: Store) {
 /// Deletes expired files, expired slots and abandoned uploads, for ever, at
 /// the interval in force (a reload changes it for the round awaited, the age
 /// of abandoned uploads from the next round).
-async fn collect_garbage_periodically(store: Store, settings: LiveConfig) {
+async fn collect_garbage_periodically(
+    store: Store,
+    settings: LiveConfig,
+    mut leading: watch::Receiver<bool>,
+) {
     loop {
+        // In a cluster, the leader alone collects.
+        if leading.wait_for(|leads| *leads).await.is_err() {
+            return;
+        }
         let started = tokio::time::Instant::now();
         let abandoned_after = settings.get().retention.abandoned_upload.as_secs();
         let store = store.clone();

@@ -816,3 +816,27 @@ fn check_config_names_a_bucket_that_does_not_answer_without_its_secret() {
     );
     assert!(!lines[0].contains("hidden-secret"));
 }
+
+#[test]
+fn check_config_names_a_database_that_does_not_answer_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100")
+        + &format!(
+            "[metadata]\nbackend = \"postgres\"\n\
+             url = \"postgres://satchel:hidden-password@127.0.0.1:{closed}/satchel\"\n\
+             [cluster]\ninstance = \"a\"\n"
+        );
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("metadata.url: database: connecting: "),
+        "{lines:?}"
+    );
+    assert!(!lines[0].contains("hidden-password"), "{lines:?}");
+}

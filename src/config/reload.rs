@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use super::key::Spec;
 use super::keys;
 use super::{Config, ConfigError};
-use crate::storage::BlobBackend;
+use crate::storage::{BlobBackend, MetadataBackend, PostgresCluster};
 
 /// The configuration Satchel runs with now: the one read at start-up, with
 /// the changes of every reload since. Cheap to clone; all clones see the
@@ -214,6 +214,25 @@ macro_rules! s3_field {
     };
 }
 
+/// A key of `[metadata]` or `[cluster]` beyond the backend, shown as
+/// written (unset with sled).
+macro_rules! cluster_field {
+    ($section:ident :: $name:ident, $show:expr) => {
+        Field {
+            spec: &keys::$section::$name.spec,
+            show: |config| match &config.storage.metadata {
+                MetadataBackend::Postgres(cluster) => {
+                    let show: fn(&PostgresCluster) -> String = $show;
+                    show(cluster)
+                }
+                MetadataBackend::Sled => "unset".to_owned(),
+            },
+            hidden: false,
+            copy: None,
+        }
+    };
+}
+
 /// Every key of the table, in its order (a test holds them in step). A key
 /// the table marks `@reload` is applied by a reload through its `copy`.
 const FIELDS: &[Field] = &[
@@ -272,6 +291,27 @@ const FIELDS: &[Field] = &[
         hidden: true,
         ..s3_field!(secret_access_key)
     },
+    Field {
+        spec: &keys::metadata::backend.spec,
+        show: |config| match config.storage.metadata {
+            MetadataBackend::Sled => "sled".to_owned(),
+            MetadataBackend::Postgres(_) => "postgres".to_owned(),
+        },
+        hidden: false,
+        copy: None,
+    },
+    Field {
+        hidden: true,
+        ..cluster_field!(metadata::url, |cluster| cluster.url.clone())
+    },
+    cluster_field!(cluster::instance, |cluster| format!(
+        "{:?}",
+        cluster.instance
+    )),
+    cluster_field!(cluster::lease_secs, |cluster| format!(
+        "{:?}",
+        cluster.lease
+    )),
     field!(limits::max_file_size, limits.max_file_size),
     field!(limits::slot_lifetime_secs, limits.slot_lifetime),
     field!(limits::daily_upload_bytes, limits.daily_upload_bytes),

@@ -63,6 +63,10 @@ impl From<&StorageError> for HttpError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the object store is unavailable; try again later",
             ),
+            StorageError::Postgres { .. } => HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the metadata database is unavailable; try again later",
+            ),
             _ => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage failure"),
         }
     }

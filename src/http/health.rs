@@ -4,7 +4,9 @@
 //! 200 `ok` when the XMPP link is up and the store takes writes; otherwise
 //! 503 with the reason in one line. The link counts because without it no
 //! slot is granted, so no upload can start here; the store counts because
-//! a full or read-only disk fails every upload that does start.
+//! a full or read-only disk fails every upload that does start. In a
+//! cluster only the leader holds the link: the others take uploads without
+//! one, into slots the leader granted, so for them the store alone counts.
 //!
 //! The store is tried by writing, syncing and removing a small file, at
 //! most once a second whoever asks: the answer in between is the last
@@ -18,7 +20,7 @@ use http::{header, StatusCode};
 use super::state::HttpState;
 
 pub async fn health(State(state): State<HttpState>) -> Response {
-    if !state.link.is_up() {
+    if *state.leading.borrow() && !state.link.is_up() {
         return unhealthy("the XMPP link is down");
     }
     let (store, probe) = (state.store.clone(), state.store_probe.clone());

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, StatusCode};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tracing::warn;
 
 use super::error::HttpError;
@@ -35,6 +35,9 @@ pub struct HttpState {
     pub(super) redeemer: Redeemer,
     /// Whether the XMPP link is up, and the last try of the store (`/health`).
     pub(super) link: LinkState,
+    /// Whether this instance leads its cluster (always, alone): a follower
+    /// holds no link and needs none to take uploads.
+    pub(super) leading: watch::Receiver<bool>,
     pub(super) store_probe: StoreProbe,
 }
 
@@ -48,6 +51,7 @@ impl HttpState {
         downloads: Option<DownloadTracker>,
         redeemer: Redeemer,
         link: LinkState,
+        leading: watch::Receiver<bool>,
     ) -> HttpState {
         let cache_control = format!(
             "public, max-age={}, immutable",
@@ -63,6 +67,7 @@ impl HttpState {
                 .expect("digits and ASCII are a valid header value"),
             downloads,
             link,
+            leading,
             store_probe: StoreProbe::default(),
         }
     }

@@ -10,12 +10,7 @@ use crate::storage::UserUsage;
 
 use crate::clock::SECONDS_PER_DAY;
 
-/// The limits, in bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct QuotaLimits {
-    pub daily_upload_bytes: u64,
-    pub user_storage_bytes: u64,
-}
+pub use crate::storage::{exceeded, Exceeded, QuotaLimits};
 
 impl QuotaLimits {
     pub fn from_config(config: &Config) -> QuotaLimits {
@@ -32,36 +27,6 @@ pub struct OverQuota {
     /// Unix seconds.
     pub retry_at: u64,
     pub reason: &'static str,
-}
-
-/// The quota `size` more bytes would exceed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exceeded {
-    Daily,
-    Storage,
-}
-
-impl Exceeded {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Exceeded::Daily => "Daily upload quota reached",
-            Exceeded::Storage => "Storage quota reached",
-        }
-    }
-}
-
-/// Which quota, if any, a user with `usage` would exceed by `size` more bytes.
-///
-/// Asked twice per upload: when the slot is requested, and again when its
-/// PUT starts, since a user may hold many slots granted under the same usage.
-pub fn exceeded(limits: QuotaLimits, usage: UserUsage, size: u64) -> Option<Exceeded> {
-    if usage.day_bytes.saturating_add(size) > limits.daily_upload_bytes {
-        Some(Exceeded::Daily)
-    } else if usage.stored_bytes.saturating_add(size) > limits.user_storage_bytes {
-        Some(Exceeded::Storage)
-    } else {
-        None
-    }
 }
 
 /// Checks a user's request for `size` more bytes.
@@ -147,20 +112,6 @@ mod tests {
         let refusal = check_user_quota(LIMITS, usage(1900, 0), &files, 500, NOW).unwrap_err();
         assert_eq!(refusal.retry_at, NOW + 20);
         assert_eq!(refusal.reason, "Storage quota reached");
-    }
-
-    #[test]
-    fn the_daily_quota_is_checked_before_the_storage_quota() {
-        assert_eq!(exceeded(LIMITS, usage(1000, 500), 500), None);
-        assert_eq!(
-            exceeded(LIMITS, usage(1999, 1000), 1),
-            Some(Exceeded::Daily)
-        );
-        assert_eq!(exceeded(LIMITS, usage(1999, 0), 2), Some(Exceeded::Storage));
-        assert_eq!(
-            exceeded(LIMITS, usage(0, 0), u64::MAX),
-            Some(Exceeded::Daily)
-        );
     }
 
     #[test]

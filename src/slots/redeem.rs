@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::quota::{self, Exceeded, QuotaLimits};
+use super::quota::{Exceeded, QuotaLimits};
 use super::terms::SlotTerms;
 use super::ticket::TicketKeys;
 use crate::config::{LiveConfig, Retention};
 use crate::media::media_type_essence;
-use crate::storage::{FileId, Purpose, StorageError, Store, UploadWriter};
+use crate::storage::{FileId, Purpose, QuotaCheck, StorageError, Store, UploadWriter};
 
 /// The type stored for an upload that names none.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -100,16 +100,21 @@ impl Redeemer {
         let settings = self.settings.get();
         let expires =
             now.saturating_add(retention_for(&settings.retention, slot.purpose).as_secs());
-        // Begun before the quota is checked, so that a retry of a completed
-        // upload hears that it is complete rather than that it no longer fits.
-        let writer = self
+        // The store checks the quota as it claims the upload, with the
+        // user's other uploads in progress counted, and after whether the
+        // upload is complete: a retry of a completed upload hears that
+        // rather than that it no longer fits.
+        let quota = QuotaCheck {
+            limits: QuotaLimits::from_config(&settings),
+            now,
+        };
+        let begun = self
             .store
-            .begin_upload(&slot.new_upload(content_type, expires))?;
-        let usage = self.store.usage(&slot.uploader, now)?;
-        match quota::exceeded(QuotaLimits::from_config(&settings), usage, slot.size) {
-            // Dropping the writer gives the slot back.
-            Some(over) => Err(RedeemError::OverQuota(over)),
-            None => Ok(writer),
+            .begin_upload(&slot.new_upload(content_type, expires), Some(quota));
+        match begun {
+            Ok(writer) => Ok(writer),
+            Err(StorageError::OverQuota(over)) => Err(RedeemError::OverQuota(over)),
+            Err(err) => Err(RedeemError::Storage(err)),
         }
     }
 }

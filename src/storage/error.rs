@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use sled::transaction::TransactionError;
 
 use super::crypto::CryptoError;
+use super::quota::Exceeded;
 use super::records::FileId;
 
 /// Everything that can go wrong in the store.
@@ -49,6 +50,20 @@ pub enum StorageError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// PostgreSQL (`metadata.backend = "postgres"`) failed or did not answer.
+    #[error("database: {context}: {source}")]
+    Postgres {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The upload's claim expired and another instance took it over.
+    #[error("the claim on file {0} was lost to another instance")]
+    ClaimLost(FileId),
+    /// The upload does not fit its uploader's quota (reservations of the
+    /// uploads in progress counted).
+    #[error("{}", .0.reason())]
+    OverQuota(Exceeded),
     #[error("undecodable record: {0}")]
     Decode(String),
     /// [`Store::read_range`](super::Store::read_range) was asked for bytes

@@ -80,6 +80,7 @@ impl GarbageCollector {
             self.delete_orphan_blobs(cutoff, &mut report)?;
             *self.lock_last_blob_walk() = Some(now);
         }
+        self.metadata.recount()?;
         Ok(report)
     }
 
@@ -89,7 +90,7 @@ impl GarbageCollector {
         let Some(record) = self.metadata.file(id)? else {
             return Ok(false);
         };
-        let Some(_claim) = self.claims.claim(*id) else {
+        let Some(_claim) = self.claims.claim(*id)? else {
             return Ok(false);
         };
         if self.metadata.unlist_file(record.expires, id)?.is_none() {
@@ -110,7 +111,7 @@ impl GarbageCollector {
     fn delete_expired_files(&self, now: u64, report: &mut GcReport) -> Result<(), StorageError> {
         let mut unlisted = Vec::new();
         for (expires, id) in self.metadata.expired_before(now)? {
-            let Some(claim) = self.claims.claim(id) else {
+            let Some(claim) = self.claims.claim(id)? else {
                 continue;
             };
             if let Some(size) = self.metadata.unlist_file(expires, &id)? {
@@ -144,7 +145,7 @@ impl GarbageCollector {
             .filter(|&(_, started)| started < started_before);
         for (id, _) in abandoned {
             // Claimed ids are being written right now: not abandoned.
-            let Some(_claim) = self.claims.claim(id) else {
+            let Some(_claim) = self.claims.claim(id)? else {
                 continue;
             };
             if self.metadata.has_file(&id)? {
@@ -189,7 +190,7 @@ impl GarbageCollector {
                 return Ok(());
             }
             // Claimed ids are being written or deleted right now.
-            let Some(_claim) = self.claims.claim(found.id) else {
+            let Some(_claim) = self.claims.claim(found.id)? else {
                 return Ok(());
             };
             // A pending blob is never a file's, even beside a record.
@@ -454,7 +455,7 @@ mod tests {
         let t = test_store();
         let bytes = data(40);
         let slot = slot_for("juliet@example.org", 40);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         writer.write(&bytes[..20]).unwrap();
 
         // Far in the future: the upload looks ancient, but it is running.

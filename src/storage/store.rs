@@ -19,12 +19,13 @@ use std::sync::Arc;
 
 use super::blobs::{BlobBackend, Blobs};
 use super::cipher::CipherChoice;
-use super::claims::Claims;
+use super::claims::{Claims, LocalClaims};
 use super::disk_space::{DiskGauge, DiskSpace};
 use super::error::StorageError;
 use super::gc::{GarbageCollector, GcReport};
 use super::master_key::{MasterKey, MasterKeys};
-use super::metadata::{FilesPerKey, Metadata};
+use super::metadata::{FilesPerKey, Metadata, MetadataBackend};
+use super::quota::QuotaCheck;
 use super::reader::{RangeReader, SealedBytes};
 use super::records::{FileId, FileRecord, NewUpload, UserUsage, MAX_CHUNK_SIZE};
 use super::trees::{StoreTree, Tree};
@@ -84,6 +85,9 @@ pub struct StoreOptions {
     /// Where the sealed bytes of files go; an S3 bucket is checked when the
     /// store opens, which must then happen inside the tokio runtime.
     pub blobs: BlobBackend,
+    /// Where the metadata goes; PostgreSQL is reached when the store opens,
+    /// which must then happen inside the tokio runtime.
+    pub metadata: MetadataBackend,
 }
 
 impl StoreOptions {
@@ -102,6 +106,7 @@ impl StoreOptions {
             small_file_max_bytes: Some(SMALL_FILE_MAX_BYTES),
             cipher: CipherChoice::Auto,
             blobs: BlobBackend::Local,
+            metadata: MetadataBackend::Sled,
         }
     }
 }
@@ -128,7 +133,8 @@ impl Store {
     pub fn open(options: StoreOptions) -> Result<Store, StorageError> {
         check_chunk_size(options.chunk_size)?;
         create_store_dir(&options.path)?;
-        let (metadata, files_per_key) = Metadata::open(&options.path, options.cache_capacity)?;
+        let (metadata, files_per_key) =
+            Metadata::open(&options.path, options.cache_capacity, &options.metadata)?;
         refuse_to_replace_a_lost_key(&options, &metadata)?;
         let keys = MasterKeys::load(
             &options.key_file,
@@ -137,7 +143,10 @@ impl Store {
         )?;
         warn_of_unreadable_files(&files_per_key, &keys);
         let blobs = Blobs::open(&options.path, &options.blobs)?;
-        let claims = Claims::default();
+        let claims = match &metadata {
+            Metadata::Sled(_) => Claims::Local(LocalClaims::default()),
+            Metadata::Postgres { shared, .. } => Claims::Shared(shared.clone()),
+        };
         let (cipher, why) = options.cipher.resolve();
         tracing::info!(
             %cipher,
@@ -159,6 +168,25 @@ impl Store {
                 claims,
             }),
         })
+    }
+
+    /// How long the leadership of a cluster lasts unless renewed; `None`
+    /// for a single instance, which always leads.
+    pub fn leader_lease(&self) -> Option<std::time::Duration> {
+        self.inner.metadata.leader_lease()
+    }
+
+    /// Takes or renews this instance's leadership of the cluster: the
+    /// right to hold the XMPP link and to run delivery and garbage
+    /// collection. False while another instance holds it.
+    pub fn lead(&self) -> Result<bool, StorageError> {
+        self.inner.metadata.lead()
+    }
+
+    /// Gives the leadership up (at shutdown), so that another instance
+    /// takes over at once.
+    pub fn resign(&self) -> Result<(), StorageError> {
+        self.inner.metadata.resign()
     }
 
     /// The record of completed file `id`, if it exists.
@@ -267,13 +295,22 @@ impl Store {
     /// with `UploadInProgress` while another writer for it is alive (or,
     /// briefly, while garbage collection deletes its old blob). The start is
     /// stamped with the wall clock, for [`collect_garbage`](Self::collect_garbage).
-    pub fn begin_upload(&self, upload: &NewUpload) -> Result<UploadWriter, StorageError> {
+    ///
+    /// With `quota`, fails with `OverQuota` unless the upload fits its
+    /// uploader's quota with their other uploads in progress counted; its
+    /// size stays reserved until the writer is finished or dropped.
+    pub fn begin_upload(
+        &self,
+        upload: &NewUpload,
+        quota: Option<QuotaCheck>,
+    ) -> Result<UploadWriter, StorageError> {
         let inner = &self.inner;
         UploadWriter::begin(
             upload,
             &inner.blobs,
             &inner.metadata,
             &inner.claims,
+            quota,
             inner.keys.current(),
             inner.settings,
         )
@@ -386,7 +423,9 @@ fn refuse_to_replace_a_lost_key(
     options: &StoreOptions,
     metadata: &Metadata,
 ) -> Result<(), StorageError> {
-    if !options.key_file.exists() && options.previous_key_files.is_empty() && metadata.holds_files()
+    if !options.key_file.exists()
+        && options.previous_key_files.is_empty()
+        && metadata.holds_files()?
     {
         return Err(StorageError::KeyFile {
             path: options.key_file.clone(),
@@ -669,10 +708,13 @@ mod tests {
         let upload_at = |size: usize, now: u64| {
             let mut writer = t
                 .store
-                .begin_upload(&NewUpload {
-                    expires: now + 1000,
-                    ..slot_for("juliet@example.org", size as u64)
-                })
+                .begin_upload(
+                    &NewUpload {
+                        expires: now + 1000,
+                        ..slot_for("juliet@example.org", size as u64)
+                    },
+                    None,
+                )
                 .unwrap();
             writer.write(&data(size)).unwrap();
             writer.finish(now).unwrap();
@@ -681,7 +723,7 @@ mod tests {
         upload_at(50, NOW + 10);
         // A slot granted but never used counts for nothing.
         let unused = slot_for("juliet@example.org", 1000);
-        drop(t.store.begin_upload(&unused).unwrap());
+        drop(t.store.begin_upload(&unused, None).unwrap());
 
         let usage = t.store.usage("juliet@example.org", NOW + 20).unwrap();
         assert_eq!(usage.day_bytes, 150);

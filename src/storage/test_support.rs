@@ -213,10 +213,13 @@ pub fn data(len: usize) -> Vec<u8> {
 /// Uploads `bytes` as `slot`, kept until `expires`, completed at [`NOW`].
 pub fn upload(store: &Store, slot: &NewUpload, bytes: &[u8], expires: u64) -> FileRecord {
     let mut writer = store
-        .begin_upload(&NewUpload {
-            expires,
-            ..slot.clone()
-        })
+        .begin_upload(
+            &NewUpload {
+                expires,
+                ..slot.clone()
+            },
+            None,
+        )
         .unwrap();
     writer.write(bytes).unwrap();
     writer.finish(NOW).unwrap()

@@ -27,6 +27,7 @@ use super::crypto::{seal_chunk, FileKey, TAG_LEN};
 use super::error::{io_error, StorageError};
 use super::master_key::MasterKey;
 use super::metadata::Metadata;
+use super::quota::QuotaCheck;
 use super::records::{FileRecord, NewUpload};
 use crate::clock::unix_now;
 
@@ -58,7 +59,8 @@ pub struct UploadWriter {
     received: u64,
     finished: bool,
     /// Declared last: released only after `drop` has cleaned up.
-    _claim: Claim,
+    /// Held until the writer is dropped; renewed as bytes come in.
+    claim: Claim,
 }
 
 /// Cuts plaintext into chunks, seals them and appends them to the sink.
@@ -177,6 +179,7 @@ impl UploadWriter {
         blobs: &Blobs,
         metadata: &Metadata,
         claims: &Claims,
+        quota: Option<QuotaCheck>,
         master_key: &MasterKey,
         settings: WriteSettings,
     ) -> Result<UploadWriter, StorageError> {
@@ -188,12 +191,7 @@ impl UploadWriter {
                 max,
             });
         }
-        let claim = claims
-            .claim(upload.id)
-            .ok_or(StorageError::UploadInProgress)?;
-        if metadata.has_file(&upload.id)? {
-            return Err(StorageError::AlreadyUploaded);
-        }
+        let claim = claims.claim_upload(metadata, upload, quota)?;
         let sink = if settings
             .small_file_max_bytes
             .is_some_and(|max| upload.size <= max)
@@ -225,7 +223,7 @@ impl UploadWriter {
             },
             received: 0,
             finished: false,
-            _claim: claim,
+            claim,
         })
     }
 
@@ -241,6 +239,7 @@ impl UploadWriter {
     pub fn write_pieces(&mut self, pieces: &[Bytes]) -> Result<(), StorageError> {
         let total: usize = pieces.iter().map(|piece| piece.len()).sum();
         self.count(total)?;
+        self.claim.keep()?;
         self.hashing
             .as_mut()
             .ok_or_else(hashing_thread_failed)?
@@ -435,7 +434,7 @@ mod tests {
         let t = test_store();
         let bytes = data(4 * CHUNK as usize + 3);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         let mut rest = bytes.as_slice();
         for piece_len in [1, 7, 0, 16, 17, 1].into_iter().cycle() {
             let (piece, later) = rest.split_at(piece_len.min(rest.len()));
@@ -458,7 +457,7 @@ mod tests {
             // Big enough for the two-thread path, in uneven pieces.
             let bytes = data(3 * HASH_THREAD_MIN_FILE_BYTES as usize + 5);
             let slot = slot_for("juliet@example.org", bytes.len() as u64);
-            let mut writer = t.store.begin_upload(&slot).unwrap();
+            let mut writer = t.store.begin_upload(&slot, None).unwrap();
             let pieces: Vec<bytes::Bytes> = bytes
                 .chunks(10_007)
                 .map(bytes::Bytes::copy_from_slice)
@@ -478,7 +477,7 @@ mod tests {
     fn a_batch_beyond_the_slot_size_is_refused() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 10);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         let pieces = [
             bytes::Bytes::from_static(b"0123456"),
             bytes::Bytes::from_static(b"789X"),
@@ -510,7 +509,7 @@ mod tests {
         let t = test_store();
         let bytes = data(3 * CHUNK as usize);
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         writer.write(&bytes).unwrap();
         // Two chunks are out; the third waits to learn whether it is last.
         let part = std::fs::metadata(t.blob_path(&slot.id, BlobState::Pending)).unwrap();
@@ -531,7 +530,7 @@ mod tests {
             let bytes = data(3 * CHUNK as usize + 5);
             let slot = slot_for("juliet@example.org", bytes.len() as u64);
 
-            let mut writer = t.store.begin_upload(&slot).unwrap();
+            let mut writer = t.store.begin_upload(&slot, None).unwrap();
             writer.write(&data(2 * CHUNK as usize + 1)).unwrap();
             drop(writer);
             assert!(!t.has_part(&slot.id));
@@ -566,7 +565,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let t = test_store();
         let slot = slot_for("juliet@example.org", 10);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         let part = t.blob_path(&slot.id, BlobState::Pending);
         let mode =
             |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
@@ -594,7 +593,7 @@ mod tests {
         let slot = slot_for("juliet@example.org", 5);
         upload(&t.store, &slot, &data(5), NOW + 60);
         assert!(matches!(
-            t.store.begin_upload(&slot),
+            t.store.begin_upload(&slot, None),
             Err(StorageError::AlreadyUploaded)
         ));
     }
@@ -603,10 +602,10 @@ mod tests {
     fn concurrent_begin_is_upload_in_progress() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 5);
-        let mut first = t.store.begin_upload(&slot).unwrap();
+        let mut first = t.store.begin_upload(&slot, None).unwrap();
         first.write(b"hel").unwrap();
         assert!(matches!(
-            t.store.begin_upload(&slot),
+            t.store.begin_upload(&slot, None),
             Err(StorageError::UploadInProgress)
         ));
         // The refused attempt must not have disturbed the running one.
@@ -619,7 +618,7 @@ mod tests {
     fn in_progress_is_released_when_the_writer_goes() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 5);
-        drop(t.store.begin_upload(&slot).unwrap());
+        drop(t.store.begin_upload(&slot, None).unwrap());
         upload(&t.store, &slot, &data(5), NOW + 60);
     }
 
@@ -627,7 +626,7 @@ mod tests {
     fn too_many_bytes_fail_at_once() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 20);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         writer.write(&data(15)).unwrap();
         assert!(matches!(
             writer.write(&data(6)),
@@ -642,7 +641,7 @@ mod tests {
     fn too_few_bytes_fail_at_finish() {
         let t = test_store();
         let slot = slot_for("juliet@example.org", 20);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         writer.write(&data(19)).unwrap();
         assert!(matches!(
             writer.finish(NOW),
@@ -664,7 +663,7 @@ mod tests {
             u64::from(u32::MAX) * u64::from(CHUNK) + 1,
         );
         assert!(matches!(
-            t.store.begin_upload(&slot),
+            t.store.begin_upload(&slot, None),
             Err(StorageError::TooLarge { .. })
         ));
     }
@@ -723,7 +722,7 @@ mod tests {
             for size in [0, 1, 16, 17, 100, 101] {
                 let slot = slot_for("juliet@example.org", size);
                 let bytes = data(size as usize);
-                let mut writer = t.store.begin_upload(&slot).unwrap();
+                let mut writer = t.store.begin_upload(&slot, None).unwrap();
                 let small = size <= SMALL_FILE_TEST_MAX;
                 // A small file's upload touches the disk only when it commits.
                 assert_eq!(t.has_part(&slot.id), !small, "size {size}");
@@ -750,7 +749,7 @@ mod tests {
     fn an_unfinished_small_upload_leaves_nothing_and_can_restart() {
         let t = small_files_test_store();
         let slot = slot_for("juliet@example.org", 50);
-        let mut writer = t.store.begin_upload(&slot).unwrap();
+        let mut writer = t.store.begin_upload(&slot, None).unwrap();
         writer.write(&data(20)).unwrap();
         drop(writer);
         assert!(t.store.file(&slot.id).unwrap().is_none());
@@ -759,7 +758,7 @@ mod tests {
         let file = upload(&t.store, &slot, &data(50), NOW + 60);
         assert_eq!(read(&t.store, &file, 0..50).unwrap(), data(50));
         assert!(matches!(
-            t.store.begin_upload(&slot),
+            t.store.begin_upload(&slot, None),
             Err(StorageError::AlreadyUploaded)
         ));
     }

@@ -20,7 +20,7 @@ use minidom::Element;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 use xmpp_parsers::component::Handshake;
 use xmpp_parsers::iq::Iq;
@@ -85,6 +85,9 @@ pub enum LinkError {
     Silent(Duration),
     #[error("cannot send to the server: {0}")]
     Send(String),
+    /// The link was closed because another instance of the cluster leads.
+    #[error("this instance no longer leads the cluster")]
+    NotLeader,
 }
 
 /// Stanzas waiting for the link, from answers and from the relay.
@@ -93,16 +96,26 @@ pub const OUTGOING_QUEUE: usize = 1024;
 /// Keeps the component connected for ever, handing every stanza to `router`
 /// and sending whatever arrives on `outgoing` (kept across reconnections, so
 /// what is queued while the link is down goes out once it is back).
+///
+/// The link is held only while `may_link` says so: always for a single
+/// instance; in a cluster, while this instance leads (see
+/// [`crate::cluster`]). When it turns false the link is closed at once, so
+/// that two instances never hold it together (Prosody refuses a second
+/// connection, ejabberd would share the stanzas between them).
 pub async fn run<D: Delegate>(
     config: ComponentConfig,
     router: Arc<Router<D>>,
     outgoing: mpsc::Sender<Element>,
     mut outgoing_rx: mpsc::Receiver<Element>,
+    mut may_link: watch::Receiver<bool>,
 ) {
     let mut delay = FIRST_RETRY_DELAY;
     loop {
+        if may_link.wait_for(|may| *may).await.is_err() {
+            return;
+        }
         let span = tracing::info_span!("component", jid = %config.jid, server = %config.server);
-        let outcome = async {
+        let linked = async {
             let link = tokio::time::timeout(LOGIN_TIMEOUT, login(&config))
                 .await
                 .map_err(|_| LinkError::LoginTimeout(LOGIN_TIMEOUT))??;
@@ -115,6 +128,12 @@ pub async fn run<D: Delegate>(
             let outcome = serve(link, &config, router.clone(), &outgoing, &mut outgoing_rx).await;
             router.link_down();
             outcome
+        };
+        let outcome = async {
+            tokio::select! {
+                outcome = linked => outcome,
+                Ok(_) = may_link.wait_for(|may| !*may) => Err(LinkError::NotLeader),
+            }
         }
         .instrument(span.clone())
         .await;
@@ -124,6 +143,11 @@ pub async fn run<D: Delegate>(
                 %reason,
                 "the XMPP server refused Satchel; check component.jid and component.secret against its component settings"
             ),
+            Err(LinkError::NotLeader) => {
+                router.link_down();
+                info!("no longer the cluster's leader: link closed");
+                continue;
+            }
             Err(error) => warn!(%error, "link to the XMPP server lost"),
             Ok(()) => {}
         }
@@ -305,6 +329,30 @@ mod tests {
     /// get every answer once it reads again. The link used to stall for
     /// good: with the outgoing queue full, every handler waited to queue its
     /// reply, and the loop that drains the queue waited for a handler slot.
+    /// A component config for a server listening on `listener`.
+    fn config_for(listener: &tokio::net::TcpListener) -> ComponentConfig {
+        ComponentConfig {
+            jid: "upload.example.org".parse().unwrap(),
+            server: listener.local_addr().unwrap().to_string(),
+            secret: "s".into(),
+            keepalive: Duration::from_secs(600),
+            reconnect_max_delay: Duration::from_secs(1),
+        }
+    }
+
+    /// Plays the server's side of a login on `listener`'s next connection.
+    async fn accept_login(listener: &tokio::net::TcpListener) -> TcpStream {
+        let (mut server, _) = listener.accept().await.unwrap();
+        read_past(&mut server, b">").await;
+        server
+            .write_all(b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='s1'>")
+            .await
+            .unwrap();
+        read_past(&mut server, b"</handshake>").await;
+        server.write_all(b"<handshake/>").await.unwrap();
+        server
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_answered_slower_than_it_arrives_does_not_stall_the_link() {
         const REQUESTS: usize = 20_000;
@@ -313,24 +361,16 @@ mod tests {
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let listener = socket.listen(1).unwrap();
         let fixture = crate::xmpp::router::tests::fixture();
-        let config = ComponentConfig {
-            jid: "upload.example.org".parse().unwrap(),
-            server: listener.local_addr().unwrap().to_string(),
-            secret: "s".into(),
-            keepalive: Duration::from_secs(600),
-            reconnect_max_delay: Duration::from_secs(1),
-        };
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-        let satchel = tokio::spawn(run(config, Arc::new(fixture.router), outgoing, outgoing_rx));
-
-        let (mut server, _) = listener.accept().await.unwrap();
-        read_past(&mut server, b">").await;
-        server
-            .write_all(b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='flood'>")
-            .await
-            .unwrap();
-        read_past(&mut server, b"</handshake>").await;
-        server.write_all(b"<handshake/>").await.unwrap();
+        let (_may, may_link) = watch::channel(true);
+        let satchel = tokio::spawn(run(
+            config_for(&listener),
+            Arc::new(fixture.router),
+            outgoing,
+            outgoing_rx,
+            may_link,
+        ));
+        let server = accept_login(&listener).await;
         let (mut from_satchel, mut to_satchel) = server.into_split();
         let flood = tokio::spawn(async move {
             for i in 0..REQUESTS {
@@ -365,6 +405,34 @@ mod tests {
             "the link stalled after {results} answers"
         );
         flood.await.unwrap();
+        satchel.abort();
+    }
+
+    /// In a cluster the link is held only while this instance leads: not
+    /// opened before, closed at once after.
+    #[tokio::test]
+    async fn the_link_is_held_only_while_allowed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fixture = crate::xmpp::router::tests::fixture();
+        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (may, may_link) = watch::channel(false);
+        let satchel = tokio::spawn(run(
+            config_for(&listener),
+            Arc::new(fixture.router),
+            outgoing,
+            outgoing_rx,
+            may_link,
+        ));
+        let not_yet = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(not_yet.is_err(), "connected before it was allowed to");
+        may.send(true).unwrap();
+        let mut server = accept_login(&listener).await;
+        may.send(false).unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), server.read_to_end(&mut rest));
+        assert!(closed.await.is_ok(), "the link stayed open once disallowed");
+        let again = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(again.is_err(), "reconnected while disallowed");
         satchel.abort();
     }
 

@@ -1,4 +1,5 @@
-//! The metadata database: file records, the indexes over them, per-user
+//! The metadata database of a single instance (the default,
+//! `metadata.backend = "sled"`): file records, the indexes over them, per-user
 //! usage, the uploads in progress, and the bytes of small files; in sled.
 //!
 //! | tree      | key                                           | value               |
@@ -28,7 +29,6 @@
 //! disagree with the records it indexes. sled's calls block: callers run
 //! them on `spawn_blocking` threads.
 
-use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,14 +38,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 
-use super::error::StorageError;
-use super::records::{FileId, FileRecord, UserUsage};
-use super::trees::StoreTree;
+use super::FilesPerKey;
 use crate::clock::utc_day;
+use crate::storage::error::StorageError;
+use crate::storage::records::{FileId, FileRecord, UserUsage};
+use crate::storage::trees::StoreTree;
 
-/// The metadata of one store; clones share the database.
+/// The metadata of one store in sled; clones share the database.
 #[derive(Clone)]
-pub(super) struct Metadata {
+pub(in crate::storage) struct SledMetadata {
     db: sled::Db,
     files: sled::Tree,
     uploads: sled::Tree,
@@ -61,19 +62,19 @@ pub(super) struct Metadata {
     stored_files: Arc<AtomicU64>,
 }
 
-/// How many files each master key (by id) sealed, counted at open.
-pub(super) type FilesPerKey = BTreeMap<u32, u64>;
-
-impl Metadata {
+impl SledMetadata {
     /// Opens (or creates) the database in directory `path`, with a page
     /// cache of `cache_capacity` bytes, and counts the files in it.
-    pub fn open(path: &Path, cache_capacity: u64) -> Result<(Metadata, FilesPerKey), StorageError> {
+    pub fn open(
+        path: &Path,
+        cache_capacity: u64,
+    ) -> Result<(SledMetadata, FilesPerKey), StorageError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity)
             .open()?;
         let tree = |tree: StoreTree| db.open_tree(tree.name());
-        let metadata = Metadata {
+        let metadata = SledMetadata {
             files: tree(StoreTree::Files)?,
             uploads: tree(StoreTree::Uploads)?,
             small_files: tree(StoreTree::SmallFiles)?,
@@ -106,8 +107,8 @@ impl Metadata {
     }
 
     /// Whether any file was ever committed and is not deleted yet.
-    pub fn holds_files(&self) -> bool {
-        !self.files.is_empty()
+    pub fn holds_files(&self) -> Result<bool, StorageError> {
+        Ok(!self.files.is_empty())
     }
 
     pub fn file(&self, id: &FileId) -> Result<Option<FileRecord>, StorageError> {

@@ -1,0 +1,92 @@
+"""A real PostgreSQL (Debian's package) for cluster mode: a cluster made with
+initdb in a temp dir, run as the `postgres` user (PostgreSQL refuses root) on
+a loopback port, its socket in the same dir; a `satchel` role with a password
+(scram over TCP, as in production) owning a `satchel` database. Read back
+with psql, as an operator would."""
+
+import glob
+import os
+import shutil
+import subprocess
+
+from .service import Service
+from .util import as_user, chown_tree, free_port
+
+USER = "postgres"
+PASSWORD = "satchel-db-secret-0123"
+
+
+def _bin(name):
+    """A PostgreSQL program: Debian keeps them out of PATH, per version."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+class Postgres(Service):
+    name = "postgres"
+    tempdir_prefix = "satchel-postgres-"
+    start_timeout = 60.0
+    stop_timeout = 20.0
+
+    def __init__(self, workdir=None):
+        super().__init__(workdir)
+        self.port = free_port()
+        self.data = self.dir / "data"
+        self.console_log = self.dir / "postgres.log"
+        self.user = USER if os.geteuid() == 0 else None
+        self.url = f"postgres://satchel:{PASSWORD}@127.0.0.1:{self.port}/satchel"
+
+    @staticmethod
+    def installed():
+        return _bin("initdb") is not None and _bin("postgres") is not None
+
+    def prepare(self):
+        if self.data.exists():
+            return
+        if self.user:
+            chown_tree(self.dir, self.user)
+        subprocess.run(as_user(self.user, [
+            _bin("initdb"), "-D", str(self.data), "-U", "postgres", "--no-sync",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"]),
+            check=True, capture_output=True, cwd=self.dir)
+
+    def command(self):
+        return as_user(self.user, [
+            _bin("postgres"), "-D", str(self.data), "-p", str(self.port),
+            "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1",
+            "-c", "fsync=off", "-c", "max_connections=200"]), None
+
+    def ready_ports(self):
+        return [self.port]
+
+    def after_start(self):
+        exists = self.psql("SELECT 1 FROM pg_roles WHERE rolname = 'satchel'", db="postgres")
+        if not exists:
+            self.psql(f"CREATE ROLE satchel LOGIN PASSWORD '{PASSWORD}'", db="postgres")
+            self.psql("CREATE DATABASE satchel OWNER satchel", db="postgres")
+
+    def reset(self):
+        """Empties the database: drops what Satchel made (it makes its tables
+        again at its next start)."""
+        self.psql("DROP OWNED BY satchel")
+
+    def psql(self, sql, db="satchel"):
+        """Runs `sql` as the superuser over the socket; its rows, as text."""
+        result = subprocess.run(
+            as_user(self.user, [_bin("psql"), "-h", str(self.dir), "-p", str(self.port),
+                                "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1",
+                                "-c", sql]),
+            check=True, capture_output=True, text=True, cwd=self.dir)
+        return result.stdout.strip()
+
+    def dump(self):
+        """Every byte of the `satchel` database, as pg_dump writes it."""
+        return subprocess.run(
+            as_user(self.user, [_bin("pg_dump"), "-h", str(self.dir), "-p", str(self.port),
+                                "-U", "postgres", "-d", "satchel"]),
+            check=True, capture_output=True, cwd=self.dir).stdout
+
+    def satchel_config(self, instance, lease_secs=3):
+        """The overrides that make a Satchel an instance of this cluster."""
+        return {"metadata": {"backend": "postgres", "url": self.url},
+                "cluster": {"instance": instance, "lease_secs": lease_secs}}

@@ -1,0 +1,243 @@
+"""Cluster mode: two Satchel instances sharing a real PostgreSQL (Debian's,
+run by the tests as its own user) for metadata and a real object store for
+the bytes (SeaweedFS, and a 3-node Garage cluster), behind one Prosody.
+
+What an operator relies on: any instance serves any file (PUT through one,
+GET and Range through the other); one instance at a time holds the
+component link, and when it dies the other takes over within the lease
+plus a few seconds; an upload cut off by a dead instance can be retried on
+the other once its claim has run out, with identical bytes; concurrent
+uploads across instances admit exactly the room a user's quota has left; a
+follower is healthy without a link; and a known plaintext is found in
+neither the object store nor the database.
+
+Prosody only: the cluster's parts do not depend on the XMPP server (ejabberd
+accepts several component connections, Prosody refuses a second: the lease
+keeps it to one either way)."""
+
+import concurrent.futures
+import os
+import time
+
+import pytest
+import requests
+
+from harness import rawhttp
+from harness.client import XmppError, XmppTimeout, wait_component
+from harness.objectstores import STORES, start_store
+from harness.postgres import Postgres
+from harness.satchel import Satchel, log_size, wait_for_log
+from harness.util import wait_until
+
+TIMEOUT = 30
+MIB = 1024 * 1024
+LEASE_SECS = 3
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if not Postgres.installed():
+        if os.environ.get("SATCHEL_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is required here: apt-get install postgresql")
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    db = Postgres().start()
+    yield db
+    db.cleanup()
+
+
+@pytest.fixture(scope="module", params=list(STORES))
+def bucket(request):
+    store = start_store(request.param)
+    yield store
+    store.cleanup()
+
+
+class Cluster:
+    """Instances `a` and `b`: one database, one bucket, one master key."""
+
+    def __init__(self, server, postgres, bucket, limits=None):
+        self.server = server
+        self.instances = {}
+        shared_key = None
+        for name in ("a", "b"):
+            config = {**bucket.satchel_config(), **postgres.satchel_config(name, LEASE_SECS)}
+            config["limits"] = {"max_file_size": 64 * MIB, **(limits or {})}
+            satchel = Satchel(server, config)
+            if shared_key is None:
+                shared_key = satchel.key_file
+            satchel.config["storage"]["key_file"] = str(shared_key)
+            self.instances[name] = satchel
+
+    def start(self):
+        # `a` first: it creates the master key `b` then shares, and leads.
+        self.a.start()
+        wait_component(self.server, satchel=self.a)
+        self.b.start()
+        wait_for_log(self.b, "does not lead the cluster")
+        return self
+
+    @property
+    def a(self):
+        return self.instances["a"]
+
+    @property
+    def b(self):
+        return self.instances["b"]
+
+    def leader(self):
+        for satchel in self.instances.values():
+            if satchel.running() and "now leads the cluster" in last_leadership_line(satchel):
+                return satchel
+        return None
+
+    def cleanup(self):
+        for satchel in self.instances.values():
+            satchel.cleanup()
+
+
+def last_leadership_line(satchel):
+    lines = [line for line in satchel.log_path.read_text(errors="replace").splitlines()
+             if "leads the cluster" in line]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def cluster(request, server, satchel_manager, postgres, bucket):
+    if server.kind != "prosody":
+        pytest.skip("the cluster's parts are the same behind either server")
+    # The component JID is the cluster's: no other Satchel may hold it.
+    satchel_manager.stop_current()
+    postgres.reset()
+    marker = request.node.get_closest_marker("satchel_config")
+    limits = marker.kwargs.get("limits") if marker else None
+    made = Cluster(server, postgres, bucket, limits).start()
+    yield made
+    made.cleanup()
+
+
+def through(satchel, url):
+    """`url` as served by `satchel`: instances sit behind one load balancer
+    in production, each with its own port here."""
+    path = url.split("/", 3)[3]
+    return f"{satchel.public_url}/{path}"
+
+
+def put(url, slot, data, content_type="application/octet-stream"):
+    headers = dict(slot.put_headers, **{"Content-Type": content_type})
+    return requests.put(url, data=data, headers=headers, timeout=TIMEOUT)
+
+
+def test_a_file_put_through_one_instance_is_served_by_the_other(cluster, alice):
+    data = os.urandom(3 * MIB + 12345)
+    slot = alice.request_slot("photo.bin", len(data), "application/octet-stream")
+    r = put(through(cluster.b, slot.put_url), slot, data)
+    assert r.status_code == 201, (r.status_code, r.text)
+    r = requests.get(through(cluster.a, slot.get_url), timeout=TIMEOUT)
+    assert r.status_code == 200 and r.content == data
+    r = requests.get(through(cluster.b, slot.get_url), headers={"Range": "bytes=100000-2000000"},
+                     timeout=TIMEOUT)
+    assert r.status_code == 206 and r.content == data[100000:2000001]
+    small = os.urandom(1000)
+    slot = alice.request_slot("small.bin", len(small), "application/octet-stream")
+    assert put(through(cluster.a, slot.put_url), slot, small).status_code == 201
+    assert requests.get(through(cluster.b, slot.get_url), timeout=TIMEOUT).content == small
+    # A slot is single-use across instances.
+    r = put(through(cluster.b, slot.put_url), slot, small)
+    assert r.status_code == 409, (r.status_code, r.text)
+
+
+def test_a_follower_is_healthy_without_the_link(cluster):
+    assert cluster.leader() is cluster.a
+    for satchel in (cluster.a, cluster.b):
+        r = requests.get(f"{satchel.public_url}/health", timeout=TIMEOUT)
+        assert r.status_code == 200, (satchel, r.text)
+
+
+@pytest.mark.satchel_config(limits={"user_storage_bytes": 10 * 100_000,
+                                    "daily_upload_bytes": 100 * MIB})
+def test_parallel_uploads_across_instances_admit_exactly_the_room_left(cluster, alice):
+    data = os.urandom(100_000)
+    slots = [alice.request_slot(f"f{i}.bin", len(data), "application/octet-stream")
+             for i in range(20)]
+    targets = [(through(cluster.a if i % 2 else cluster.b, slot.put_url), slot)
+               for i, slot in enumerate(slots)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda target: put(*target, data), targets))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(201) == 10, statuses
+    assert statuses.count(403) == 10, statuses
+    assert all("Storage quota reached" in r.text for r in answers if r.status_code == 403)
+    stored = [slot for slot, r in zip(slots, answers) if r.status_code == 201]
+    for slot in stored:
+        assert requests.get(through(cluster.b, slot.get_url), timeout=TIMEOUT).content == data
+
+
+def slot_answered(client):
+    try:
+        client.request_slot("probe.bin", 10, "application/octet-stream", timeout=2)
+        return True
+    except (XmppError, XmppTimeout):
+        return False
+
+
+def test_the_leader_killed_the_other_answers_slots_within_the_lease(cluster, alice):
+    assert slot_answered(alice)
+    assert cluster.leader() is cluster.a
+    since = log_size(cluster.b)
+    cluster.a.kill()
+    killed = time.monotonic()
+    wait_until(lambda: slot_answered(alice), timeout=LEASE_SECS + 5, interval=0.1,
+               what="slots answered again after the leader's death")
+    took = time.monotonic() - killed
+    wait_for_log(cluster.b, "now leads the cluster", since=since, timeout=1)
+    assert took <= LEASE_SECS + 5, took
+    # And the file path still works through the survivor.
+    data = os.urandom(200_000)
+    slot = alice.request_slot("after.bin", len(data), "application/octet-stream")
+    assert put(through(cluster.b, slot.put_url), slot, data).status_code == 201
+    assert requests.get(through(cluster.b, slot.get_url), timeout=TIMEOUT).content == data
+
+
+def test_an_upload_cut_off_by_a_killed_instance_succeeds_on_the_other(cluster, postgres,
+                                                                      alice):
+    data = os.urandom(12 * MIB)
+    slot = alice.request_slot("retried.bin", len(data), "application/octet-stream")
+    sock = rawhttp.begin_put(through(cluster.b, slot.put_url), len(data), data[:5 * MIB])
+    try:
+        wait_until(lambda: postgres.psql("SELECT count(*) FROM satchel_claims") == "1",
+                   timeout=10, interval=0.1, what="b's upload to hold its claim")
+        cluster.b.kill()
+    finally:
+        sock.close()
+    started = time.monotonic()
+    answers = []
+
+    def retried():
+        r = put(through(cluster.a, slot.put_url), slot, data)
+        answers.append(r.status_code)
+        return r.status_code == 201
+
+    wait_until(retried, timeout=LEASE_SECS + 10, interval=0.3,
+               what=lambda: f"the retry on a to succeed (answers {answers})")
+    assert set(answers) <= {201, 409}, answers
+    assert time.monotonic() - started <= LEASE_SECS + 10
+    r = requests.get(through(cluster.a, slot.get_url), timeout=TIMEOUT)
+    assert r.status_code == 200 and r.content == data
+
+
+def test_a_known_plaintext_is_nowhere_in_the_bucket_or_the_database(cluster, bucket, postgres,
+                                                                     alice):
+    marker = b"SATCHEL-CLUSTER-PLAINTEXT-" + os.urandom(8).hex().encode()
+    for size in (1000, 300_000):
+        data = (marker * (size // len(marker) + 1))[:size]
+        slot = alice.request_slot(f"known-{size}.txt", len(data), "text/plain")
+        r = put(through(cluster.b, slot.put_url), slot, data, "text/plain")
+        assert r.status_code == 201, (r.status_code, r.text)
+        assert requests.get(through(cluster.a, slot.get_url), timeout=TIMEOUT).content == data
+    postgres.psql("CHECKPOINT")
+    dump = postgres.dump()
+    assert marker not in dump and marker.hex().encode() not in dump
+    for root in [*bucket.data_dirs, postgres.data]:
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert marker not in path.read_bytes(), f"{path} holds the plaintext"
