@@ -74,19 +74,26 @@ impl Claims {
                     return Ok(None);
                 }
                 busy.insert(id, None);
-                Ok(Some(Claim {
-                    id,
-                    holder: Holder::Local(local.clone()),
-                }))
             }
-            Claims::Shared(metadata) => Ok(metadata.claim(&id)?.then(|| Claim {
-                id,
-                holder: Holder::Shared {
-                    metadata: metadata.clone(),
-                    renewed: Instant::now(),
-                },
-            })),
+            Claims::Shared(metadata) => {
+                if !metadata.claim(&id)? {
+                    return Ok(None);
+                }
+            }
         }
+        Ok(Some(self.held(id)))
+    }
+
+    /// The claim on `id`, just taken.
+    fn held(&self, id: FileId) -> Claim {
+        let holder = match self {
+            Claims::Local(local) => Holder::Local(local.clone()),
+            Claims::Shared(metadata) => Holder::Shared {
+                metadata: metadata.clone(),
+                renewed: Instant::now(),
+            },
+        };
+        Claim { id, holder }
     }
 
     /// Claims the id of `upload` and reserves its size, after checking that
@@ -107,16 +114,7 @@ impl Claims {
             }
         };
         match outcome {
-            UploadClaim::Taken => Ok(Claim {
-                id,
-                holder: match self {
-                    Claims::Local(local) => Holder::Local(local.clone()),
-                    Claims::Shared(metadata) => Holder::Shared {
-                        metadata: metadata.clone(),
-                        renewed: Instant::now(),
-                    },
-                },
-            }),
+            UploadClaim::Taken => Ok(self.held(id)),
             UploadClaim::InProgress => Err(StorageError::UploadInProgress),
             UploadClaim::AlreadyUploaded => Err(StorageError::AlreadyUploaded),
             UploadClaim::OverQuota(over) => Err(StorageError::OverQuota(over)),

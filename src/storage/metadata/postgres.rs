@@ -463,12 +463,7 @@ impl PgMetadata {
             &[&user],
         )?
         .iter()
-        .map(|row| {
-            Ok((
-                unsigned(row.get(0), "expiry")?,
-                unsigned(row.get(1), "size")?,
-            ))
-        })
+        .map(expiry_and_size)
         .collect()
     }
 
@@ -521,12 +516,7 @@ impl PgMetadata {
             &[&limit],
         )?
         .iter()
-        .map(|row| {
-            Ok((
-                unsigned(row.get(0), "expiry")?,
-                unsigned(row.get(1), "size")?,
-            ))
-        })
+        .map(expiry_and_size)
         .collect()
     }
 
@@ -751,6 +741,14 @@ fn file_id(bytes: &[u8]) -> Result<FileId, StorageError> {
 fn decode_record(bytes: &[u8], id: &FileId) -> Result<FileRecord, StorageError> {
     FileRecord::decode(bytes)
         .map_err(|err| StorageError::Decode(format!("file record {id}: {err}")))
+}
+
+/// A row of (expires, size).
+fn expiry_and_size(row: &tokio_postgres::Row) -> Result<(u64, u64), StorageError> {
+    Ok((
+        unsigned(row.get(0), "expiry")?,
+        unsigned(row.get(1), "size")?,
+    ))
 }
 
 fn usage_of(row: &tokio_postgres::Row) -> Result<UserUsage, StorageError> {
