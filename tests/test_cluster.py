@@ -22,10 +22,13 @@ import time
 import pytest
 import requests
 
-from harness import rawhttp
-from harness.client import XmppError, XmppTimeout, wait_component
+from harness import make_server, rawhttp
+from harness.client import XmppError, XmppTimeout, connect_user, wait_component
 from harness.objectstores import STORES, start_store
 from harness.postgres import Postgres
+from harness.relay import (
+    check_relay_message, expect_receipt, is_relay_of, send_relay, upload_image,
+)
 from harness.satchel import Satchel, log_size, wait_for_log
 from harness.util import wait_until
 
@@ -111,6 +114,26 @@ def cluster(request, server, satchel_manager, postgres, bucket):
     marker = request.node.get_closest_marker("satchel_config")
     limits = marker.kwargs.get("limits") if marker else None
     made = Cluster(server, postgres, bucket, limits).start()
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture(scope="module")
+def forgetful_server(server):
+    """A Prosody that keeps no offline messages: what reaches an offline
+    recipient is what Satchel's outbox still owes."""
+    if server.kind != "prosody":
+        pytest.skip("the cluster's parts are the same behind either server")
+    forgetful = make_server("prosody", privileged=False, offline=False)
+    forgetful.start()
+    yield forgetful
+    forgetful.cleanup()
+
+
+@pytest.fixture
+def forgetful_cluster(forgetful_server, postgres, bucket):
+    postgres.reset()
+    made = Cluster(forgetful_server, postgres, bucket).start()
     yield made
     made.cleanup()
 
@@ -241,3 +264,22 @@ def test_a_known_plaintext_is_nowhere_in_the_bucket_or_the_database(cluster, buc
         for path in root.rglob("*"):
             if path.is_file():
                 assert marker not in path.read_bytes(), f"{path} holds the plaintext"
+
+
+def test_a_relay_to_an_offline_recipient_survives_the_leader_s_death(forgetful_cluster):
+    server = forgetful_cluster.server
+    with connect_user(server, "alice") as alice, connect_user(server, "bob") as bob:
+        bob.disconnect()
+        slot, expected = upload_image(alice, 300, 200, "later.png", fmt="PNG")
+        request = send_relay(alice, ["bob@localhost"], slot.get_url, caption="for later")
+        expect_receipt(alice, request)
+        assert forgetful_cluster.leader() is forgetful_cluster.a
+        forgetful_cluster.a.kill()
+        survivor = forgetful_cluster.b
+        wait_for_log(survivor, "now leads the cluster", timeout=LEASE_SECS + 10)
+        bob.reconnect()
+        message = bob.wait_for_message(is_relay_of(slot.get_url), timeout=90)
+        check_relay_message(message, slot.get_url, expected, "alice@localhost",
+                            privileged=False, download=False)
+    r = requests.get(through(survivor, slot.get_url), timeout=TIMEOUT)
+    assert r.status_code == 200 and r.content == expected.data

@@ -1,5 +1,6 @@
 //! The durable half of a relay: the [`RelayRecord`]s not yet fully
-//! delivered, in their own sled tree.
+//! delivered, in a side tree of the store's database (sled, or in a
+//! cluster PostgreSQL, where the next leader finds them).
 //!
 //! A relay is acknowledged to its sender only once its record is on disk
 //! (flushed), so an acknowledged relay survives a crash of Satchel or of the
@@ -16,6 +17,7 @@
 
 use super::legacy::RelayRecordWithXml;
 use super::record::{DeliveryStatus, RelayId, RelayRecord};
+use crate::storage::{SideTree, StorageError};
 
 /// The first byte of a value holding a [`RelayRecord`] as it is today.
 pub const FORMAT_FACTS: u8 = 2;
@@ -23,27 +25,27 @@ pub const FORMAT_FACTS: u8 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("outbox database error: {0}")]
-    Db(#[from] sled::Error),
+    Db(#[from] StorageError),
     #[error("undecodable relay record: {0}")]
     Decode(#[from] postcard::Error),
     #[error("relay record in an unknown format ({0})")]
     UnknownFormat(u8),
 }
 
-/// The relays not yet fully delivered, in their own sled tree.
+/// The relays not yet fully delivered, in their own side tree.
 #[derive(Clone)]
 pub struct Outbox {
-    tree: sled::Tree,
+    tree: SideTree,
 }
 
 impl Outbox {
-    pub fn new(tree: sled::Tree) -> Outbox {
+    pub fn new(tree: SideTree) -> Outbox {
         Outbox { tree }
     }
 
     /// Stores a new relay and waits until it is on disk.
     pub fn insert(&self, record: &RelayRecord) -> Result<(), OutboxError> {
-        self.tree.insert(record.id.0, encode(record)?)?;
+        self.tree.insert(&record.id.0, &encode(record)?)?;
         self.tree.flush()?;
         Ok(())
     }
@@ -51,11 +53,9 @@ impl Outbox {
     /// Every stored relay, for the delivery task to resume after a start.
     pub fn all(&self) -> Result<Vec<RelayRecord>, OutboxError> {
         self.tree
+            .entries()?
             .iter()
-            .map(|entry| {
-                let (key, value) = entry?;
-                decode(&key, &value)
-            })
+            .map(|(key, value)| decode(key, value))
             .collect()
     }
 
@@ -68,7 +68,7 @@ impl Outbox {
         recipient: usize,
         status: DeliveryStatus,
     ) -> Result<Option<RelayRecord>, OutboxError> {
-        let Some(bytes) = self.tree.get(id.0)? else {
+        let Some(bytes) = self.tree.get(&id.0)? else {
             return Ok(None);
         };
         let mut record = decode(&id.0, &bytes)?;
@@ -77,9 +77,9 @@ impl Outbox {
         };
         slot.status = status;
         if record.is_complete() {
-            self.tree.remove(id.0)?;
+            self.tree.remove(&id.0)?;
         } else {
-            self.tree.insert(id.0, encode(&record)?)?;
+            self.tree.insert(&id.0, &encode(&record)?)?;
         }
         Ok(Some(record))
     }
@@ -190,7 +190,7 @@ mod tests {
     fn relays_stored_with_xml_are_read_as_facts_and_rewritten_at_their_next_change() {
         let (outbox, _store) = outbox();
         let (id, value) = stored_with_xml(include_str!("testdata/record_with_xml_photo.hex"));
-        outbox.tree.insert(id.0, value).unwrap();
+        outbox.tree.insert(&id.0, &value).unwrap();
         let [record] = <[RelayRecord; 1]>::try_from(outbox.all().unwrap()).unwrap();
         assert_eq!(record.id, id);
         assert_eq!(record.sender, "alice@example.org");
@@ -214,9 +214,9 @@ mod tests {
         // A change stores it in today's format, facts unchanged.
         let mut two = record.clone();
         two.recipients.push(two.recipients[0].clone());
-        outbox.tree.insert(id.0, encode(&two).unwrap()).unwrap();
+        outbox.tree.insert(&id.0, &encode(&two).unwrap()).unwrap();
         outbox.set_status(id, 0, DeliveryStatus::Delivered).unwrap();
-        assert_eq!(outbox.tree.get(id.0).unwrap().unwrap()[0], FORMAT_FACTS);
+        assert_eq!(outbox.tree.get(&id.0).unwrap().unwrap()[0], FORMAT_FACTS);
         assert_eq!(outbox.all().unwrap()[0].facts, record.facts);
     }
 

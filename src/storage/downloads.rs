@@ -11,11 +11,14 @@
 //! The relay hands out the tokens ([`new_token`], [`personal_url`]) and
 //! tells the tracker which it awaits; the HTTP side reports the downloads.
 //! The tracker lives in storage, below both, because what it keeps is the
-//! store's: a sled tree beside the file metadata, and the file it deletes.
+//! store's: a side tree beside the file metadata (shared by a cluster's
+//! instances, so that a download through any of them counts), and the file
+//! it deletes.
 
 use tracing::{info, warn};
 
 use super::error::StorageError;
+use super::metadata::SideTree;
 use super::records::FileId;
 use super::store::Store;
 use super::trees::StoreTree;
@@ -47,17 +50,15 @@ pub fn personal_url(url: &str, token: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("download tracking database error: {0}")]
-    Db(#[from] sled::Error),
-    #[error("cannot delete the downloaded file: {0}")]
+    #[error("download tracking failed: {0}")]
     Storage(#[from] StorageError),
 }
 
-/// The downloads still awaited, per file, in their own sled tree:
+/// The downloads still awaited, per file, in their own side tree:
 /// `awaited_downloads`, keyed by file id ‖ token, with empty values.
 #[derive(Clone)]
 pub struct DownloadTracker {
-    awaited: sled::Tree,
+    awaited: SideTree,
     store: Store,
 }
 
@@ -76,21 +77,20 @@ impl DownloadTracker {
 
     /// Records that the holders of `tokens` are to download `file`.
     pub fn expect(&self, file: &FileId, tokens: &[String]) -> Result<(), DownloadError> {
-        let mut batch = sled::Batch::default();
-        for token in tokens {
-            batch.insert(key(file, token), &[]);
-        }
-        self.awaited.apply_batch(batch)?;
+        let keys: Vec<Vec<u8>> = tokens.iter().map(|token| key(file, token)).collect();
+        let entries: Vec<(&[u8], &[u8])> =
+            keys.iter().map(|key| (key.as_slice(), &[][..])).collect();
+        self.awaited.insert_all(&entries)?;
         Ok(())
     }
 
     /// Counts a complete download of `file` with `token`; deletes the file
     /// when it was the last one awaited. Returns whether the file was deleted.
     pub fn downloaded(&self, file: &FileId, token: &str) -> Result<bool, DownloadError> {
-        if !is_well_formed(token) || self.awaited.remove(key(file, token))?.is_none() {
+        if !is_well_formed(token) || !self.awaited.remove(&key(file, token))? {
             return Ok(false);
         }
-        if self.awaited.scan_prefix(file.0).next().is_some() {
+        if self.awaited.has_prefix(&file.0)? {
             return Ok(false);
         }
         let deleted = self.store.delete_file(file)?;

@@ -24,7 +24,7 @@ use super::disk_space::{DiskGauge, DiskSpace};
 use super::error::StorageError;
 use super::gc::{GarbageCollector, GcReport};
 use super::master_key::{MasterKey, MasterKeys};
-use super::metadata::{FilesPerKey, Metadata, MetadataBackend};
+use super::metadata::{FilesPerKey, Metadata, MetadataBackend, SideTree};
 use super::quota::QuotaCheck;
 use super::reader::{RangeReader, SealedBytes};
 use super::records::{FileId, FileRecord, NewUpload, UserUsage, MAX_CHUNK_SIZE};
@@ -145,7 +145,7 @@ impl Store {
         let blobs = Blobs::open(&options.path, &options.blobs)?;
         let claims = match &metadata {
             Metadata::Sled(_) => Claims::Local(LocalClaims::default()),
-            Metadata::Postgres { shared, .. } => Claims::Shared(shared.clone()),
+            Metadata::Postgres(shared) => Claims::Shared(shared.clone()),
         };
         let (cipher, why) = options.cipher.resolve();
         tracing::info!(
@@ -368,15 +368,16 @@ impl Store {
         self.inner.collector.delete_file(id)
     }
 
-    /// A tree of the same database for another part of Satchel, so that one
-    /// flush covers everything and one directory holds it.
-    pub fn open_tree(&self, tree: Tree) -> Result<sled::Tree, StorageError> {
-        self.inner.metadata.open_tree(tree.name())
+    /// A tree of the metadata's database for another part of Satchel (see
+    /// [`SideTree`]): in sled, so that one flush covers everything; in a
+    /// cluster, shared by every instance.
+    pub fn open_tree(&self, tree: Tree) -> Result<SideTree, StorageError> {
+        self.inner.metadata.side_tree(tree.name())
     }
 
     /// One of the store's own trees that the metadata does not manage.
-    pub(super) fn open_store_tree(&self, tree: StoreTree) -> Result<sled::Tree, StorageError> {
-        self.inner.metadata.open_tree(tree.name())
+    pub(super) fn open_store_tree(&self, tree: StoreTree) -> Result<SideTree, StorageError> {
+        self.inner.metadata.side_tree(tree.name())
     }
 
     /// Makes every change so far durable.
@@ -667,8 +668,7 @@ mod tests {
         let files = t
             .store
             .metadata()
-            .open_tree(StoreTree::Files.name())
-            .unwrap();
+            .sled_tree_for_tests(StoreTree::Files.name());
         // The first form is the current one without its extension (one
         // byte: the cipher), as `records` tests against the first code.
         let encoded = file.encode();

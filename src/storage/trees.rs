@@ -1,9 +1,11 @@
 //! The names of the sled trees in the store's database, in one table.
 //!
 //! One database holds the file metadata and the few trees other parts of
-//! Satchel keep beside it, so that one flush covers everything and one
-//! directory holds it. A tree's name is its name on disk: renaming one
-//! here would make existing stores lose its contents.
+//! Satchel keep beside it (side trees, see `metadata`), so that one flush
+//! covers everything and one directory holds it; in a cluster they are
+//! rows of PostgreSQL's `satchel_trees`, under the same names. A tree's
+//! name is its name on disk: renaming one here would make existing stores
+//! lose its contents.
 //!
 //! | name                | holds                                    | kept by                         |
 //! |---------------------|------------------------------------------|---------------------------------|

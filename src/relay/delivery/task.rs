@@ -111,14 +111,22 @@ impl<C: Composer> DeliveryTask<C> {
         }
     }
 
+    /// Takes up the relays in the outbox that this task does not know yet:
+    /// all of them at start, and at each new connection those another
+    /// instance of a cluster accepted while it led.
     fn resume_stored(&mut self) {
         match self.outbox.all() {
             Ok(stored) => {
-                if !stored.is_empty() {
-                    info!(relays = stored.len(), "resuming stored relays");
-                }
-                for relay in stored {
+                let unknown: Vec<RelayRecord> = stored
+                    .into_iter()
+                    .filter(|relay| !self.relays.contains_key(&relay.id))
+                    .collect();
+                let resumed = unknown.len();
+                for relay in unknown {
                     self.add(relay);
+                }
+                if resumed > 0 {
+                    info!(relays = resumed, "resuming stored relays");
                 }
             }
             Err(error) => {
@@ -163,6 +171,7 @@ impl<C: Composer> DeliveryTask<C> {
         }
         if status.up && new_connection {
             self.link.came_up(status, now, &self.settings);
+            self.resume_stored();
         }
     }
 
@@ -739,6 +748,40 @@ mod tests {
         assert!(
             h.next(Duration::from_secs(60)).await.is_none(),
             "delivered once"
+        );
+    }
+
+    /// In a cluster another instance may have accepted relays into the
+    /// shared outbox while it led: they are taken up at the next connection.
+    #[tokio::test(start_paused = true)]
+    async fn relays_stored_by_another_instance_go_out_on_the_next_connection() {
+        let mut h = start();
+        // The task has read the outbox (empty) by now.
+        assert!(h.next(Duration::from_secs(10)).await.is_none());
+        let relay = relay(&["bob@example.org"]);
+        h.outbox.insert(&relay).unwrap();
+        h.link_up();
+        let message = h
+            .next(Duration::from_secs(3))
+            .await
+            .expect("sent once connected");
+        assert_eq!(message.attr("to"), Some("bob@example.org"));
+        h.link_down();
+        h.link_up();
+        let again = h.next(Duration::from_secs(3)).await.expect("resent");
+        // Ids are relay-recipient-attempt: the same relay and recipient.
+        let stem = |message: &Element| {
+            let id = message.attr("id").unwrap().to_owned();
+            id.rsplit_once('-').unwrap().0.to_owned()
+        };
+        assert_eq!(
+            stem(&again),
+            stem(&message),
+            "not a second copy of the relay"
+        );
+        assert!(
+            h.next(Duration::from_secs(3)).await.is_none(),
+            "taken up once, however often the link comes back"
         );
     }
 

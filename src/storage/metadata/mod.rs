@@ -12,11 +12,10 @@
 //! with the same types, so the writer, the reader and the collector do not
 //! know which one they talk to.
 //!
-//! In cluster mode the trees other parts of Satchel keep beside the
-//! metadata (the relay's outbox, the awaited downloads, see `trees`) stay
-//! in a sled database of the instance's own, under `storage.path`.
+//! Both also keep the side trees of other parts of Satchel ([`SideTree`]).
 
 mod postgres;
+mod side_tree;
 mod sled;
 
 use std::collections::BTreeMap;
@@ -26,6 +25,7 @@ use std::time::Duration;
 
 pub use self::postgres::probe_database;
 pub(super) use self::postgres::{PgMetadata, UploadClaim};
+pub use self::side_tree::SideTree;
 use self::sled::SledMetadata;
 use super::error::StorageError;
 use super::records::{FileId, FileRecord, UserUsage};
@@ -69,11 +69,7 @@ impl fmt::Debug for PostgresCluster {
 #[derive(Clone)]
 pub(super) enum Metadata {
     Sled(SledMetadata),
-    Postgres {
-        shared: PgMetadata,
-        /// This instance's own trees (see the module documentation).
-        local: ::sled::Db,
-    },
+    Postgres(PgMetadata),
 }
 
 /// Calls the same method on whichever backend `$metadata` is.
@@ -81,17 +77,15 @@ macro_rules! on_backend {
     ($metadata:expr, $backend:ident => $call:expr) => {
         match $metadata {
             Metadata::Sled($backend) => $call,
-            Metadata::Postgres {
-                shared: $backend, ..
-            } => $call,
+            Metadata::Postgres($backend) => $call,
         }
     };
 }
 
 impl Metadata {
-    /// Opens (or creates) the metadata `backend` names; sled, and the local
-    /// trees of cluster mode, in directory `path` with a page cache of
-    /// `cache_capacity` bytes. PostgreSQL must be opened inside the runtime.
+    /// Opens (or creates) the metadata `backend` names: sled in directory
+    /// `path` with a page cache of `cache_capacity` bytes, or PostgreSQL,
+    /// which must be opened inside the runtime.
     pub fn open(
         path: &Path,
         cache_capacity: u64,
@@ -105,11 +99,7 @@ impl Metadata {
             MetadataBackend::Postgres(cluster) => {
                 let (shared, files_per_key) =
                     PgMetadata::open(&cluster.url, &cluster.instance, cluster.lease)?;
-                let local = ::sled::Config::new()
-                    .path(path)
-                    .cache_capacity(cache_capacity)
-                    .open()?;
-                Ok((Metadata::Postgres { shared, local }, files_per_key))
+                Ok((Metadata::Postgres(shared), files_per_key))
             }
         }
     }
@@ -173,7 +163,7 @@ impl Metadata {
     pub fn unlist_file(&self, expires: u64, id: &FileId) -> Result<Option<u64>, StorageError> {
         match self {
             Metadata::Sled(sled) => sled.unlist_file(expires, id),
-            Metadata::Postgres { shared, .. } => shared.unlist_file(id),
+            Metadata::Postgres(shared) => shared.unlist_file(id),
         }
     }
 
@@ -228,7 +218,7 @@ impl Metadata {
     pub fn recount(&self) -> Result<(), StorageError> {
         match self {
             Metadata::Sled(_) => Ok(()),
-            Metadata::Postgres { shared, .. } => shared.recount().map(drop),
+            Metadata::Postgres(shared) => shared.recount().map(drop),
         }
     }
 
@@ -237,7 +227,7 @@ impl Metadata {
     pub fn leader_lease(&self) -> Option<Duration> {
         match self {
             Metadata::Sled(_) => None,
-            Metadata::Postgres { shared, .. } => Some(shared.lease()),
+            Metadata::Postgres(shared) => Some(shared.lease()),
         }
     }
 
@@ -246,7 +236,7 @@ impl Metadata {
     pub fn lead(&self) -> Result<bool, StorageError> {
         match self {
             Metadata::Sled(_) => Ok(true),
-            Metadata::Postgres { shared, .. } => shared.lead(),
+            Metadata::Postgres(shared) => shared.lead(),
         }
     }
 
@@ -254,7 +244,7 @@ impl Metadata {
     pub fn resign(&self) -> Result<(), StorageError> {
         match self {
             Metadata::Sled(_) => Ok(()),
-            Metadata::Postgres { shared, .. } => shared.resign(),
+            Metadata::Postgres(shared) => shared.resign(),
         }
     }
 
@@ -262,19 +252,15 @@ impl Metadata {
     pub fn flush(&self) -> Result<(), StorageError> {
         match self {
             Metadata::Sled(sled) => sled.flush(),
-            Metadata::Postgres { local, .. } => {
-                local.flush()?;
-                Ok(())
-            }
+            Metadata::Postgres(_) => Ok(()),
         }
     }
 
-    /// Another tree of the instance's sled database, by its on-disk name
-    /// (see `trees`).
-    pub fn open_tree(&self, name: &str) -> Result<::sled::Tree, StorageError> {
+    /// The side tree named `name` (its on-disk name, see `trees`).
+    pub fn side_tree(&self, name: &'static str) -> Result<SideTree, StorageError> {
         match self {
-            Metadata::Sled(sled) => sled.open_tree(name),
-            Metadata::Postgres { local, .. } => Ok(local.open_tree(name)?),
+            Metadata::Sled(sled) => Ok(SideTree::in_sled(sled.open_tree(name)?)),
+            Metadata::Postgres(shared) => Ok(SideTree::in_postgres(shared.clone(), name)),
         }
     }
 
@@ -284,7 +270,17 @@ impl Metadata {
     pub fn small_files_for_tests(&self) -> &::sled::Tree {
         match self {
             Metadata::Sled(sled) => sled.small_files_for_tests(),
-            Metadata::Postgres { .. } => panic!("the tests run on sled"),
+            Metadata::Postgres(_) => panic!("the tests run on sled"),
+        }
+    }
+
+    /// A tree of sled's database by name, for tests that write what older
+    /// code wrote.
+    #[cfg(test)]
+    pub fn sled_tree_for_tests(&self, name: &str) -> ::sled::Tree {
+        match self {
+            Metadata::Sled(sled) => sled.open_tree(name).unwrap(),
+            Metadata::Postgres(_) => panic!("the tests run on sled"),
         }
     }
 }

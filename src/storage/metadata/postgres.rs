@@ -10,6 +10,7 @@
 //! | `satchel_usage`   | uploader: bytes stored, the UTC day counted and its bytes            |
 //! | `satchel_claims`  | id someone works on: who, until when, and an upload's reserved bytes |
 //! | `satchel_leader`  | the leadership: which instance holds the XMPP link, until when       |
+//! | `satchel_trees`   | entry of a side tree (the relay's outbox, the awaited downloads)     |
 //!
 //! The indexes of the sled backend are PostgreSQL indexes here (by expiry,
 //! by uploader), so they cannot disagree with the rows either.
@@ -38,6 +39,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
+use super::side_tree::Entry;
 use super::FilesPerKey;
 use crate::clock::utc_day;
 use crate::storage::error::StorageError;
@@ -87,6 +89,12 @@ CREATE TABLE IF NOT EXISTS satchel_claims (
     reserved bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS satchel_claims_by_user ON satchel_claims (uploader);
+CREATE TABLE IF NOT EXISTS satchel_trees (
+    tree text NOT NULL,
+    key bytea NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (tree, key)
+);
 CREATE TABLE IF NOT EXISTS satchel_leader (
     role text PRIMARY KEY,
     owner text NOT NULL,
@@ -658,6 +666,71 @@ impl PgMetadata {
             &[&&*self.owner],
         )?;
         Ok(())
+    }
+
+    /// Sets each key of side tree `tree` to its value, in one transaction.
+    pub fn tree_insert(&self, tree: &str, entries: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
+        let context = "writing a side tree";
+        self.wait(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await.map_err(failed(context))?;
+            let statement = transaction
+                .prepare_cached(
+                    "INSERT INTO satchel_trees (tree, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                )
+                .await
+                .map_err(failed(context))?;
+            for (key, value) in entries {
+                transaction
+                    .execute(&statement, &[&tree, key, value])
+                    .await
+                    .map_err(failed(context))?;
+            }
+            transaction.commit().await.map_err(failed(context))
+        })
+    }
+
+    pub fn tree_get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let rows = self.query(
+            "reading a side tree",
+            "SELECT value FROM satchel_trees WHERE tree = $1 AND key = $2",
+            &[&tree, &key],
+        )?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    /// Removes `key` from side tree `tree`; whether it was there.
+    pub fn tree_remove(&self, tree: &str, key: &[u8]) -> Result<bool, StorageError> {
+        let rows = self.query(
+            "removing from a side tree",
+            "DELETE FROM satchel_trees WHERE tree = $1 AND key = $2 RETURNING key",
+            &[&tree, &key],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Whether a key of side tree `tree` starts with `prefix`: the first
+    /// key at or after it, in the primary key's order, tells.
+    pub fn tree_has_prefix(&self, tree: &str, prefix: &[u8]) -> Result<bool, StorageError> {
+        let rows = self.query(
+            "reading a side tree",
+            "SELECT key FROM satchel_trees WHERE tree = $1 AND key >= $2 ORDER BY key LIMIT 1",
+            &[&tree, &prefix],
+        )?;
+        Ok(rows
+            .first()
+            .is_some_and(|row| row.get::<_, &[u8]>(0).starts_with(prefix)))
+    }
+
+    /// Every entry of side tree `tree`, in key order.
+    pub fn tree_entries(&self, tree: &str) -> Result<Vec<Entry>, StorageError> {
+        let rows = self.query(
+            "reading a side tree",
+            "SELECT key, value FROM satchel_trees WHERE tree = $1 ORDER BY key",
+            &[&tree],
+        )?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     /// Ends this process's claim on `id`, if it still holds it.
