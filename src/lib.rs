@@ -30,7 +30,9 @@
 //!    the store, the slots and the relay.
 //! 5. `service`, behind [`run`]: starts every part and wires them together;
 //!    the one module that knows them all. Beside it [`check`], behind
-//!    `satchel check-config`: tries what start-up would, without starting.
+//!    `satchel check-config`: tries what start-up would, without starting;
+//!    and [`migrate`], behind `satchel migrate`: copies a store into
+//!    another (a single node's into a cluster's).
 
 pub mod check;
 pub mod clock;
@@ -42,6 +44,7 @@ pub mod http;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod migrate;
 pub mod rate_limit;
 pub mod relay;
 pub mod slots;

@@ -1,7 +1,8 @@
 //! `satchel --config PATH`: reads the configuration and runs the service.
 //! `satchel check-config --config PATH`: checks it without starting.
+//! `satchel migrate --from OLD --config NEW`: copies a store into another.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, Subcommand};
@@ -25,6 +26,18 @@ enum Command {
     /// with a summary, or 2 with one line per problem. Run it as the service's
     /// user.
     CheckConfig,
+    /// Copy the files, records and relays of the store `--from` describes
+    /// (a configuration file, typically a single node's: sled and local
+    /// files) into the store of `--config` (typically a cluster's:
+    /// PostgreSQL and S3), sealed as they are, each copy read back and
+    /// checked against its hashes. Files already copied are skipped, so an
+    /// interrupted run resumes when run again. Stop the old service first;
+    /// both must load the same master key.
+    Migrate {
+        /// Configuration file of the store to copy from.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+    },
 }
 
 /// The exit status of `check-config` when it finds problems (as of a
@@ -44,6 +57,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::CheckConfig) => check_config(config),
+        Some(Command::Migrate { from }) => migrate(&from, &config),
         None => run(config),
     }
 }
@@ -65,7 +79,39 @@ fn check_config(path: PathBuf) -> ExitCode {
     }
 }
 
-fn run(config: PathBuf) -> ExitCode {
+/// Prints a line per file copied, then the totals; exits 1 if anything
+/// was left behind (the log says what), so that a script can run it again.
+fn migrate(from: &Path, to: &Path) -> ExitCode {
+    log_to_stderr();
+    let copied = |record: &satchel::storage::FileRecord| {
+        println!("copied {} ({} bytes)", record.id, record.size);
+    };
+    match satchel::migrate::migrate(from, to, copied) {
+        Ok(report) => {
+            println!(
+                "migrated: {} files copied ({} bytes), {} already there, {} expired and left, \
+                 {} failed, {} relay and download entries",
+                report.copied,
+                report.copied_bytes,
+                report.already_there,
+                report.expired,
+                report.failed,
+                report.entries
+            );
+            if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("satchel migrate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log_to_stderr() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -73,6 +119,10 @@ fn run(config: PathBuf) -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn run(config: PathBuf) -> ExitCode {
+    log_to_stderr();
     match start(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

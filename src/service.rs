@@ -38,7 +38,7 @@ use crate::metrics::Snapshot;
 use crate::relay::{Relay, RelayStartError};
 use crate::slots::SlotService;
 use crate::storage::downloads::DownloadTracker;
-use crate::storage::{StorageError, Store, StoreOptions};
+use crate::storage::{StorageError, Store};
 use crate::xmpp::adhoc::{CommandRequest, CommandResponse, ListedCommand};
 use crate::xmpp::delegate::Delegate;
 use crate::xmpp::link_state::LinkState;
@@ -265,17 +265,7 @@ fn reload_settings(path: &Path, settings: &LiveConfig) {
 
 /// Opens the store (creating it, and its master key, on the first start).
 async fn open_store(config: &Config) -> Result<Store, StartError> {
-    let options = StoreOptions {
-        previous_key_files: config.storage.previous_key_files.clone(),
-        cipher: config.storage.cipher,
-        metadata: config.storage.metadata.clone(),
-        blobs: config.storage.backend.clone(),
-        ..StoreOptions::new(
-            config.storage.path.clone(),
-            config.storage.key_file.clone(),
-            config.storage.cache_capacity_bytes,
-        )
-    };
+    let options = config.store_options();
     let path = config.storage.path.clone();
     tokio::task::spawn_blocking(move || Store::open(options))
         .await

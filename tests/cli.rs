@@ -840,3 +840,31 @@ fn check_config_names_a_database_that_does_not_answer_without_its_password() {
     );
     assert!(!lines[0].contains("hidden-password"), "{lines:?}");
 }
+
+#[test]
+fn migrate_names_a_configuration_it_cannot_read_and_copies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    let target = write_in(
+        dir.path(),
+        "target.toml",
+        config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100").as_bytes(),
+    );
+    let source = write_in(dir.path(), "source.toml", b"[storage\npath = ");
+    for from in [source.to_str().unwrap(), "/nonexistent/satchel.toml"] {
+        let output = satchel(&[
+            "migrate",
+            "--from",
+            from,
+            "--config",
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(&format!("satchel migrate: {from}: ")),
+            "{stderr}"
+        );
+        assert!(!storage.exists(), "nothing is created before both are read");
+    }
+}

@@ -17,6 +17,8 @@ keeps it to one either way)."""
 
 import concurrent.futures
 import os
+import re
+import subprocess
 import time
 
 import pytest
@@ -29,7 +31,7 @@ from harness.postgres import Postgres
 from harness.relay import (
     check_relay_message, expect_receipt, is_relay_of, send_relay, upload_image,
 )
-from harness.satchel import Satchel, log_size, wait_for_log
+from harness.satchel import Satchel, log_size, satchel_binary, wait_for_log
 from harness.util import wait_until
 
 TIMEOUT = 30
@@ -283,3 +285,56 @@ def test_a_relay_to_an_offline_recipient_survives_the_leader_s_death(forgetful_c
                             privileged=False, download=False)
     r = requests.get(through(survivor, slot.get_url), timeout=TIMEOUT)
     assert r.status_code == 200 and r.content == expected.data
+
+
+def test_a_single_node_store_migrates_into_the_cluster_and_resumes(server, satchel_manager,
+                                                                   postgres, bucket, alice):
+    """`satchel migrate` from sled and local files into PostgreSQL and the
+    bucket: interrupted (SIGKILL after its first file), run again, every
+    file is served by the cluster with its bytes."""
+    if server.kind != "prosody":
+        pytest.skip("the cluster's parts are the same behind either server")
+    satchel_manager.stop_current()
+    postgres.reset()
+    single = Satchel(server, {"limits": {"max_file_size": 64 * MIB}})
+    cluster = Cluster(server, postgres, bucket)
+    try:
+        single.start()
+        wait_component(server, satchel=single)
+        files = {}
+        for i, size in enumerate([1000, 300_000] + [9 * MIB] * 6):
+            data = os.urandom(size)
+            slot = alice.request_slot(f"old-{i}.bin", size, "application/octet-stream")
+            assert put(slot.put_url, slot, data).status_code == 201
+            files[slot.get_url] = data
+        single.stop()
+        for satchel in cluster.instances.values():
+            satchel.config["storage"]["key_file"] = str(single.key_file)
+        cluster.a.prepare()
+        command = [str(satchel_binary()), "migrate", "--from", str(single.config_path),
+                   "--config", str(cluster.a.config_path)]
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 text=True)
+        try:
+            assert first.stdout.readline().startswith("copied ")
+        finally:
+            first.kill()
+            first.wait()
+        second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0, second.stderr
+        summary = second.stdout.strip().splitlines()[-1]
+        counts = re.match(r"migrated: (\d+) files copied \(\d+ bytes\), (\d+) already there",
+                          summary)
+        assert counts, summary
+        copied, already = int(counts[1]), int(counts[2])
+        assert already >= 1 and copied >= 1 and copied + already == len(files), summary
+        cluster.start()
+        for url, data in files.items():
+            r = requests.get(through(cluster.b, url), timeout=TIMEOUT)
+            assert r.status_code == 200 and r.content == data, url
+        # A third run finds nothing left to copy.
+        third = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert f"0 files copied (0 bytes), {len(files)} already there" in third.stdout
+    finally:
+        single.cleanup()
+        cluster.cleanup()

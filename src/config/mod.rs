@@ -29,7 +29,7 @@ use jid::BareJid;
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
 use crate::storage::cipher::CipherChoice;
-use crate::storage::{BlobBackend, MetadataBackend, PostgresCluster, S3Bucket};
+use crate::storage::{BlobBackend, MetadataBackend, PostgresCluster, S3Bucket, StoreOptions};
 pub use error::ConfigError;
 pub use help::keys_help;
 use key::Key;
@@ -153,6 +153,22 @@ pub struct RelayConfig {
 }
 
 impl Config {
+    /// How to open the store this configuration describes.
+    pub fn store_options(&self) -> StoreOptions {
+        let storage = &self.storage;
+        StoreOptions {
+            previous_key_files: storage.previous_key_files.clone(),
+            cipher: storage.cipher,
+            metadata: storage.metadata.clone(),
+            blobs: storage.backend.clone(),
+            ..StoreOptions::new(
+                storage.path.clone(),
+                storage.key_file.clone(),
+                storage.cache_capacity_bytes,
+            )
+        }
+    }
+
     /// Reads and checks the file at `path`: UTF-8 text of at most
     /// [`MAX_FILE_BYTES`], so that a wrong path cannot fill the memory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

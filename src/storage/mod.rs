@@ -14,7 +14,7 @@
 //! | layer      | files                                                                |
 //! |------------|----------------------------------------------------------------------|
 //! | facade     | `store` ([`Store`]); [`downloads`], a client of it                   |
-//! | operations | `writer` (uploads), `reader` (byte ranges), `gc` (deletions)         |
+//! | operations | `writer` (uploads), `reader` (byte ranges), `gc` (deletions), `migrate` (copying a store) |
 //! | backends   | `blobs` (the sealed bytes: local files or S3), `metadata` (records, indexes, usage) |
 //! | foundation | [`cipher`], [`records`], [`crypto`], [`master_key`], `claims`, `trees`, `error`, `disk_space` |
 //!
@@ -83,6 +83,7 @@ mod error;
 mod gc;
 pub mod master_key;
 mod metadata;
+mod migrate;
 mod quota;
 mod reader;
 pub mod records;
@@ -97,6 +98,7 @@ pub use disk_space::{DiskSpace, DISK_SPACE_MAX_AGE};
 pub use error::StorageError;
 pub use gc::GcReport;
 pub use metadata::{probe_database, MetadataBackend, PostgresCluster, SideTree};
+pub use migrate::MigrationReport;
 pub use quota::{exceeded, Exceeded, QuotaCheck, QuotaLimits};
 pub use reader::{RangeReader, WINDOW_CHUNKS};
 pub use records::{FileId, FileRecord, NewUpload, Purpose, UserUsage};

@@ -385,16 +385,21 @@ impl Store {
         self.inner.metadata.flush()
     }
 
-    /// The blob store, for tests that look at what reached the disk.
-    #[cfg(test)]
+    /// The blob store, for the migration (which copies blobs as they are)
+    /// and for tests that look at what reached the disk.
     pub(super) fn blobs(&self) -> &Blobs {
         &self.inner.blobs
     }
 
-    /// The metadata, for tests that look at it or alter it.
-    #[cfg(test)]
+    /// The metadata, for the migration (which copies records as they are)
+    /// and for tests that look at it or alter it.
     pub(super) fn metadata(&self) -> &Metadata {
         &self.inner.metadata
+    }
+
+    /// The claims on ids, for the migration.
+    pub(super) fn claims(&self) -> &Claims {
+        &self.inner.claims
     }
 }
 

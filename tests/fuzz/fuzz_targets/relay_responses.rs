@@ -138,7 +138,9 @@ async fn feed(router: &Router<Component>, text: &str) {
 
 async fn run(fixture: &Fixture, script: &str) {
     let tree = fixture.store.open_tree(Tree::Relays).unwrap();
-    tree.clear().unwrap();
+    for (key, _) in tree.entries().unwrap() {
+        tree.remove(&key).unwrap();
+    }
     let outbox = Outbox::new(tree);
     for record in [
         relay(
