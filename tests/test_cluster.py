@@ -19,13 +19,16 @@ import concurrent.futures
 import os
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from harness import make_server, rawhttp
 from harness.client import XmppError, XmppTimeout, connect_user, wait_component
+from harness.cluster import Cluster, through
 from harness.objectstores import STORES, start_store
 from harness.postgres import Postgres
 from harness.relay import (
@@ -57,55 +60,6 @@ def bucket(request):
     store.cleanup()
 
 
-class Cluster:
-    """Instances `a` and `b`: one database, one bucket, one master key."""
-
-    def __init__(self, server, postgres, bucket, limits=None):
-        self.server = server
-        self.instances = {}
-        shared_key = None
-        for name in ("a", "b"):
-            config = {**bucket.satchel_config(), **postgres.satchel_config(name, LEASE_SECS)}
-            config["limits"] = {"max_file_size": 64 * MIB, **(limits or {})}
-            satchel = Satchel(server, config)
-            if shared_key is None:
-                shared_key = satchel.key_file
-            satchel.config["storage"]["key_file"] = str(shared_key)
-            self.instances[name] = satchel
-
-    def start(self):
-        # `a` first: it creates the master key `b` then shares, and leads.
-        self.a.start()
-        wait_component(self.server, satchel=self.a)
-        self.b.start()
-        wait_for_log(self.b, "does not lead the cluster")
-        return self
-
-    @property
-    def a(self):
-        return self.instances["a"]
-
-    @property
-    def b(self):
-        return self.instances["b"]
-
-    def leader(self):
-        for satchel in self.instances.values():
-            if satchel.running() and "now leads the cluster" in last_leadership_line(satchel):
-                return satchel
-        return None
-
-    def cleanup(self):
-        for satchel in self.instances.values():
-            satchel.cleanup()
-
-
-def last_leadership_line(satchel):
-    lines = [line for line in satchel.log_path.read_text(errors="replace").splitlines()
-             if "leads the cluster" in line]
-    return lines[-1] if lines else ""
-
-
 @pytest.fixture
 def cluster(request, server, satchel_manager, postgres, bucket):
     if server.kind != "prosody":
@@ -115,7 +69,7 @@ def cluster(request, server, satchel_manager, postgres, bucket):
     postgres.reset()
     marker = request.node.get_closest_marker("satchel_config")
     limits = marker.kwargs.get("limits") if marker else None
-    made = Cluster(server, postgres, bucket, limits).start()
+    made = Cluster(server, postgres, bucket, limits, LEASE_SECS).start()
     yield made
     made.cleanup()
 
@@ -135,16 +89,9 @@ def forgetful_server(server):
 @pytest.fixture
 def forgetful_cluster(forgetful_server, postgres, bucket):
     postgres.reset()
-    made = Cluster(forgetful_server, postgres, bucket).start()
+    made = Cluster(forgetful_server, postgres, bucket, lease_secs=LEASE_SECS).start()
     yield made
     made.cleanup()
-
-
-def through(satchel, url):
-    """`url` as served by `satchel`: instances sit behind one load balancer
-    in production, each with its own port here."""
-    path = url.split("/", 3)[3]
-    return f"{satchel.public_url}/{path}"
 
 
 def put(url, slot, data, content_type="application/octet-stream"):
@@ -297,7 +244,7 @@ def test_a_single_node_store_migrates_into_the_cluster_and_resumes(server, satch
     satchel_manager.stop_current()
     postgres.reset()
     single = Satchel(server, {"limits": {"max_file_size": 64 * MIB}})
-    cluster = Cluster(server, postgres, bucket)
+    cluster = Cluster(server, postgres, bucket, lease_secs=LEASE_SECS)
     try:
         single.start()
         wait_component(server, satchel=single)
@@ -338,3 +285,26 @@ def test_a_single_node_store_migrates_into_the_cluster_and_resumes(server, satch
     finally:
         single.cleanup()
         cluster.cleanup()
+
+
+def test_the_cluster_demo_runs(server, satchel_manager):
+    """examples/cluster/demo.py, as the README runs it (demo.sh adds only the
+    installs): it starts its own Garage, PostgreSQL and Prosody."""
+    if server.kind != "prosody":
+        pytest.skip("the demo brings its own Prosody")
+    if not Postgres.installed():
+        pytest.skip("PostgreSQL not installed")
+    from harness.garage import GarageCluster
+    if not GarageCluster.installed():
+        if os.environ.get("SATCHEL_REQUIRE_GARAGE"):
+            pytest.fail("garage is required here")
+        pytest.skip("garage not installed")
+    satchel_manager.stop_current()
+    demo = Path(__file__).resolve().parents[1] / "examples" / "cluster" / "demo.py"
+    run = subprocess.run([sys.executable, str(demo), "--lease", str(LEASE_SECS)],
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, SATCHEL_BIN=str(satchel_binary())))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.rstrip().endswith("cluster demo: OK"), run.stdout[-3000:]
+    assert "SHA-256 identical" in run.stdout and "DIFFERENT" not in run.stdout
+    assert "its plaintext in it: no" in run.stdout
