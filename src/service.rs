@@ -379,32 +379,42 @@ async fn flush(store: Store) {
 async fn collect_garbage_periodically(
     store: Store,
     settings: LiveConfig,
-    mut leading: watch::Receiver<bool>,
+    leading: watch::Receiver<bool>,
 ) {
     loop {
-        // In a cluster, the leader alone collects.
-        if leading.wait_for(|leads| *leads).await.is_err() {
-            return;
-        }
         let started = tokio::time::Instant::now();
-        let abandoned_after = settings.get().retention.abandoned_upload.as_secs();
-        let store = store.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || store.collect_garbage(unix_now(), abandoned_after))
-                .await;
-        match outcome {
-            Ok(Ok(report)) if report != Default::default() => {
-                crate::metrics::metrics()
-                    .gc_freed_bytes
-                    .inc_by(report.bytes_freed);
-                info!(?report, "garbage collected")
+        // In a cluster, the leader alone collects; the others count the
+        // files again, which the leader's work changes behind them.
+        if *leading.borrow() {
+            collect_garbage(store.clone(), &settings).await;
+        } else {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.recount()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => warn!(%error, "counting the stored files failed"),
+                Err(_) => warn!("counting the stored files panicked"),
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => warn!(%error, "garbage collection failed"),
-            Err(_) => warn!("garbage collection panicked"),
         }
         let gc_interval = |config: &Config| config.retention.gc_interval;
         settings.sleep_from(started, gc_interval).await;
+    }
+}
+
+async fn collect_garbage(store: Store, settings: &LiveConfig) {
+    let abandoned_after = settings.get().retention.abandoned_upload.as_secs();
+    let outcome =
+        tokio::task::spawn_blocking(move || store.collect_garbage(unix_now(), abandoned_after))
+            .await;
+    match outcome {
+        Ok(Ok(report)) if report != Default::default() => {
+            crate::metrics::metrics()
+                .gc_freed_bytes
+                .inc_by(report.bytes_freed);
+            info!(?report, "garbage collected")
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => warn!(%error, "garbage collection failed"),
+        Err(_) => warn!("garbage collection panicked"),
     }
 }
 

@@ -35,7 +35,7 @@ from harness.relay import (
     check_relay_message, expect_receipt, is_relay_of, send_relay, upload_image,
 )
 from harness.satchel import Satchel, log_size, satchel_binary, wait_for_log
-from harness.util import wait_until
+from harness.util import free_port, wait_until
 
 TIMEOUT = 30
 MIB = 1024 * 1024
@@ -310,6 +310,36 @@ def test_a_single_node_store_migrates_into_the_cluster_and_resumes(server, satch
         assert f"0 files copied (0 bytes), {len(files)} already there" in third.stdout
     finally:
         single.cleanup()
+        cluster.cleanup()
+
+
+def test_a_follower_counts_the_files_the_leader_stored(server, satchel_manager, postgres,
+                                                      bucket, alice):
+    """Each instance's satchel_stored_files: the follower counts again at
+    each collection interval what it does not see committed itself."""
+    if server.kind != "prosody":
+        pytest.skip("the cluster's parts are the same behind either server")
+    satchel_manager.stop_current()
+    postgres.reset()
+    cluster = Cluster(server, postgres, bucket, lease_secs=LEASE_SECS)
+    metrics_port = free_port()
+    cluster.b.config["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    cluster.b.config["retention"] = {"gc_interval_secs": 1}
+    try:
+        cluster.start()
+        data = os.urandom(100_000)
+        slot = alice.request_slot("counted.bin", len(data), "application/octet-stream")
+        assert put(through(cluster.a, slot.put_url), slot, data).status_code == 201
+
+        def counted():
+            text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            values = dict(line.split(" ", 1) for line in text.splitlines()
+                          if line.startswith(("satchel_stored_files ", "satchel_stored_bytes ")))
+            return (float(values.get("satchel_stored_files", 0)) == 1
+                    and float(values.get("satchel_stored_bytes", 0)) == len(data))
+
+        wait_until(counted, timeout=30, interval=0.3, what="b counting a's upload")
+    finally:
         cluster.cleanup()
 
 

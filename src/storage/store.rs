@@ -183,6 +183,14 @@ impl Store {
         self.inner.metadata.lead()
     }
 
+    /// Counts the stored files and bytes again (see
+    /// [`stored_bytes`](Self::stored_bytes)), for an instance of a cluster
+    /// that does not collect garbage, where the recount happens; a single
+    /// instance's counts are exact already.
+    pub fn recount(&self) -> Result<(), StorageError> {
+        self.inner.metadata.recount()
+    }
+
     /// Gives the leadership up (at shutdown), so that another instance
     /// takes over at once.
     pub fn resign(&self) -> Result<(), StorageError> {
