@@ -23,42 +23,11 @@ for a in "$@"; do
     if [ "$a" = "--upload-only" ]; then DEMO=examples/demo_client.py; else args+=("$a"); fi
 done
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-missing=()
-for p in prosody prosody-modules python3-venv; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "==> installing ${missing[*]} (without starting system-wide daemons)"
-    policy=/usr/sbin/policy-rc.d
-    if [ ! -e "$policy" ]; then
-        trap '$SUDO rm -f "$policy"' EXIT
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-        $SUDO chmod 755 "$policy"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq >/dev/null
-    $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-PYTHON="${PYTHON:-python3}"
+source examples/demo_setup.sh
+install_packages prosody prosody-modules python3-venv
 modules="slixmpp, requests"
 if [ "$DEMO" = examples/offline_demo.py ]; then modules="$modules, PIL"; fi
-if ! "$PYTHON" -c "import $modules" 2>/dev/null; then
-    echo "==> installing Python packages (tests/requirements.txt)"
-    if ! "$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-            -r tests/requirements.txt; then
-        venv="${XDG_CACHE_HOME:-$HOME/.cache}/satchel-tests-venv"
-        [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-        PYTHON="$venv/bin/python"
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-    fi
-fi
-
-echo "==> building Satchel (cargo build)"
-cargo build --quiet --bin satchel
-export SATCHEL_BIN="$PWD/target/debug/satchel"
+use_python "$modules"
+build_satchel
 
 exec "$PYTHON" "$DEMO" ${args[@]+"${args[@]}"}

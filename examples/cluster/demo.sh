@@ -12,46 +12,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-missing=()
-for p in prosody prosody-modules postgresql python3-venv; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "==> installing ${missing[*]} (without starting system-wide daemons)"
-    policy=/usr/sbin/policy-rc.d
-    if [ ! -e "$policy" ]; then
-        trap '$SUDO rm -f "$policy"' EXIT
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-        $SUDO chmod 755 "$policy"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq >/dev/null
-    $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
+source examples/demo_setup.sh
+install_packages prosody prosody-modules postgresql python3-venv
 if ! command -v garage >/dev/null; then
     echo "==> building Garage 2.5 (cargo install, about 8 minutes the first time)"
     cargo install garage --version 2.5.0 --locked --no-default-features \
         --features lmdb,bundled-libs --quiet
 fi
-
-PYTHON="${PYTHON:-python3}"
-if ! "$PYTHON" -c "import slixmpp, requests, boto3" 2>/dev/null; then
-    echo "==> installing Python packages (tests/requirements.txt)"
-    if ! "$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-            -r tests/requirements.txt; then
-        venv="${XDG_CACHE_HOME:-$HOME/.cache}/satchel-tests-venv"
-        [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-        PYTHON="$venv/bin/python"
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-    fi
-fi
-
-echo "==> building Satchel (cargo build)"
-cargo build --quiet --bin satchel
-export SATCHEL_BIN="$PWD/target/debug/satchel"
+use_python "slixmpp, requests, boto3"
+build_satchel
 
 exec "$PYTHON" examples/cluster/demo.py "$@"
