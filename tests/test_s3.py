@@ -151,6 +151,40 @@ def test_expired_files_and_orphan_objects_leave_the_bucket(on_s3, seaweed, alice
     s3.delete_object(Bucket=BUCKET, Key=stranger)
 
 
+def multipart_uploads(store):
+    listed = store.client().list_multipart_uploads(Bucket=BUCKET, Prefix="content/")
+    return [upload["Key"] for upload in listed.get("Uploads", [])]
+
+
+def test_a_multipart_upload_cut_off_by_a_crash_is_aborted(on_s3, seaweed, alice):
+    """SIGKILL in the middle of a multipart upload: the marker Satchel wrote
+    for it leads the collector to abort it, and the slot still works."""
+    satchel = on_s3(fresh=True, retention={"gc_interval_secs": 1,
+                                           "abandoned_upload_secs": 1})
+    data = os.urandom(20 * MIB)
+    slot = alice.request_slot("cut-off.bin", len(data), "application/octet-stream")
+    key = object_key(slot)
+    marker = "uploads/" + key.split("/", 1)[1]
+    sock = rawhttp.begin_put(slot.put_url, len(data), data[:12 * MIB])
+    try:
+        wait_until(lambda: marker in seaweed.keys() and key in multipart_uploads(seaweed),
+                   timeout=30, what="the multipart upload and its marker")
+        satchel.kill()
+    finally:
+        sock.close()
+    satchel.start()
+    wait_until(lambda: key not in multipart_uploads(seaweed) and marker not in seaweed.keys(),
+               timeout=60, what=lambda: f"uploads {multipart_uploads(seaweed)}, "
+                                        f"keys {seaweed.keys()}")
+    r = requests.put(slot.put_url, data=data,
+                     headers=dict(slot.put_headers,
+                                  **{"Content-Type": "application/octet-stream"}),
+                     timeout=TIMEOUT)
+    assert r.status_code == 201, (r.status_code, r.text)
+    assert requests.get(slot.get_url, timeout=TIMEOUT).content == data
+    assert marker not in seaweed.keys(), "a completed upload leaves no marker"
+
+
 def test_a_bucket_that_stops_answering_gives_503_and_serving_resumes(on_s3, seaweed, alice):
     satchel = on_s3(fresh=True)
     data = os.urandom(200_000)

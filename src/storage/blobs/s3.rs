@@ -17,10 +17,11 @@
 //! plain PUT when it is published.
 //! Either way the object appears whole or not at all: S3 shows a multipart
 //! object only once it is completed, and completing it is the publish. A
-//! pending blob that is dropped unpublished aborts its multipart upload;
-//! one cut off by a crash is left to the bucket's lifecycle rule for
-//! incomplete uploads (the README asks operators for one), as
-//! `object_store` cannot list them.
+//! multipart upload, once started, gets a marker object
+//! (`uploads/ab/<id>`, holding its upload id) that the publish deletes:
+//! `object_store` cannot list multipart uploads, so the marker is how the
+//! collector finds one cut off by a crash and aborts it. A pending blob
+//! that is dropped unpublished aborts its upload at once.
 //!
 //! **Reading.** A download is read in blocks of [`READ_BLOCK_BYTES`], one
 //! ranged GET each, the next [`READ_AHEAD_BLOCKS`] fetched while one is
@@ -43,8 +44,9 @@ use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, MultipartUpload, ObjectStore, PutPayload, RetryConfig};
+use object_store::{ClientOptions, MultipartId, ObjectStore, PutPayload, RetryConfig};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -99,8 +101,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The prefix of every object Satchel writes.
+/// The prefix of every file's object.
 const PREFIX: &str = "content";
+/// The prefix of the markers of multipart uploads in progress: one object
+/// per upload, named like its file's, holding its upload id.
+const UPLOADS_PREFIX: &str = "uploads";
 
 /// The bucket, shared by every clone.
 #[derive(Clone)]
@@ -130,10 +135,12 @@ pub(crate) struct S3Pending {
     path: ObjectPath,
     /// Sealed bytes not sent yet, less than a part once `append` returns.
     filling: Option<Filling>,
-    /// Started with the first full part.
-    upload: Option<Box<dyn MultipartUpload>>,
+    /// Started with the first full part; its marker written.
+    upload: Option<MultipartId>,
+    /// The parts sent, in order.
+    parts: Vec<PartId>,
     /// The parts being sent, oldest first.
-    in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
+    in_flight: VecDeque<JoinHandle<object_store::Result<PartId>>>,
     published: bool,
 }
 
@@ -218,6 +225,7 @@ impl S3Blobs {
             path: object_path(id),
             filling: None,
             upload: None,
+            parts: Vec::new(),
             in_flight: VecDeque::new(),
             published: false,
         }
@@ -237,35 +245,64 @@ impl S3Blobs {
         }
     }
 
-    /// A pending blob is no object (its multipart upload is invisible, and
-    /// aborted when it is dropped): only a published one is deleted.
+    /// A published blob is its object; a pending one is a multipart upload
+    /// (invisible), found through its marker: it is aborted, then the
+    /// marker deleted.
     pub fn delete_one(&self, id: &FileId, state: BlobState) -> Result<(), StorageError> {
-        if state == BlobState::Pending {
-            return Ok(());
-        }
-        let path = object_path(id);
-        match self.bucket.wait(self.bucket.store.delete(&path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(unavailable(format!("deleting {path}"), source)),
+        match state {
+            BlobState::Published => self.bucket.delete_object(&object_path(id)),
+            BlobState::Pending => {
+                let marker = marker_path(id);
+                let upload = match self.bucket.wait(self.bucket.store.get(&marker)) {
+                    Ok(found) => self
+                        .bucket
+                        .wait(found.bytes())
+                        .map_err(|source| unavailable(format!("reading {marker}"), source))?,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(()),
+                    Err(source) => return Err(unavailable(format!("reading {marker}"), source)),
+                };
+                let upload = MultipartId::from(String::from_utf8_lossy(&upload).into_owned());
+                let path = object_path(id);
+                match self
+                    .bucket
+                    .wait(self.bucket.store.abort_multipart(&path, &upload))
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => {
+                        return Err(unavailable(
+                            format!("aborting the upload of {path}"),
+                            source,
+                        ))
+                    }
+                }
+                self.bucket.delete_object(&marker)
+            }
         }
     }
 
-    /// Lists the objects under `content/`, a page at a time; `visit` runs
+    /// Lists the objects under `content/` (published blobs) and the markers
+    /// under `uploads/` (pending ones), a page at a time; `visit` runs
     /// between the waits (it may call the bucket itself).
     pub fn walk(
         &self,
         mut visit: impl FnMut(FoundBlob) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let prefix = ObjectPath::from(PREFIX);
-        let mut listing = self.bucket.store.list(Some(&prefix));
-        while let Some(meta) = self.bucket.wait(listing.next()) {
-            let meta = meta.map_err(|source| unavailable("listing the bucket".into(), source))?;
-            if let Some(id) = id_of(&meta.location) {
-                visit(FoundBlob {
-                    id,
-                    state: BlobState::Published,
-                    modified: u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
-                })?;
+        for (prefix, state) in [
+            (PREFIX, BlobState::Published),
+            (UPLOADS_PREFIX, BlobState::Pending),
+        ] {
+            let prefix = ObjectPath::from(prefix);
+            let mut listing = self.bucket.store.list(Some(&prefix));
+            while let Some(meta) = self.bucket.wait(listing.next()) {
+                let meta =
+                    meta.map_err(|source| unavailable("listing the bucket".into(), source))?;
+                if let Some(id) = id_of(&meta.location, &prefix) {
+                    visit(FoundBlob {
+                        id,
+                        state,
+                        modified: u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
+                    })?;
+                }
             }
         }
         Ok(())
@@ -296,31 +333,46 @@ impl S3Pending {
     }
 
     /// Sends what is filled as the next part, once fewer than
-    /// [`PARTS_IN_FLIGHT`] are being sent.
+    /// [`PARTS_IN_FLIGHT`] are being sent. The first starts the multipart
+    /// upload and writes its marker, so that the upload can be found and
+    /// aborted if Satchel stops before it ends.
     fn send_part(&mut self) -> Result<(), StorageError> {
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             self.wait_oldest_part()?;
         }
-        if self.upload.is_none() {
-            let started = self
-                .bucket
-                .wait(self.bucket.store.put_multipart(&self.path));
-            self.upload = Some(started.map_err(|source| {
-                unavailable(format!("starting the upload of {}", self.path), source)
-            })?);
-        }
-        let upload = self.upload.as_mut().expect("started above");
+        let upload = match &self.upload {
+            Some(upload) => upload.clone(),
+            None => self.start_upload()?,
+        };
         let Some(Filling { bytes, permit }) = self.filling.take() else {
             return Ok(());
         };
-        let sending = upload.put_part(PutPayload::from(Bytes::from(bytes)));
+        let index = self.parts.len() + self.in_flight.len();
+        let (bucket, path) = (self.bucket.clone(), self.path.clone());
         self.in_flight
             .push_back(self.bucket.runtime.spawn(async move {
-                let sent = sending.await;
+                let payload = PutPayload::from(Bytes::from(bytes));
+                let sent = bucket.store.put_part(&path, &upload, index, payload).await;
                 drop(permit);
                 sent
             }));
         Ok(())
+    }
+
+    /// Starts the multipart upload, then writes its marker.
+    fn start_upload(&mut self) -> Result<MultipartId, StorageError> {
+        let path = &self.path;
+        let upload = self
+            .bucket
+            .wait(self.bucket.store.create_multipart(path))
+            .map_err(|source| unavailable(format!("starting the upload of {path}"), source))?;
+        let marker = marker_of(path);
+        let body = PutPayload::from(Bytes::from(upload.clone().into_bytes()));
+        self.upload = Some(upload.clone());
+        self.bucket
+            .wait(self.bucket.store.put(&marker, body))
+            .map_err(|source| unavailable(format!("writing {marker}"), source))?;
+        Ok(upload)
     }
 
     fn wait_in_flight(&mut self) -> Result<(), StorageError> {
@@ -335,7 +387,10 @@ impl S3Pending {
             return Ok(());
         };
         match self.bucket.wait(part) {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(part)) => {
+                self.parts.push(part);
+                Ok(())
+            }
             Ok(Err(source)) => Err(unavailable(
                 format!("sending a part of {}", self.path),
                 source,
@@ -350,8 +405,8 @@ impl S3Pending {
     /// Sends the rest and completes the object: one PUT if it never filled
     /// a part, else the last part and the completion.
     pub fn publish(&mut self) -> Result<(), StorageError> {
-        let path = &self.path;
         if self.upload.is_none() {
+            let path = &self.path;
             let filled = self.filling.take().map(|filling| filling.bytes);
             let body = PutPayload::from(Bytes::from(filled.unwrap_or_default()));
             self.bucket
@@ -360,10 +415,17 @@ impl S3Pending {
         } else {
             self.send_part()?;
             self.wait_in_flight()?;
-            let upload = self.upload.as_mut().expect("checked above");
+            let path = &self.path;
+            let upload = self.upload.as_ref().expect("checked above");
+            let parts = std::mem::take(&mut self.parts);
             self.bucket
-                .wait(upload.complete())
-                .map_err(|source| unavailable(format!("completing {}", self.path), source))?;
+                .wait(self.bucket.store.complete_multipart(path, upload, parts))
+                .map_err(|source| unavailable(format!("completing {path}"), source))?;
+            // Left behind, the marker is harmless: the collector finds the
+            // upload gone and deletes it.
+            if let Err(error) = self.bucket.delete_object(&marker_of(path)) {
+                tracing::warn!(%error, "could not delete the marker of a completed upload");
+            }
         }
         self.published = true;
         Ok(())
@@ -377,10 +439,15 @@ impl Drop for S3Pending {
         for part in self.in_flight.drain(..) {
             part.abort();
         }
-        if let (Some(mut upload), false) = (self.upload.take(), self.published) {
+        if let (Some(upload), false) = (self.upload.take(), self.published) {
+            let (bucket, path) = (self.bucket.clone(), self.path.clone());
             self.bucket.runtime.spawn(async move {
-                if let Err(error) = upload.abort().await {
+                if let Err(error) = bucket.store.abort_multipart(&path, &upload).await {
                     tracing::warn!(%error, "could not abort an unfinished multipart upload");
+                    return;
+                }
+                if let Err(error) = bucket.store.delete(&marker_of(&path)).await {
+                    tracing::warn!(%error, "could not delete the marker of an aborted upload");
                 }
             });
         }
@@ -472,6 +539,14 @@ impl S3Published {
 }
 
 impl Bucket {
+    /// Deletes the object at `path`, if there is one.
+    fn delete_object(&self, path: &ObjectPath) -> Result<(), StorageError> {
+        match self.wait(self.store.delete(path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(unavailable(format!("deleting {path}"), source)),
+        }
+    }
+
     /// Runs `call` to completion from a thread that may block.
     fn wait<F: std::future::Future>(&self, call: F) -> F::Output {
         tokio::task::block_in_place(|| self.runtime.block_on(call))
@@ -497,11 +572,27 @@ fn object_path(id: &FileId) -> ObjectPath {
     ObjectPath::from(format!("{PREFIX}/{}/{id}", hex::encode(&id.0[..1])))
 }
 
-/// The id an object of ours is named after; `None` for any other name.
-fn id_of(path: &ObjectPath) -> Option<FileId> {
+/// Where the marker of the multipart upload of `id` is.
+fn marker_path(id: &FileId) -> ObjectPath {
+    ObjectPath::from(format!("{UPLOADS_PREFIX}/{}/{id}", hex::encode(&id.0[..1])))
+}
+
+/// The marker of the upload of the object at `path` (one of ours).
+fn marker_of(path: &ObjectPath) -> ObjectPath {
+    let name: Vec<_> = path
+        .parts()
+        .skip(1)
+        .map(|part| part.as_ref().to_owned())
+        .collect();
+    ObjectPath::from(format!("{UPLOADS_PREFIX}/{}", name.join("/")))
+}
+
+/// The id an object of ours under `prefix` is named after; `None` for any
+/// other name.
+fn id_of(path: &ObjectPath, prefix: &ObjectPath) -> Option<FileId> {
     let mut parts = path.parts();
-    let (prefix, shard, name) = (parts.next()?, parts.next()?, parts.next()?);
-    if prefix.as_ref() != PREFIX || parts.next().is_some() {
+    let (first, shard, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if first.as_ref() != prefix.as_ref() || parts.next().is_some() {
         return None;
     }
     let id: FileId = name.as_ref().parse().ok()?;
@@ -524,7 +615,13 @@ mod tests {
         let id = FileId([0xab; 16]);
         let path = object_path(&id);
         assert_eq!(path.as_ref(), format!("content/ab/{id}"));
-        assert_eq!(id_of(&path), Some(id));
+        let (content, uploads) = (ObjectPath::from(PREFIX), ObjectPath::from(UPLOADS_PREFIX));
+        assert_eq!(id_of(&path, &content), Some(id));
+        assert_eq!(id_of(&path, &uploads), None);
+        let marker = marker_path(&id);
+        assert_eq!(marker.as_ref(), format!("uploads/ab/{id}"));
+        assert_eq!(marker_of(&path), marker);
+        assert_eq!(id_of(&marker, &uploads), Some(id));
         for stranger in [
             format!("content/ac/{id}"),
             format!("other/ab/{id}"),
@@ -533,7 +630,7 @@ mod tests {
             "content/ab".to_owned(),
         ] {
             assert_eq!(
-                id_of(&ObjectPath::from(stranger.as_str())),
+                id_of(&ObjectPath::from(stranger.as_str()), &content),
                 None,
                 "{stranger}"
             );
