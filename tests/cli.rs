@@ -791,15 +791,20 @@ fn check_config_survives_hostile_tls_files() {
     }
 }
 
+/// A loopback port nothing listens on (its listener is closed at once).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 #[test]
 fn check_config_names_a_bucket_that_does_not_answer_without_its_secret() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("store");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed_port();
     let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100")
         .replace("[limits]", "backend = \"s3\"\n[limits]")
         + &format!(
@@ -821,11 +826,7 @@ fn check_config_names_a_bucket_that_does_not_answer_without_its_secret() {
 fn check_config_names_a_database_that_does_not_answer_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("store");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed_port();
     let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100")
         + &format!(
             "[metadata]\nbackend = \"postgres\"\n\

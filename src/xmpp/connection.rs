@@ -340,6 +340,23 @@ mod tests {
         }
     }
 
+    /// Runs the link of a test router to the server on `listener`, held
+    /// while `may_link` says so.
+    fn spawn_link(
+        listener: &tokio::net::TcpListener,
+        may_link: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let fixture = crate::xmpp::router::tests::fixture();
+        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        tokio::spawn(run(
+            config_for(listener),
+            Arc::new(fixture.router),
+            outgoing,
+            outgoing_rx,
+            may_link,
+        ))
+    }
+
     /// Plays the server's side of a login on `listener`'s next connection.
     async fn accept_login(listener: &tokio::net::TcpListener) -> TcpStream {
         let (mut server, _) = listener.accept().await.unwrap();
@@ -360,16 +377,8 @@ mod tests {
         socket.set_recv_buffer_size(4096).unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let listener = socket.listen(1).unwrap();
-        let fixture = crate::xmpp::router::tests::fixture();
-        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
         let (_may, may_link) = watch::channel(true);
-        let satchel = tokio::spawn(run(
-            config_for(&listener),
-            Arc::new(fixture.router),
-            outgoing,
-            outgoing_rx,
-            may_link,
-        ));
+        let satchel = spawn_link(&listener, may_link);
         let server = accept_login(&listener).await;
         let (mut from_satchel, mut to_satchel) = server.into_split();
         let flood = tokio::spawn(async move {
@@ -413,16 +422,8 @@ mod tests {
     #[tokio::test]
     async fn the_link_is_held_only_while_allowed() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fixture = crate::xmpp::router::tests::fixture();
-        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
         let (may, may_link) = watch::channel(false);
-        let satchel = tokio::spawn(run(
-            config_for(&listener),
-            Arc::new(fixture.router),
-            outgoing,
-            outgoing_rx,
-            may_link,
-        ));
+        let satchel = spawn_link(&listener, may_link);
         let not_yet = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
         assert!(not_yet.is_err(), "connected before it was allowed to");
         may.send(true).unwrap();
