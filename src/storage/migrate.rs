@@ -110,13 +110,14 @@ impl Store {
         match source.metadata().small_file(id)? {
             Some(sealed) => self.metadata().commit_file(record, Some(&sealed))?,
             None => {
-                let blob = source
-                    .blobs()
-                    .open_published(id)?
-                    .ok_or_else(|| StorageError::Io {
-                        context: format!("the blob of file {id} in the source"),
-                        source: std::io::ErrorKind::NotFound.into(),
-                    })?;
+                let blob =
+                    source
+                        .blobs()
+                        .open_published(id, 0)?
+                        .ok_or_else(|| StorageError::Io {
+                            context: format!("the blob of file {id} in the source"),
+                            source: std::io::ErrorKind::NotFound.into(),
+                        })?;
                 self.metadata()
                     .record_upload(id, crate::clock::unix_now())?;
                 let mut target = self.blobs().create_pending(id)?;

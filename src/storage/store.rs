@@ -20,6 +20,7 @@ use std::sync::Arc;
 use super::blobs::{BlobBackend, Blobs};
 use super::cipher::CipherChoice;
 use super::claims::{Claims, LocalClaims};
+use super::crypto::chunk_offset;
 use super::disk_space::{DiskGauge, DiskSpace};
 use super::error::StorageError;
 use super::gc::{GarbageCollector, GcReport};
@@ -346,16 +347,27 @@ impl Store {
                 file: file.id,
                 key_id: file.key_id,
             })?;
-        RangeReader::new(key, file, range, self.sealed_bytes(&file.id)?)
+        // Where the sealed chunk that holds the range's first byte starts
+        // (a hint; the reader checks the record's sizes).
+        let chunk_size = u64::from(file.chunk_size.max(1));
+        let from = u32::try_from(range.start / chunk_size).map_or(0, |first_chunk| {
+            chunk_offset(first_chunk, u64::from(file.chunk_size))
+        });
+        RangeReader::new(key, file, range, self.sealed_bytes(&file.id, from)?)
     }
 
-    /// The sealed chunks of file `id`: a small file's from the database,
-    /// any other's in its blob; `None` if the blob is missing.
-    fn sealed_bytes(&self, id: &FileId) -> Result<Option<SealedBytes>, StorageError> {
+    /// The sealed chunks of file `id`, to be read from byte `from` on: a
+    /// small file's from the database, any other's in its blob; `None` if
+    /// the blob is missing.
+    fn sealed_bytes(&self, id: &FileId, from: u64) -> Result<Option<SealedBytes>, StorageError> {
         if let Some(sealed) = self.inner.metadata.small_file(id)? {
             return Ok(Some(SealedBytes::Database(sealed)));
         }
-        Ok(self.inner.blobs.open_published(id)?.map(SealedBytes::Blob))
+        Ok(self
+            .inner
+            .blobs
+            .open_published(id, from)?
+            .map(SealedBytes::Blob))
     }
 
     /// Deletes expired files and what abandoned uploads and crashes left

@@ -125,11 +125,16 @@ impl Blobs {
         }
     }
 
-    /// Opens the published blob of `id` for reading; `None` if there is none.
-    pub fn open_published(&self, id: &FileId) -> Result<Option<PublishedBlob>, StorageError> {
+    /// Opens the published blob of `id` for reading, mostly from byte
+    /// `from` on (a hint: reads may go anywhere); `None` if there is none.
+    pub fn open_published(
+        &self,
+        id: &FileId,
+        from: u64,
+    ) -> Result<Option<PublishedBlob>, StorageError> {
         match self {
             Blobs::Local(blobs) => Ok(blobs.open_published(id)?.map(PublishedBlob::Local)),
-            Blobs::S3(blobs) => Ok(blobs.open_published(id)?.map(PublishedBlob::S3)),
+            Blobs::S3(blobs) => Ok(blobs.open_published(id, from)?.map(PublishedBlob::S3)),
         }
     }
 

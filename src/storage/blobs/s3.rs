@@ -23,12 +23,16 @@
 //! collector finds one cut off by a crash and aborts it. A pending blob
 //! that is dropped unpublished aborts its upload at once.
 //!
-//! **Reading.** A download is read in blocks of [`READ_BLOCK_BYTES`], one
-//! ranged GET each, the next [`READ_AHEAD_BLOCKS`] fetched while one is
-//! being read (a GET
-//! per 256 KiB window of the reader would leave most of the time waiting
-//! for answers); [`READ_AHEAD_CAP`] bounds the blocks fetched ahead across
-//! all downloads.
+//! **Reading.** A download reads its object through one streaming GET
+//! from where it starts to the object's end, opened with the download (its
+//! answer also tells the size, so no HEAD), and cut into blocks of
+//! [`READ_BLOCK_BYTES`]; the next [`READ_AHEAD_BLOCKS`] are taken from the
+//! stream while one is being read. One GET per block would wait for an
+//! answer per block: a replicated Garage answers each request late, and
+//! ranged GETs per block read at 0.40-0.49x of boto3's single GET there,
+//! the stream at 0.68-0.71x. A read elsewhere (a Range request, a block
+//! asked again) opens a new GET where it starts. [`READ_AHEAD_CAP`] bounds
+//! the blocks taken ahead across all downloads.
 //!
 //! **Blocking.** The store's callers block (the writer's thread, the
 //! blocking pool, rayon's pool), and `object_store` is async: each call is
@@ -36,20 +40,26 @@
 //! calling thread (`block_in_place` lets an async worker do it too).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::io;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, MultipartId, ObjectStore, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload, RetryConfig,
+};
 use tokio::runtime::Handle;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{BlobState, FoundBlob, S3Bucket};
 use crate::storage::crypto::TAG_LEN;
@@ -76,17 +86,14 @@ const PART_BUFFERS: usize = 16;
 /// two (examples/throughput.py --cluster, A/B, README).
 const PARTS_IN_FLIGHT: usize = 2;
 
-/// Bytes of a download fetched with one ranged GET: 2 MiB blocks read at
-/// 490-520 MiB/s, 4 MiB at 610-625 and 8 MiB at 630-660 (one 128 MiB GET
-/// from SeaweedFS, A/B, README). A replicated Garage answers each request
-/// late: there 8 MiB blocks four ahead read at 0.51-0.70x of boto3's single
-/// GET, 4 MiB four ahead at 0.40-0.47x, two ahead at 0.35-0.38x
-/// (examples/throughput.py --cluster). 4 MiB is kept: each download holds
-/// two blocks whatever the cap below, and with 8 MiB twenty downloads held
-/// 460 MiB.
+/// Bytes of a download taken from its stream as one block: the unit of
+/// read-ahead and of the memory a download holds. Ranged GETs of 2 MiB read
+/// at 490-520 MiB/s from SeaweedFS, 4 MiB at 610-625 and 8 MiB at 630-660
+/// (A/B, README), when each block was a GET; with one stream per download
+/// the size only sets how much is held.
 const READ_BLOCK_BYTES: u64 = 4 << 20;
-/// Blocks fetched ahead of the one being read, so that GETs overlap (within
-/// [`READ_AHEAD_CAP`]).
+/// Blocks taken from the stream ahead of the one being read, so that the
+/// stream flows while a block is decrypted (within [`READ_AHEAD_CAP`]).
 const READ_AHEAD_BLOCKS: u64 = 4;
 /// Blocks fetched ahead at once across all downloads (128 MiB); past that,
 /// downloads fetch each block when they need it. A download also holds the
@@ -148,9 +155,10 @@ pub(crate) struct S3Pending {
 /// being fetched.
 pub(crate) struct S3Published {
     bucket: Arc<Bucket>,
-    path: ObjectPath,
     size: u64,
     blocks: Mutex<BTreeMap<u64, HeldBlock>>,
+    /// The task serving the blocks from a streaming GET.
+    stream: mpsc::UnboundedSender<BlockRequest>,
 }
 
 /// A block fetched or being fetched; one fetched ahead of need holds its
@@ -162,7 +170,45 @@ struct HeldBlock {
 
 /// A block of [`READ_BLOCK_BYTES`] as a GET brings it; cloned by every read
 /// that needs it.
-type FetchedBlock = Shared<BoxFuture<'static, Result<Bytes, Arc<object_store::Error>>>>;
+type FetchedBlock = Shared<BoxFuture<'static, Result<Arc<Block>, Arc<object_store::Error>>>>;
+
+/// A block's bytes as the GET's body brought them: kept in the pieces
+/// received rather than copied into one buffer (a fresh 4 MiB buffer per
+/// block cost page faults on every byte).
+#[derive(Default)]
+struct Block {
+    pieces: Vec<Bytes>,
+    /// The offset of each piece in the block.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Block {
+    fn push(&mut self, piece: Bytes) {
+        self.starts.push(self.len);
+        self.len += piece.len();
+        self.pieces.push(piece);
+    }
+
+    /// Copies the block's bytes from `at` into `buf` until either ends;
+    /// returns how many.
+    fn copy_to(&self, at: usize, buf: &mut [u8]) -> usize {
+        let mut copied = 0;
+        let mut piece = self
+            .starts
+            .partition_point(|&start| start <= at)
+            .saturating_sub(1);
+        while copied < buf.len() && piece < self.pieces.len() {
+            let skip = (at + copied).saturating_sub(self.starts[piece]);
+            let bytes = &self.pieces[piece][skip.min(self.pieces[piece].len())..];
+            let len = bytes.len().min(buf.len() - copied);
+            buf[copied..copied + len].copy_from_slice(&bytes[..len]);
+            copied += len;
+            piece += 1;
+        }
+        copied
+    }
+}
 
 impl S3Blobs {
     /// Connects to `bucket` and checks that it answers (one listing
@@ -231,18 +277,43 @@ impl S3Blobs {
         }
     }
 
-    pub fn open_published(&self, id: &FileId) -> Result<Option<S3Published>, StorageError> {
+    /// Opens the object of `id` with a streaming GET from the block that
+    /// holds byte `from`, where the download will start reading: its
+    /// answer tells the object's size and brings its first bytes in one
+    /// round trip, where a HEAD and then a GET took two.
+    pub fn open_published(
+        &self,
+        id: &FileId,
+        from: u64,
+    ) -> Result<Option<S3Published>, StorageError> {
         let path = object_path(id);
-        match self.bucket.wait(self.bucket.store.head(&path)) {
-            Ok(meta) => Ok(Some(S3Published {
-                bucket: self.bucket.clone(),
-                path,
-                size: meta.size,
-                blocks: Mutex::new(BTreeMap::new()),
-            })),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(unavailable(format!("looking up {path}"), source)),
-        }
+        let start = from / READ_BLOCK_BYTES * READ_BLOCK_BYTES;
+        let opened = match self.bucket.wait(open_body(&self.bucket, &path, start)) {
+            Ok(opened) => Some(opened),
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            // Past the end of an object shorter than its record says: the
+            // reader reports the chunk it lacks.
+            Err(_) if start > 0 => None,
+            Err(source) => return Err(unavailable(format!("reading {path}"), source)),
+        };
+        let size = match &opened {
+            Some((_, size)) => *size,
+            None => match self.bucket.wait(self.bucket.store.head(&path)) {
+                Ok(meta) => meta.size,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(source) => return Err(unavailable(format!("looking up {path}"), source)),
+            },
+        };
+        let (stream, requests) = mpsc::unbounded_channel();
+        let open = opened.map(|(open, _)| open);
+        let served = serve_blocks(self.bucket.clone(), path, size, open, requests);
+        self.bucket.runtime.spawn(served.in_current_span());
+        Ok(Some(S3Published {
+            bucket: self.bucket.clone(),
+            stream,
+            size,
+            blocks: Mutex::new(BTreeMap::new()),
+        }))
     }
 
     /// A published blob is its object; a pending one is a multipart upload
@@ -455,8 +526,8 @@ impl Drop for S3Pending {
 }
 
 impl S3Published {
-    /// Copies from the blocks that hold `offset..`, fetching each (and the
-    /// one after it, ahead of need) with one ranged GET.
+    /// Copies from the blocks that hold `offset..`, asking the stream for
+    /// each (and the next ones, ahead of need).
     pub fn read_at_most(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut filled = 0;
         while filled < buf.len() {
@@ -470,14 +541,13 @@ impl S3Published {
                 .wait(self.block(index))
                 .map_err(|error| io::Error::other(error.to_string()))?;
             let start = (at - index * READ_BLOCK_BYTES) as usize;
-            let len = (block.len().saturating_sub(start)).min(buf.len() - filled);
-            if len == 0 {
+            let copied = block.copy_to(start, &mut buf[filled..]);
+            if copied == 0 {
                 // The object is shorter than its size said: stop, the
                 // reader reports the chunk it cuts.
                 break;
             }
-            buf[filled..filled + len].copy_from_slice(&block[start..start + len]);
-            filled += len;
+            filled += copied;
         }
         Ok(filled)
     }
@@ -516,26 +586,137 @@ impl S3Published {
         wanted
     }
 
-    /// Starts the GET of block `index` on the runtime.
+    /// Asks the download's stream for block `index`.
     fn fetch(&self, index: u64) -> FetchedBlock {
-        let start = index * READ_BLOCK_BYTES;
-        let range = start..self.size.min(start + READ_BLOCK_BYTES);
-        let (bucket, path) = (self.bucket.clone(), self.path.clone());
-        let running = self
-            .bucket
-            .runtime
-            .spawn(async move { bucket.store.get_range(&path, range).await.map_err(Arc::new) });
+        let (reply, fetched) = oneshot::channel();
+        // The stream is gone only if its task panicked: the receiver then
+        // reports it.
+        let _ = self.stream.send(BlockRequest { index, reply });
         async move {
-            running.await.unwrap_or_else(|_| {
+            fetched.await.unwrap_or_else(|_| {
                 Err(Arc::new(object_store::Error::Generic {
                     store: "S3",
-                    source: "the block's task stopped".into(),
+                    source: "the download's stream stopped".into(),
                 }))
             })
         }
         .boxed()
         .shared()
     }
+}
+
+/// A block asked of a download's stream, and where to send it.
+struct BlockRequest {
+    index: u64,
+    reply: oneshot::Sender<Result<Arc<Block>, Arc<object_store::Error>>>,
+}
+
+/// The GET a download reads its blocks from, and where it stands.
+struct OpenBody {
+    body: BoxStream<'static, object_store::Result<Bytes>>,
+    /// Bytes received past the last block taken.
+    carry: Bytes,
+    /// The offset of the next byte the body yields.
+    next: u64,
+    /// No byte received yet: an error now is the store's answer, not a cut.
+    fresh: bool,
+}
+
+impl OpenBody {
+    /// The offset of the first byte not taken yet.
+    fn position(&self) -> u64 {
+        self.next - self.carry.len() as u64
+    }
+}
+
+/// Serves a download's blocks, in the order they are asked for, from one
+/// streaming GET of the rest of the object; a block that does not follow
+/// the last one (a Range request, a block dropped and asked again) opens a
+/// new GET where it starts. Ends when the download is dropped.
+async fn serve_blocks(
+    bucket: Arc<Bucket>,
+    path: ObjectPath,
+    size: u64,
+    mut open: Option<OpenBody>,
+    mut requests: mpsc::UnboundedReceiver<BlockRequest>,
+) {
+    while let Some(BlockRequest { index, reply }) = requests.recv().await {
+        let start = index * READ_BLOCK_BYTES;
+        let end = size.min(start + READ_BLOCK_BYTES);
+        let (bucket, path) = (&bucket, &path);
+        let open_at = |at| async move { Ok(open_body(bucket, path, at).await?.0) };
+        let block = read_block(start..end, &mut open, open_at).await;
+        // A block nobody waits for any more (the download moved on) is
+        // simply dropped.
+        let _ = reply.send(block.map(Arc::new).map_err(Arc::new));
+    }
+}
+
+/// Bytes `range` of the object, from `open` if it stands at their start,
+/// else from a body `open_at` opens there. A body cut off after it brought
+/// bytes (the request's time limit, a store restarting) is opened again
+/// where it stopped; a body that fails before bringing any is an error.
+async fn read_block<Opening>(
+    range: Range<u64>,
+    open: &mut Option<OpenBody>,
+    mut open_at: impl FnMut(u64) -> Opening,
+) -> object_store::Result<Block>
+where
+    Opening: Future<Output = object_store::Result<OpenBody>>,
+{
+    let mut body = match open.take() {
+        Some(body) if body.position() == range.start => body,
+        _ => open_at(range.start).await?,
+    };
+    let len = (range.end - range.start) as usize;
+    let mut block = Block::default();
+    while block.len < len {
+        if body.carry.is_empty() {
+            match body.body.next().await {
+                Some(Ok(bytes)) => {
+                    body.next += bytes.len() as u64;
+                    body.carry = bytes;
+                    body.fresh = false;
+                }
+                // The object is shorter than its size said: the reader
+                // reports the chunk it cuts.
+                None => break,
+                Some(Err(error)) if body.fresh => return Err(error),
+                Some(Err(error)) => {
+                    let at = range.start + block.len as u64;
+                    tracing::debug!(%error, at, "a download's GET was cut off, opening another");
+                    body = open_at(at).await?;
+                }
+            }
+            continue;
+        }
+        let take = body.carry.len().min(len - block.len);
+        block.push(body.carry.split_to(take));
+    }
+    *open = Some(body);
+    Ok(block)
+}
+
+/// A streaming GET of the object from byte `from` to its end, and the
+/// object's size.
+async fn open_body(
+    bucket: &Bucket,
+    path: &ObjectPath,
+    from: u64,
+) -> object_store::Result<(OpenBody, u64)> {
+    let options = GetOptions {
+        range: (from > 0).then_some(GetRange::Offset(from)),
+        ..GetOptions::default()
+    };
+    let result = bucket.store.get_opts(path, options).await?;
+    let size = result.meta.size;
+    let open = OpenBody {
+        body: result.into_stream(),
+        carry: Bytes::new(),
+        next: from,
+        fresh: true,
+    };
+    Ok((open, size))
 }
 
 impl Bucket {
@@ -635,5 +816,102 @@ mod tests {
                 "{stranger}"
             );
         }
+    }
+
+    /// An object of `len` bytes (byte i is i mod 251), streamed from `at` in
+    /// pieces of 3 bytes; the body fails after `fail_after` pieces, if set.
+    fn body_of(len: u64, at: u64, fail_after: Option<usize>) -> OpenBody {
+        let bytes: Vec<u8> = (at..len).map(|i| (i % 251) as u8).collect();
+        let mut pieces: Vec<object_store::Result<Bytes>> = bytes
+            .chunks(3)
+            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+            .collect();
+        if let Some(after) = fail_after {
+            pieces.truncate(after);
+            pieces.push(Err(object_store::Error::Generic {
+                store: "test",
+                source: "connection reset".into(),
+            }));
+        }
+        OpenBody {
+            body: futures_util::stream::iter(pieces).boxed(),
+            carry: Bytes::new(),
+            next: at,
+            fresh: true,
+        }
+    }
+
+    fn contents(block: &Block) -> Vec<u8> {
+        let mut buf = vec![0; block.len];
+        assert_eq!(block.copy_to(0, &mut buf), block.len);
+        buf
+    }
+
+    fn expected(range: Range<u64>) -> Vec<u8> {
+        range.map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_block_copies_from_any_offset_across_its_pieces() {
+        let mut block = Block::default();
+        for piece in [&b"abc"[..], b"", b"defg", b"h"] {
+            block.push(Bytes::copy_from_slice(piece));
+        }
+        for at in 0..=8 {
+            for room in 0..=9 {
+                let mut buf = vec![0; room];
+                let copied = block.copy_to(at, &mut buf);
+                let want = &b"abcdefgh"[at.min(8)..(at + room).min(8)];
+                assert_eq!(&buf[..copied], want, "at {at}, room {room}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn blocks_in_order_come_from_one_body() {
+        let opened = std::cell::RefCell::new(Vec::new());
+        let open_at = |at| {
+            opened.borrow_mut().push(at);
+            async move { Ok(body_of(20, at, None)) }
+        };
+        let mut open = None;
+        for range in [0..5, 5..10, 10..15, 15..20] {
+            let block = read_block(range.clone(), &mut open, &open_at)
+                .await
+                .unwrap();
+            assert_eq!(contents(&block), expected(range));
+        }
+        assert_eq!(*opened.borrow(), [0]);
+        // A block elsewhere opens a body where it starts.
+        let block = read_block(5..10, &mut open, &open_at).await.unwrap();
+        assert_eq!(contents(&block), expected(5..10));
+        assert_eq!(*opened.borrow(), [0, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_off_is_opened_again_where_it_stopped() {
+        let opened = std::cell::RefCell::new(Vec::new());
+        let open_at = |at| {
+            let first = opened.borrow().is_empty();
+            opened.borrow_mut().push(at);
+            // The first body is cut after 2 pieces (6 bytes).
+            async move { Ok(body_of(20, at, first.then_some(2))) }
+        };
+        let mut open = None;
+        let block = read_block(0..10, &mut open, &open_at).await.unwrap();
+        assert_eq!(contents(&block), expected(0..10));
+        assert_eq!(*opened.borrow(), [0, 6]);
+        let block = read_block(10..20, &mut open, &open_at).await.unwrap();
+        assert_eq!(contents(&block), expected(10..20));
+        assert_eq!(opened.borrow().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_at_once_is_an_error_and_a_short_one_a_short_block() {
+        let failing = |at| async move { Ok(body_of(20, at, Some(0))) };
+        assert!(read_block(0..10, &mut None, failing).await.is_err());
+        let short = |at| async move { Ok(body_of(7, at, None)) };
+        let block = read_block(0..10, &mut None, short).await.unwrap();
+        assert_eq!(contents(&block), expected(0..7));
     }
 }
