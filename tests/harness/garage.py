@@ -108,6 +108,17 @@ class GarageCluster(S3Bucket):
         self.connect_nodes()
         wait_until(self.answers, timeout=60, interval=0.2, what="Garage's bucket")
 
+    @property
+    def spare_nodes(self):
+        """The nodes a test may stop while node 1 keeps serving S3."""
+        return self.nodes[1:]
+
+    def restart_nodes(self, nodes):
+        """`nodes` (stopped) back in the cluster."""
+        for node in nodes:
+            node.start()
+        self.connect_nodes()
+
     def connect_nodes(self):
         """Node 1 dials the others: nodes that all restarted do not find each
         other again by themselves (no bootstrap_peers in their configs)."""

