@@ -305,8 +305,8 @@ fn check_database(config: &Config, problems: &mut Vec<Problem>) {
     let MetadataBackend::Postgres(cluster) = &config.storage.metadata else {
         return;
     };
-    let url = cluster.url.clone();
-    if let Err(reason) = probe_in_runtime(move || probe_database(&url)) {
+    let cluster = cluster.clone();
+    if let Err(reason) = probe_in_runtime(move || probe_database(&cluster)) {
         problems.push(problem("metadata.url", reason));
     }
 }

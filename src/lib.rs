@@ -45,6 +45,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod migrate;
+pub mod pem;
 pub mod rate_limit;
 pub mod relay;
 pub mod slots;

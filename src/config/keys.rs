@@ -105,6 +105,10 @@ define_keys! {
         backend: MetadataBackendName = "sled";
         /// `"postgres://user:password@127.0.0.1:5432/satchel"`; never logged
         url: DatabaseUrl, derived "required with backend \"postgres\"";
+        /// PEM certificates of the authorities that sign the database's
+        /// certificate, for a `url` with `?sslmode=require` (TLS, the
+        /// certificate and host name always checked)
+        ca_file: FilePath, derived "unset: the system's trusted roots";
     }
 
     /// this instance's place in a cluster (`metadata.backend = "postgres"`)

@@ -319,6 +319,7 @@ fn storage(raw: &RawConfig) -> Result<StorageConfig, ConfigError> {
 fn postgres_cluster(raw: &RawConfig) -> Result<PostgresCluster, ConfigError> {
     Ok(PostgresCluster {
         url: raw.get(&keys::metadata::url)?,
+        ca_file: raw.written(&keys::metadata::ca_file)?,
         instance: raw.get(&keys::cluster::instance)?,
         lease: raw.get(&keys::cluster::lease_secs)?,
     })

@@ -304,6 +304,10 @@ const FIELDS: &[Field] = &[
         hidden: true,
         ..cluster_field!(metadata::url, |cluster| cluster.url.clone())
     },
+    cluster_field!(metadata::ca_file, |cluster| format!(
+        "{:?}",
+        cluster.ca_file
+    )),
     cluster_field!(cluster::instance, |cluster| format!(
         "{:?}",
         cluster.instance

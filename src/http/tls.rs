@@ -18,12 +18,10 @@
 //! and logs a warning naming the file, so a half-written renewal does not
 //! take the service down.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -32,10 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::TlsFiles;
-
-/// Largest PEM file read: a chain of a few certificates is a few KiB, so
-/// this only stops a wrong path (a log, a device) from being read whole.
-const MAX_PEM_BYTES: u64 = 1024 * 1024;
+use crate::pem::{provider, read_pem};
 
 /// How often [`watch_files`] looks at the files' modification times.
 pub const POLL_EVERY: Duration = Duration::from_secs(3);
@@ -56,16 +51,6 @@ impl TlsError {
             TlsError::Cert { path, .. } | TlsError::Key { path, .. } => path,
         }
     }
-}
-
-/// The provider every handshake and key uses.
-///
-/// rustls 0.23.48 deprecates the ring provider for lacking post-quantum key
-/// exchange, to steer users to aws-lc-rs, which needs a C toolchain and
-/// CMake to build; HTTPS to an upload service does without it for now.
-#[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Reads the certificate chain and its key from `files`, and checks that
@@ -108,19 +93,6 @@ pub fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
         }
         Err(error) => Err(cert_error(format!("not a usable certificate: {error}"))),
     }
-}
-
-/// The bytes of a PEM file, at most [`MAX_PEM_BYTES`] of them.
-fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|error| format!("cannot open: {error}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| format!("cannot read: {error}"))?;
-    if bytes.len() as u64 > MAX_PEM_BYTES {
-        return Err(format!("larger than {MAX_PEM_BYTES} bytes; not a PEM file"));
-    }
-    Ok(bytes)
 }
 
 /// Each file's modification time, size and inode (renewal tools often
@@ -247,6 +219,7 @@ pub async fn watch_files(cert: Arc<ReloadingCert>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pem::MAX_PEM_BYTES;
 
     // A throwaway self-signed pair made for these tests (P-256, CN=localhost),
     // and a second key that is not its.

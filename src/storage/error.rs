@@ -51,7 +51,7 @@ pub enum StorageError {
         source: Box<object_store::Error>,
     },
     /// PostgreSQL (`metadata.backend = "postgres"`) failed or did not answer.
-    #[error("database: {context}: {source}")]
+    #[error("database: {context}: {}", with_causes(.source.as_ref()))]
     Postgres {
         context: String,
         #[source]
@@ -109,4 +109,21 @@ pub(super) fn io_error(context: String, source: io::Error) -> StorageError {
 
 fn is_disk_full(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::StorageFull || err.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// `error` and what caused it, in one line: the database client's errors
+/// say "db error" and keep the server's reason (a refused login, a
+/// certificate not trusted) in their sources.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let reason = next.to_string();
+        if !text.contains(&reason) {
+            text.push_str(": ");
+            text.push_str(&reason);
+        }
+        cause = next.source();
+    }
+    text
 }

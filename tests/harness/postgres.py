@@ -28,8 +28,11 @@ class Postgres(Service):
     start_timeout = 60.0
     stop_timeout = 20.0
 
-    def __init__(self, workdir=None):
+    def __init__(self, workdir=None, tls=None):
+        """tls: a `harness.pki.ServerPki` whose certificate the server
+        offers; it then takes TCP connections over TLS only (`hostssl`)."""
         super().__init__(workdir)
+        self.tls = tls
         self.port = free_port()
         self.data = self.dir / "data"
         self.console_log = self.dir / "postgres.log"
@@ -49,12 +52,24 @@ class Postgres(Service):
             _bin("initdb"), "-D", str(self.data), "-U", "postgres", "--no-sync",
             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"]),
             check=True, capture_output=True, cwd=self.dir)
+        if self.tls:
+            # PostgreSQL reads its key only if no one else may.
+            for name, source in (("server.crt", self.tls.cert), ("server.key", self.tls.key)):
+                target = self.data / name
+                shutil.copyfile(source, target)
+                os.chmod(target, 0o600)
+            (self.data / "pg_hba.conf").write_text(
+                "local all all trust\n"
+                "hostssl all all 127.0.0.1/32 scram-sha-256\n")
+            if self.user:
+                chown_tree(self.data, self.user)
 
     def command(self):
         return as_user(self.user, [
             _bin("postgres"), "-D", str(self.data), "-p", str(self.port),
             "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1",
-            "-c", "fsync=off", "-c", "max_connections=200"]), None
+            "-c", "fsync=off", "-c", "max_connections=200",
+            *(["-c", "ssl=on"] if self.tls else [])]), None
 
     def ready_ports(self):
         return [self.port]
@@ -87,6 +102,10 @@ class Postgres(Service):
             check=True, capture_output=True, cwd=self.dir).stdout
 
     def satchel_config(self, instance, lease_secs=3):
-        """The overrides that make a Satchel an instance of this cluster."""
-        return {"metadata": {"backend": "postgres", "url": self.url},
+        """The overrides that make a Satchel an instance of this cluster
+        (over TLS, trusting the server's CA, if the server has TLS)."""
+        metadata = {"backend": "postgres", "url": self.url}
+        if self.tls:
+            metadata.update(url=f"{self.url}?sslmode=require", ca_file=str(self.tls.ca))
+        return {"metadata": metadata,
                 "cluster": {"instance": instance, "lease_secs": lease_secs}}

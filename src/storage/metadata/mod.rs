@@ -14,13 +14,14 @@
 //!
 //! Both also keep the side trees of other parts of Satchel ([`SideTree`]).
 
+mod pg_tls;
 mod postgres;
 mod side_tree;
 mod sled;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::postgres::probe_database;
@@ -49,6 +50,9 @@ pub struct PostgresCluster {
     /// `postgres://user:password@host:port/database`; it may hold a
     /// password, so it is kept out of `Debug`.
     pub url: String,
+    /// The roots that sign the database's certificate, when `url` asks for
+    /// TLS (`sslmode=require`); `None`: the system's.
+    pub ca_file: Option<PathBuf>,
     /// This instance's name, unique in the cluster (`cluster.instance`).
     pub instance: String,
     /// How long a claim or the leadership lasts unless renewed.
@@ -59,6 +63,7 @@ impl fmt::Debug for PostgresCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresCluster")
             .field("url", &"<redacted>")
+            .field("ca_file", &self.ca_file)
             .field("instance", &self.instance)
             .field("lease", &self.lease)
             .finish()
@@ -97,8 +102,7 @@ impl Metadata {
                 Ok((Metadata::Sled(metadata), files_per_key))
             }
             MetadataBackend::Postgres(cluster) => {
-                let (shared, files_per_key) =
-                    PgMetadata::open(&cluster.url, &cluster.instance, cluster.lease)?;
+                let (shared, files_per_key) = PgMetadata::open(cluster)?;
                 Ok((Metadata::Postgres(shared), files_per_key))
             }
         }

@@ -39,8 +39,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
+use super::pg_tls;
 use super::side_tree::Entry;
-use super::FilesPerKey;
+use super::{FilesPerKey, PostgresCluster};
 use crate::clock::utc_day;
 use crate::storage::error::StorageError;
 use crate::storage::quota::{exceeded, QuotaCheck};
@@ -159,22 +160,21 @@ pub(in crate::storage) enum UploadClaim {
 }
 
 impl PgMetadata {
-    /// Connects to the database at `url` as `instance`, whose claims last
-    /// `lease` unless renewed, creates the tables if missing, and counts
-    /// the files. Must run inside Satchel's runtime.
-    pub fn open(
-        url: &str,
-        instance: &str,
-        lease: Duration,
-    ) -> Result<(PgMetadata, FilesPerKey), StorageError> {
-        let (pool, runtime) = connect(url)?;
+    /// Connects to the cluster's database as this instance, whose claims
+    /// last the cluster's lease unless renewed, creates the tables if
+    /// missing, and counts the files. Must run inside Satchel's runtime.
+    pub fn open(cluster: &PostgresCluster) -> Result<(PgMetadata, FilesPerKey), StorageError> {
+        let (pool, runtime) = connect(cluster)?;
+        let PostgresCluster {
+            instance, lease, ..
+        } = cluster;
         let metadata = PgMetadata {
             pool,
             runtime,
             stored_bytes: Arc::default(),
             stored_files: Arc::default(),
             owner: format!("{instance}/{:016x}", rand::random::<u64>()).into(),
-            lease,
+            lease: *lease,
         };
         metadata.wait(async {
             let mut client = metadata.client().await?;
@@ -744,21 +744,24 @@ impl PgMetadata {
     }
 }
 
-/// A pool of connections to the database at `url` (none made yet), and the
-/// runtime its futures run on.
-fn connect(url: &str) -> Result<(Pool, Handle), StorageError> {
+/// A pool of connections to the cluster's database (none made yet), over
+/// TLS if its URL asks for it, and the runtime its futures run on.
+fn connect(cluster: &PostgresCluster) -> Result<(Pool, Handle), StorageError> {
     let runtime = Handle::try_current().map_err(|_| {
         StorageError::Options("the PostgreSQL metadata needs a tokio runtime".to_owned())
     })?;
-    let mut config: tokio_postgres::Config = url.parse().map_err(failed("reading metadata.url"))?;
+    let mut config: tokio_postgres::Config = cluster
+        .url
+        .parse()
+        .map_err(failed("reading metadata.url"))?;
     config.connect_timeout(CONNECT_TIMEOUT);
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match pg_tls::connector(&config, cluster.ca_file.as_deref())? {
+        Some(tls) => Manager::from_config(config, tls, recycling),
+        None => Manager::from_config(config, NoTls, recycling),
+    };
     let pool = Pool::builder(manager)
         .max_size(POOL_SIZE)
         .runtime(Runtime::Tokio1)
@@ -769,11 +772,11 @@ fn connect(url: &str) -> Result<(Pool, Handle), StorageError> {
     Ok((pool, runtime))
 }
 
-/// Whether the database at `url` takes a connection and a query, as
+/// Whether the cluster's database takes a connection and a query, as
 /// start-up would need; changes nothing. Must run inside a runtime, on a
 /// thread that may block.
-pub fn probe_database(url: &str) -> Result<(), StorageError> {
-    let (pool, runtime) = connect(url)?;
+pub fn probe_database(cluster: &PostgresCluster) -> Result<(), StorageError> {
+    let (pool, runtime) = connect(cluster)?;
     tokio::task::block_in_place(|| {
         runtime.block_on(async {
             let client = pool.get().await.map_err(failed("connecting"))?;
