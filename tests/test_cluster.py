@@ -11,9 +11,10 @@ uploads across instances admit exactly the room a user's quota has left; a
 follower is healthy without a link; and a known plaintext is found in
 neither the object store nor the database.
 
-Prosody only: the cluster's parts do not depend on the XMPP server (ejabberd
-accepts several component connections, Prosody refuses a second: the lease
-keeps it to one either way)."""
+Prosody only but for one test: the cluster's parts do not depend on the
+XMPP server, but ejabberd accepts several component connections where
+Prosody refuses a second, so the lease keeping the link to one is also
+shown behind ejabberd."""
 
 import concurrent.futures
 import os
@@ -168,6 +169,40 @@ def test_the_leader_killed_the_other_answers_slots_within_the_lease(cluster, ali
     slot = alice.request_slot("after.bin", len(data), "application/octet-stream")
     assert put(through(cluster.b, slot.put_url), slot, data).status_code == 201
     assert requests.get(through(cluster.b, slot.get_url), timeout=TIMEOUT).content == data
+
+
+def test_behind_ejabberd_only_the_leader_connects(server, satchel_manager, postgres, bucket,
+                                                 alice):
+    """ejabberd takes any number of component connections for one domain and
+    hands each stanza to any of them: the lease alone keeps the link to one.
+    The follower does not connect while the leader renews (three renewals
+    seen in the database), and connects once the leader is gone."""
+    if server.kind != "ejabberd":
+        pytest.skip("Prosody refuses a second component connection itself")
+    satchel_manager.stop_current()
+    postgres.reset()
+    cluster = Cluster(server, postgres, bucket, lease_secs=LEASE_SECS)
+    try:
+        cluster.start()
+        renewals = set()
+
+        def renewed_three_times():
+            renewals.add(postgres.psql("SELECT lease_until FROM satchel_leader"))
+            return len(renewals) >= 3
+
+        wait_until(renewed_three_times, timeout=LEASE_SECS * 4, interval=0.2,
+                   what="three renewals of a's lease")
+        for _ in range(5):
+            assert slot_answered(alice)
+        assert "connected to the XMPP server" not in cluster.b.log_path.read_text()
+        since = log_size(cluster.b)
+        cluster.a.kill()
+        wait_for_log(cluster.b, "connected to the XMPP server", since=since,
+                     timeout=LEASE_SECS + 10)
+        wait_until(lambda: slot_answered(alice), timeout=10, interval=0.1,
+                   what="slots answered by b")
+    finally:
+        cluster.cleanup()
 
 
 def test_an_upload_cut_off_by_a_killed_instance_succeeds_on_the_other(cluster, postgres,
