@@ -31,7 +31,7 @@ from harness import make_server, rawhttp
 from harness.client import XmppError, XmppTimeout, connect_user, wait_component
 from harness.cluster import Cluster, through
 from harness.objectstores import STORES, start_store
-from harness.postgres import Postgres
+from harness.postgres import Postgres, require_postgres
 from harness.relay import (
     check_relay_message, expect_receipt, is_relay_of, send_relay, upload_image,
 )
@@ -45,10 +45,7 @@ LEASE_SECS = 3
 
 @pytest.fixture(scope="module")
 def postgres():
-    if not Postgres.installed():
-        if os.environ.get("SATCHEL_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL is required here: apt-get install postgresql")
-        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    require_postgres()
     db = Postgres().start()
     yield db
     db.cleanup()

@@ -19,7 +19,7 @@ import requests
 
 from harness.client import wait_component
 from harness.pki import ServerPki, session_pki
-from harness.postgres import PASSWORD, Postgres
+from harness.postgres import PASSWORD, Postgres, require_postgres
 from harness.satchel import Satchel, satchel_binary
 
 MIB = 1024 * 1024
@@ -27,10 +27,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def tls_postgres():
-    if not Postgres.installed():
-        if os.environ.get("SATCHEL_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL is required here: apt-get install postgresql")
-        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    require_postgres()
     db = Postgres(tls=session_pki()).start()
     yield db
     db.cleanup()

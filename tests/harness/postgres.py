@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from .service import Service
 from .util import as_user, chown_tree, free_port
 
@@ -109,3 +111,13 @@ class Postgres(Service):
             metadata.update(url=f"{self.url}?sslmode=require", ca_file=str(self.tls.ca))
         return {"metadata": metadata,
                 "cluster": {"instance": instance, "lease_secs": lease_secs}}
+
+
+def require_postgres():
+    """Skips the calling test where PostgreSQL is not installed, or fails it
+    where it must be (SATCHEL_REQUIRE_POSTGRES, set by .ci/run)."""
+    if Postgres.installed():
+        return
+    if os.environ.get("SATCHEL_REQUIRE_POSTGRES"):
+        pytest.fail("PostgreSQL is required here: apt-get install postgresql")
+    pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
