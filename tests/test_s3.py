@@ -176,7 +176,9 @@ def test_a_multipart_upload_cut_off_by_a_crash_is_aborted(on_s3, seaweed, alice)
                      timeout=TIMEOUT)
     assert r.status_code == 201, (r.status_code, r.text)
     assert requests.get(slot.get_url, timeout=TIMEOUT).content == data
-    assert marker not in seaweed.keys(), "a completed upload leaves no marker"
+    # The marker of the completed upload goes, just after its 201.
+    wait_until(lambda: marker not in seaweed.keys(), timeout=30,
+               what="the completed upload's marker deleted")
 
 
 def test_a_bucket_that_stops_answering_gives_503_and_serving_resumes(on_s3, seaweed, alice):

@@ -67,6 +67,9 @@ pub struct RangeReader {
     /// and the windows read and being opened, oldest first.
     launch_index: Option<u32>,
     in_flight: VecDeque<oneshot::Receiver<OpenedWindow>>,
+    /// The buffers of windows already opened, used again once their pieces
+    /// are sent.
+    spent: SpentWindows,
     /// Bytes to drop from the front of the next chunk.
     skip: u64,
     /// Bytes of the range not yet yielded.
@@ -127,6 +130,7 @@ impl RangeReader {
             end_index,
             launch_index: Some(first_index),
             in_flight: VecDeque::new(),
+            spent: SpentWindows::default(),
             skip: range.start % chunk_size,
             remaining: range.end - range.start,
             ready: VecDeque::new(),
@@ -166,9 +170,10 @@ impl RangeReader {
         };
         let (sealed, key, nonce_prefix) =
             (self.sealed.clone(), self.key.clone(), self.nonce_prefix);
+        let window_len = (first..=last).map(sealed_len).sum::<usize>();
+        let mut window = self.spent.take(window_len);
         rayon::spawn(move || {
-            let window_len = (first..=last).map(sealed_len).sum::<usize>();
-            let mut window = BytesMut::zeroed(window_len);
+            window.resize(window_len, 0);
             let offset = chunk_offset(first, chunk_size);
             let filled = match sealed.read_at_most(&mut window, offset) {
                 Ok(filled) => filled,
@@ -198,7 +203,11 @@ impl RangeReader {
                 .collect();
             let cut_at = (whole < count).then_some(first + whole);
             // The reader may be gone (the download stopped): nothing to do then.
-            let _ = opened_tx.send(OpenedWindow::Opened { chunks, cut_at });
+            let _ = opened_tx.send(OpenedWindow::Opened {
+                chunks,
+                cut_at,
+                spent: window,
+            });
         });
     }
 
@@ -235,7 +244,12 @@ impl RangeReader {
             return;
         };
         match opened {
-            Ok(OpenedWindow::Opened { chunks, cut_at }) => {
+            Ok(OpenedWindow::Opened {
+                chunks,
+                cut_at,
+                spent,
+            }) => {
+                self.spent.keep(spent);
                 for (index, chunk, ok) in chunks {
                     if !ok {
                         self.failed = Some(self.corrupt(index));
@@ -290,8 +304,47 @@ enum OpenedWindow {
     Opened {
         chunks: Vec<(u32, BytesMut, bool)>,
         cut_at: Option<u32>,
+        /// What is left of the window's buffer, to find it again by.
+        spent: BytesMut,
     },
     Unreadable(io::Error),
+}
+
+/// The buffers of a reader's last windows. A window's pieces share its
+/// buffer; once every piece is sent and dropped, the buffer is whole again
+/// and the next window reads into it. A new buffer each time was mapped
+/// afresh, page by page, by the allocator (which gives memory back above
+/// its trim threshold): page faults were about a tenth of a download's CPU.
+#[derive(Default)]
+struct SpentWindows {
+    /// Oldest first.
+    kept: VecDeque<BytesMut>,
+}
+
+impl SpentWindows {
+    /// Windows in flight, the one being yielded and the one in the
+    /// connection's write buffer: older ones are free again.
+    const KEPT: usize = WINDOWS_AHEAD + 2;
+
+    /// An empty buffer of at least `len` bytes: a spent window's, if one
+    /// is free again, else a new one.
+    fn take(&mut self, len: usize) -> BytesMut {
+        let free = self.kept.iter_mut().position(|spent| {
+            spent.clear();
+            spent.try_reclaim(len)
+        });
+        match free.and_then(|at| self.kept.remove(at)) {
+            Some(buffer) => buffer,
+            None => BytesMut::with_capacity(len),
+        }
+    }
+
+    fn keep(&mut self, spent: BytesMut) {
+        if self.kept.len() == Self::KEPT {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(spent);
+    }
 }
 
 impl SealedBytes {
@@ -408,6 +461,46 @@ mod tests {
         let slot = slot_for("juliet@example.org", bytes.len() as u64);
         let file = upload(&t.store, &slot, &bytes, NOW + 60);
         assert_every_range_reads_its_bytes(&t, &file, &bytes);
+    }
+
+    /// Window buffers are used again once their pieces are dropped, and a
+    /// piece still held keeps its bytes while later windows are read.
+    #[test]
+    fn pieces_keep_their_bytes_while_window_buffers_are_used_again() {
+        let t = test_store();
+        let chunks = 6 * WINDOW_CHUNKS as usize;
+        let bytes = data(chunks * CHUNK as usize);
+        let slot = slot_for("juliet@example.org", bytes.len() as u64);
+        let file = upload(&t.store, &slot, &bytes, NOW + 60);
+        let mut reader = t.store.read_range(&file, 0..file.size).unwrap();
+        let held = reader.next().unwrap().unwrap();
+        let mut read = held.to_vec();
+        for piece in reader {
+            // Each piece dropped at once: its window's buffer is free again.
+            read.extend_from_slice(&piece.unwrap());
+        }
+        assert_eq!(read, bytes);
+        assert_eq!(held, &bytes[..CHUNK as usize]);
+    }
+
+    #[test]
+    fn a_window_buffer_is_taken_again_only_once_its_pieces_are_gone() {
+        let mut spent = SpentWindows::default();
+        let mut window = spent.take(64);
+        window.resize(64, 7);
+        let address = window.as_ptr();
+        let piece = window.split_to(64).freeze();
+        spent.keep(window);
+        let other = spent.take(64);
+        assert_ne!(other.as_ptr(), address, "a piece still uses it");
+        drop(piece);
+        let again = spent.take(64);
+        assert_eq!(again.as_ptr(), address);
+        assert!(again.is_empty() && again.capacity() >= 64);
+        for _ in 0..2 * SpentWindows::KEPT {
+            spent.keep(BytesMut::new());
+        }
+        assert_eq!(spent.kept.len(), SpentWindows::KEPT);
     }
 
     #[test]

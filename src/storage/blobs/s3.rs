@@ -30,9 +30,11 @@
 //! stream while one is being read. One GET per block would wait for an
 //! answer per block: a replicated Garage answers each request late, and
 //! ranged GETs per block read at 0.40-0.49x of boto3's single GET there,
-//! the stream at 0.63-0.72x (README). A read elsewhere (a Range request, a block
-//! asked again) opens a new GET where it starts. [`READ_AHEAD_CAP`] bounds
-//! the blocks taken ahead across all downloads.
+//! the stream at 0.62-0.66x of a file at rest (README). A read elsewhere (a
+//! Range request, a block asked again) opens a new GET where it starts.
+//! [`READ_AHEAD_CAP`] bounds the blocks taken ahead across all downloads;
+//! a download's block buffers are filled again once read
+//! ([`BlockBuffers`]).
 //!
 //! **Blocking.** The store's callers block (the writer's thread, the
 //! blocking pool, rayon's pool), and `object_store` is async: each call is
@@ -54,7 +56,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload, RetryConfig,
+    ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, PutPayload, PutResult,
+    RetryConfig,
 };
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -144,8 +147,11 @@ pub(crate) struct S3Pending {
     path: ObjectPath,
     /// Sealed bytes not sent yet, less than a part once `append` returns.
     filling: Option<Filling>,
-    /// Started with the first full part; its marker written.
+    /// Started with the first full part.
     upload: Option<MultipartId>,
+    /// Writing the upload's marker, started with the upload and waited for
+    /// before its completion: the first part is sent meanwhile.
+    marker: Option<JoinHandle<object_store::Result<PutResult>>>,
     /// The parts sent, in order.
     parts: Vec<PartId>,
     /// The parts being sent, oldest first.
@@ -235,6 +241,7 @@ impl S3Blobs {
             path: object_path(id),
             filling: None,
             upload: None,
+            marker: None,
             parts: Vec::new(),
             in_flight: VecDeque::new(),
             published: false,
@@ -370,8 +377,8 @@ impl S3Pending {
 
     /// Sends what is filled as the next part, once fewer than
     /// [`PARTS_IN_FLIGHT`] are being sent. The first starts the multipart
-    /// upload and writes its marker, so that the upload can be found and
-    /// aborted if Satchel stops before it ends.
+    /// upload and the writing of its marker, so that the upload can be
+    /// found and aborted if Satchel stops before it ends.
     fn send_part(&mut self) -> Result<(), StorageError> {
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             self.wait_oldest_part()?;
@@ -395,20 +402,40 @@ impl S3Pending {
         Ok(())
     }
 
-    /// Starts the multipart upload, then writes its marker.
+    /// Starts the multipart upload, and the writing of its marker (each
+    /// small request to a Garage costs tens of milliseconds, so the marker
+    /// goes beside the first part, not before it).
     fn start_upload(&mut self) -> Result<MultipartId, StorageError> {
         let path = &self.path;
         let upload = self
             .bucket
             .wait(self.bucket.store.create_multipart(path))
             .map_err(|source| unavailable(format!("starting the upload of {path}"), source))?;
-        let marker = marker_of(path);
         let body = PutPayload::from(Bytes::from(upload.clone().into_bytes()));
+        let (bucket, marker) = (self.bucket.clone(), marker_of(path));
+        self.marker = Some(
+            self.bucket
+                .runtime
+                .spawn(async move { bucket.store.put(&marker, body).await }),
+        );
         self.upload = Some(upload.clone());
-        self.bucket
-            .wait(self.bucket.store.put(&marker, body))
-            .map_err(|source| unavailable(format!("writing {marker}"), source))?;
         Ok(upload)
+    }
+
+    /// Waits for the marker to be written.
+    fn wait_marker(&mut self) -> Result<(), StorageError> {
+        let Some(writing) = self.marker.take() else {
+            return Ok(());
+        };
+        let context = || format!("writing {}", marker_of(&self.path));
+        match self.bucket.wait(writing) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(unavailable(context(), source)),
+            Err(_) => Err(StorageError::Io {
+                context: context(),
+                source: io::Error::other("the marker's task stopped"),
+            }),
+        }
     }
 
     fn wait_in_flight(&mut self) -> Result<(), StorageError> {
@@ -451,17 +478,29 @@ impl S3Pending {
         } else {
             self.send_part()?;
             self.wait_in_flight()?;
+            self.wait_marker()?;
             let path = &self.path;
             let upload = self.upload.as_ref().expect("checked above");
             let parts = std::mem::take(&mut self.parts);
             self.bucket
                 .wait(self.bucket.store.complete_multipart(path, upload, parts))
                 .map_err(|source| unavailable(format!("completing {path}"), source))?;
-            // Left behind, the marker is harmless: the collector finds the
-            // upload gone and deletes it.
-            if let Err(error) = self.bucket.delete_object(&marker_of(path)) {
-                tracing::warn!(%error, "could not delete the marker of a completed upload");
-            }
+            // Deleted without waiting, so the file is committed and its 201
+            // sent meanwhile. Left behind, the marker is harmless: the
+            // collector finds the upload gone and deletes it.
+            let (bucket, marker) = (self.bucket.clone(), marker_of(path));
+            self.bucket.runtime.spawn(
+                async move {
+                    match bucket.store.delete(&marker).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(error) => tracing::warn!(
+                            %error,
+                            "could not delete the marker of a completed upload"
+                        ),
+                    }
+                }
+                .in_current_span(),
+            );
         }
         self.published = true;
         Ok(())
@@ -477,7 +516,12 @@ impl Drop for S3Pending {
         }
         if let (Some(upload), false) = (self.upload.take(), self.published) {
             let (bucket, path) = (self.bucket.clone(), self.path.clone());
+            let marker = self.marker.take();
             self.bucket.runtime.spawn(async move {
+                // The marker is deleted below: not before it is written.
+                if let Some(writing) = marker {
+                    let _ = writing.await;
+                }
                 if let Err(error) = bucket.store.abort_multipart(&path, &upload).await {
                     tracing::warn!(%error, "could not abort an unfinished multipart upload");
                     return;
@@ -606,24 +650,30 @@ async fn serve_blocks(
     mut open: Option<OpenBody>,
     mut requests: mpsc::UnboundedReceiver<BlockRequest>,
 ) {
+    let mut buffers = BlockBuffers::default();
     while let Some(BlockRequest { index, reply }) = requests.recv().await {
         let start = index * READ_BLOCK_BYTES;
         let end = size.min(start + READ_BLOCK_BYTES);
         let (bucket, path) = (&bucket, &path);
         let open_at = |at| async move { Ok(open_body(bucket, path, at).await?.0) };
-        let block = read_block(start..end, &mut open, open_at).await;
+        let buffer = buffers.take((end - start) as usize);
+        let block = read_block(start..end, buffer, &mut open, open_at).await;
+        if let Ok(block) = &block {
+            buffers.lend(block);
+        }
         // A block nobody waits for any more (the download moved on) is
         // simply dropped.
         let _ = reply.send(block.map_err(Arc::new));
     }
 }
 
-/// Bytes `range` of the object, from `open` if it stands at their start,
-/// else from a body `open_at` opens there. A body cut off after it brought
+/// Bytes `range` of the object, into `block` (empty), from `open` if it
+/// stands at their start, else from a body `open_at` opens there. A body cut off after it brought
 /// bytes (the request's time limit, a store restarting) is opened again
 /// where it stopped; a body that fails before bringing any is an error.
 async fn read_block<Opening>(
     range: Range<u64>,
+    mut block: BytesMut,
     open: &mut Option<OpenBody>,
     mut open_at: impl FnMut(u64) -> Opening,
 ) -> object_store::Result<Bytes>
@@ -635,10 +685,6 @@ where
         _ => open_at(range.start).await?,
     };
     let len = (range.end - range.start) as usize;
-    // One buffer per block, copied into: keeping the body's pieces instead
-    // read no faster (A/B) and left more memory in the allocator's arenas
-    // (twenty downloads peaked at 370-400 MiB instead of 285-305).
-    let mut block = BytesMut::with_capacity(len);
     while block.len() < len {
         if body.carry.is_empty() {
             match body.body.next().await {
@@ -664,6 +710,48 @@ where
     }
     *open = Some(body);
     Ok(block.freeze())
+}
+
+/// The buffers of a download's blocks, used again once its reader is done
+/// with them: a fresh 4 MiB buffer is mapped by the kernel page by page as
+/// it is filled (glibc maps buffers this large; see
+/// [`return_large_buffers_on_free`]), which cost about a tenth of the
+/// download's CPU.
+#[derive(Default)]
+struct BlockBuffers {
+    /// The last blocks handed out, oldest first.
+    lent: VecDeque<Bytes>,
+}
+
+impl BlockBuffers {
+    /// A download holds the block it reads, the one before and those
+    /// fetched ahead: the block before those is the one filled again.
+    const KEPT: usize = READ_AHEAD_BLOCKS as usize + 2;
+
+    /// An empty buffer for `len` bytes: a block nobody reads any more, or
+    /// a new one.
+    fn take(&mut self, len: usize) -> BytesMut {
+        let free = self
+            .lent
+            .iter()
+            .position(|block| block.is_unique() && block.len() >= len);
+        if let Some(mut buffer) = free
+            .and_then(|at| self.lent.remove(at))
+            .and_then(|block| block.try_into_mut().ok())
+        {
+            buffer.clear();
+            return buffer;
+        }
+        BytesMut::with_capacity(len)
+    }
+
+    /// Keeps `block` to be used again once its readers let go.
+    fn lend(&mut self, block: &Bytes) {
+        if self.lent.len() == Self::KEPT {
+            self.lent.pop_front();
+        }
+        self.lent.push_back(block.clone());
+    }
 }
 
 /// A streaming GET of the object from byte `from` to its end, and the
@@ -823,14 +911,16 @@ mod tests {
         };
         let mut open = None;
         for range in [0..5, 5..10, 10..15, 15..20] {
-            let block = read_block(range.clone(), &mut open, &open_at)
+            let block = read_block(range.clone(), BytesMut::new(), &mut open, &open_at)
                 .await
                 .unwrap();
             assert_eq!(block, expected(range));
         }
         assert_eq!(*opened.borrow(), [0]);
         // A block elsewhere opens a body where it starts.
-        let block = read_block(5..10, &mut open, &open_at).await.unwrap();
+        let block = read_block(5..10, BytesMut::new(), &mut open, &open_at)
+            .await
+            .unwrap();
         assert_eq!(block, expected(5..10));
         assert_eq!(*opened.borrow(), [0, 5]);
     }
@@ -845,20 +935,63 @@ mod tests {
             async move { Ok(body_of(20, at, first.then_some(2))) }
         };
         let mut open = None;
-        let block = read_block(0..10, &mut open, &open_at).await.unwrap();
+        let block = read_block(0..10, BytesMut::new(), &mut open, &open_at)
+            .await
+            .unwrap();
         assert_eq!(block, expected(0..10));
         assert_eq!(*opened.borrow(), [0, 6]);
-        let block = read_block(10..20, &mut open, &open_at).await.unwrap();
+        let block = read_block(10..20, BytesMut::new(), &mut open, &open_at)
+            .await
+            .unwrap();
         assert_eq!(block, expected(10..20));
         assert_eq!(opened.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_block_buffer_is_used_again_only_once_nobody_reads_it() {
+        let mut buffers = BlockBuffers::default();
+        let mut filled = buffers.take(10);
+        filled.extend_from_slice(&[7; 10]);
+        let block = filled.freeze();
+        buffers.lend(&block);
+        let address = block.as_ptr();
+
+        // A reader still holds the block: a new buffer.
+        let other = buffers.take(10);
+        assert_ne!(other.as_ptr(), address);
+        assert!(other.is_empty() && other.capacity() >= 10);
+
+        // Let go of, it is used again, emptied.
+        drop(block);
+        let again = buffers.take(10);
+        assert_eq!(again.as_ptr(), address);
+        assert!(again.is_empty() && again.capacity() >= 10);
+    }
+
+    #[test]
+    fn a_block_too_small_is_not_used_again_and_only_the_last_blocks_are_kept() {
+        let mut buffers = BlockBuffers::default();
+        let short = Bytes::from(vec![1; 4]);
+        buffers.lend(&short);
+        drop(short);
+        assert!(buffers.take(10).capacity() >= 10);
+
+        for _ in 0..2 * BlockBuffers::KEPT {
+            buffers.lend(&Bytes::from(vec![0; 10]));
+        }
+        assert_eq!(buffers.lent.len(), BlockBuffers::KEPT);
     }
 
     #[tokio::test]
     async fn a_body_that_fails_at_once_is_an_error_and_a_short_one_a_short_block() {
         let failing = |at| async move { Ok(body_of(20, at, Some(0))) };
-        assert!(read_block(0..10, &mut None, failing).await.is_err());
+        assert!(read_block(0..10, BytesMut::new(), &mut None, failing)
+            .await
+            .is_err());
         let short = |at| async move { Ok(body_of(7, at, None)) };
-        let block = read_block(0..10, &mut None, short).await.unwrap();
+        let block = read_block(0..10, BytesMut::new(), &mut None, short)
+            .await
+            .unwrap();
         assert_eq!(block, expected(0..7));
     }
 }
