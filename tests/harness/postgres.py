@@ -7,12 +7,13 @@ with psql, as an operator would."""
 import glob
 import os
 import shutil
+import signal
 import subprocess
 
 import pytest
 
 from .service import Service
-from .util import as_user, chown_tree, free_port
+from .util import as_user, chown_tree, free_port, wait_until
 
 USER = "postgres"
 PASSWORD = "satchel-db-secret-0123"
@@ -29,6 +30,10 @@ class Postgres(Service):
     tempdir_prefix = "satchel-postgres-"
     start_timeout = 60.0
     stop_timeout = 20.0
+    # Fast shutdown: SIGTERM is PostgreSQL's smart shutdown, which waits for
+    # every client to leave, and Satchel's pool never does; the SIGKILL that
+    # ended the wait left a database to recover at the next start.
+    stop_signal = signal.SIGINT
 
     def __init__(self, workdir=None, tls=None):
         """tls: a `harness.pki.ServerPki` whose certificate the server
@@ -77,10 +82,20 @@ class Postgres(Service):
         return [self.port]
 
     def after_start(self):
+        # The port opens before a recovery is over: wait for the server to
+        # take connections.
+        wait_until(self.takes_connections, timeout=self.start_timeout,
+                   what=lambda: f"PostgreSQL taking connections:\n{self.logs(10)}")
         exists = self.psql("SELECT 1 FROM pg_roles WHERE rolname = 'satchel'", db="postgres")
         if not exists:
             self.psql(f"CREATE ROLE satchel LOGIN PASSWORD '{PASSWORD}'", db="postgres")
             self.psql("CREATE DATABASE satchel OWNER satchel", db="postgres")
+
+    def takes_connections(self):
+        return subprocess.run(
+            as_user(self.user, [_bin("pg_isready"), "-h", str(self.dir), "-p", str(self.port),
+                                "-U", "postgres", "-q"]),
+            capture_output=True, cwd=self.dir).returncode == 0
 
     def reset(self):
         """Empties the database: drops what Satchel made (it makes its tables

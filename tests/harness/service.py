@@ -8,6 +8,7 @@ harness/satchel.py) differ only in how they are configured and launched; the
 lifecycle is written once, here."""
 
 import shutil
+import signal
 from pathlib import Path
 
 from .util import Process, make_tempdir, tail, wait_port, wait_port_closed
@@ -23,11 +24,13 @@ class Service:
     - after_start(): work that needs it running (optional);
     - log_files(): the logs worth showing when something fails.
 
-    `stop_timeout` is how long it may take to exit on SIGTERM before the whole
-    process group is killed; `log_lines` how much of each log logs() shows."""
+    `stop_signal` (SIGTERM unless a subclass says otherwise) asks it to stop;
+    `stop_timeout` is how long it may take to exit before the whole process
+    group is killed; `log_lines` how much of each log logs() shows."""
 
     name = "service"
     tempdir_prefix = "satchel-service-"
+    stop_signal = signal.SIGTERM
     stop_timeout = 10.0
     start_timeout = 30.0
     log_lines = 40
@@ -75,10 +78,10 @@ class Service:
         return self
 
     def stop(self):
-        """SIGTERM to the process group (SIGKILL after `stop_timeout`), then waits
-        until its ports are closed."""
+        """`stop_signal` to the process group (SIGKILL after `stop_timeout`),
+        then waits until its ports are closed."""
         if self.process is not None:
-            self.process.stop(timeout=self.stop_timeout)
+            self.process.stop(timeout=self.stop_timeout, sig=self.stop_signal)
             self.process = None
         for port in self.closed_ports():
             wait_port_closed(port, timeout=5)
