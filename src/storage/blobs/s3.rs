@@ -491,12 +491,8 @@ impl S3Pending {
             let (bucket, marker) = (self.bucket.clone(), marker_of(path));
             self.bucket.runtime.spawn(
                 async move {
-                    match bucket.store.delete(&marker).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(error) => tracing::warn!(
-                            %error,
-                            "could not delete the marker of a completed upload"
-                        ),
+                    if let Err(error) = bucket.delete_if_there(&marker).await {
+                        tracing::warn!(%error, "could not delete the marker of a completed upload");
                     }
                 }
                 .in_current_span(),
@@ -526,7 +522,7 @@ impl Drop for S3Pending {
                     tracing::warn!(%error, "could not abort an unfinished multipart upload");
                     return;
                 }
-                if let Err(error) = bucket.store.delete(&marker_of(&path)).await {
+                if let Err(error) = bucket.delete_if_there(&marker_of(&path)).await {
                     tracing::warn!(%error, "could not delete the marker of an aborted upload");
                 }
             });
@@ -668,9 +664,10 @@ async fn serve_blocks(
 }
 
 /// Bytes `range` of the object, into `block` (empty), from `open` if it
-/// stands at their start, else from a body `open_at` opens there. A body cut off after it brought
-/// bytes (the request's time limit, a store restarting) is opened again
-/// where it stopped; a body that fails before bringing any is an error.
+/// stands at their start, else from a body `open_at` opens there. A body
+/// cut off after it brought bytes (the request's time limit, a store
+/// restarting) is opened again where it stopped; a body that fails before
+/// bringing any is an error.
 async fn read_block<Opening>(
     range: Range<u64>,
     mut block: BytesMut,
@@ -716,7 +713,10 @@ where
 /// with them: a fresh 4 MiB buffer is mapped by the kernel page by page as
 /// it is filled (glibc maps buffers this large; see
 /// [`return_large_buffers_on_free`]), which cost about a tenth of the
-/// download's CPU.
+/// download's CPU. The body's pieces are copied into them: keeping the
+/// pieces instead read no faster (A/B) and left more memory in the
+/// allocator's arenas (twenty downloads peaked at 370-400 MiB instead of
+/// 285-305).
 #[derive(Default)]
 struct BlockBuffers {
     /// The last blocks handed out, oldest first.
@@ -779,9 +779,14 @@ async fn open_body(
 impl Bucket {
     /// Deletes the object at `path`, if there is one.
     fn delete_object(&self, path: &ObjectPath) -> Result<(), StorageError> {
-        match self.wait(self.store.delete(path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(unavailable(format!("deleting {path}"), source)),
+        self.wait(self.delete_if_there(path))
+            .map_err(|source| unavailable(format!("deleting {path}"), source))
+    }
+
+    async fn delete_if_there(&self, path: &ObjectPath) -> object_store::Result<()> {
+        match self.store.delete(path).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            deleted => deleted,
         }
     }
 
