@@ -329,17 +329,20 @@ impl SpentWindows {
     /// An empty buffer of at least `len` bytes: a spent window's, if one
     /// is free again, else a new one.
     fn take(&mut self, len: usize) -> BytesMut {
-        let free = self.kept.iter_mut().position(|spent| {
-            spent.clear();
-            spent.try_reclaim(len)
-        });
+        let free = self
+            .kept
+            .iter_mut()
+            .position(|spent| spent.try_reclaim(len));
         match free.and_then(|at| self.kept.remove(at)) {
             Some(buffer) => buffer,
             None => BytesMut::with_capacity(len),
         }
     }
 
-    fn keep(&mut self, spent: BytesMut) {
+    /// Keeps what is left of a window's buffer: its bytes (chunks a cut
+    /// left unread) are never needed again.
+    fn keep(&mut self, mut spent: BytesMut) {
+        spent.clear();
         if self.kept.len() == Self::KEPT {
             self.kept.pop_front();
         }
