@@ -836,9 +836,10 @@ fn check_config_names_a_database_that_does_not_answer_without_its_password() {
     let lines = problems_in(dir.path(), &text);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        lines[0].starts_with("metadata.url: database: connecting: "),
+        lines[0].starts_with("metadata.url: database: connecting: error connecting to server"),
         "{lines:?}"
     );
+    assert!(!lines[0].contains("new object"), "{lines:?}");
     assert!(!lines[0].contains("hidden-password"), "{lines:?}");
 }
 

@@ -8,8 +8,10 @@ role is encrypted, as PostgreSQL itself reports); without `sslmode=require`
 it does not fall back to sending the password in the clear, the server
 refuses it and the start fails in one line; a certificate signed by another
 CA is refused, at start and by `satchel check-config`, without the password
-in the output. One Satchel with its bytes in local files: the database link
-is what is tested."""
+in the output. A PostgreSQL that authenticates clients by certificate gets
+the one `metadata.client_cert_file` names (and its user, by the certificate's
+CN), and without one the start fails in one line. One Satchel with its bytes
+in local files: the database link is what is tested."""
 
 import os
 import subprocess
@@ -29,6 +31,14 @@ MIB = 1024 * 1024
 def tls_postgres():
     require_postgres()
     db = Postgres(tls=session_pki()).start()
+    yield db
+    db.cleanup()
+
+
+@pytest.fixture(scope="module")
+def cert_postgres():
+    require_postgres()
+    db = Postgres(tls=session_pki(), client_certs=True).start()
     yield db
     db.cleanup()
 
@@ -58,21 +68,27 @@ def refusal(satchel, command=()):
     return run.stdout + run.stderr
 
 
+def connections_of_a_working_satchel(prosody, alice, satchel, postgres, column):
+    """Starts `satchel`, checks that a file goes up and comes back through
+    it, and returns `column` of `pg_stat_ssl` for each of its connections."""
+    satchel.start()
+    wait_component(prosody, satchel=satchel)
+    data = os.urandom(300_000)
+    slot = alice.request_slot("over-tls.bin", len(data), "application/octet-stream")
+    put = requests.put(slot.put_url, data=data, headers=slot.put_headers, timeout=30)
+    assert put.status_code == 201, put.text
+    got = requests.get(slot.get_url, timeout=30)
+    assert got.status_code == 200 and got.content == data
+    return postgres.psql(
+        f"SELECT s.{column} FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+        "WHERE a.usename = 'satchel'").split()
+
+
 def test_satchel_works_over_tls_and_every_connection_is_encrypted(prosody, tls_postgres,
                                                                    alice):
     satchel = satchel_on(prosody, tls_postgres)
     try:
-        satchel.start()
-        wait_component(prosody, satchel=satchel)
-        data = os.urandom(300_000)
-        slot = alice.request_slot("over-tls.bin", len(data), "application/octet-stream")
-        put = requests.put(slot.put_url, data=data, headers=slot.put_headers, timeout=30)
-        assert put.status_code == 201, put.text
-        got = requests.get(slot.get_url, timeout=30)
-        assert got.status_code == 200 and got.content == data
-        rows = tls_postgres.psql(
-            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-            "WHERE a.usename = 'satchel'").split()
+        rows = connections_of_a_working_satchel(prosody, alice, satchel, tls_postgres, "ssl")
         assert rows and all(row == "t" for row in rows), rows
     finally:
         satchel.cleanup()
@@ -104,3 +120,28 @@ def test_a_certificate_from_another_ca_is_refused(prosody, tls_postgres):
     finally:
         satchel.cleanup()
         stranger.authority.remove()
+
+
+def test_a_database_that_authenticates_by_certificate_gets_satchels(prosody, cert_postgres,
+                                                                   alice):
+    satchel = satchel_on(prosody, cert_postgres,
+                         client_cert_file=str(cert_postgres.client_cert),
+                         client_key_file=str(cert_postgres.client_key))
+    try:
+        shown = connections_of_a_working_satchel(prosody, alice, satchel, cert_postgres,
+                                                 "client_dn")
+        assert shown and all(dn == "/CN=satchel" for dn in shown), shown
+    finally:
+        satchel.cleanup()
+
+
+def test_without_a_client_certificate_the_start_is_refused_in_one_line(prosody,
+                                                                       cert_postgres):
+    satchel = satchel_on(prosody, cert_postgres)
+    try:
+        output = refusal(satchel)
+        assert "certificate" in output, output
+        assert len(output.strip().splitlines()) == 1, output
+        assert PASSWORD not in output
+    finally:
+        satchel.cleanup()

@@ -109,6 +109,12 @@ define_keys! {
         /// certificate, for a `url` with `?sslmode=require` (TLS, the
         /// certificate and host name always checked)
         ca_file: FilePath, derived "unset: the system's trusted roots";
+        /// PEM certificate (chain) Satchel shows the database over TLS, for a
+        /// server that authenticates clients by certificate (`hostssl ...
+        /// cert` in pg_hba.conf); with `client_key_file`
+        client_cert_file: FilePath, derived "unset: no client certificate";
+        /// PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1)
+        client_key_file: FilePath, derived "unset: no client certificate";
     }
 
     /// this instance's place in a cluster (`metadata.backend = "postgres"`)

@@ -29,7 +29,9 @@ use jid::BareJid;
 use crate::clock::SECONDS_PER_DAY;
 use crate::domains::parent_domain;
 use crate::storage::cipher::CipherChoice;
-use crate::storage::{BlobBackend, MetadataBackend, PostgresCluster, S3Bucket, StoreOptions};
+use crate::storage::{
+    BlobBackend, ClientCert, MetadataBackend, PostgresCluster, S3Bucket, StoreOptions,
+};
 pub use error::ConfigError;
 pub use help::keys_help;
 use key::Key;
@@ -271,19 +273,28 @@ fn http(raw: &RawConfig) -> Result<HttpConfig, ConfigError> {
     })
 }
 
-/// Both TLS files or neither: one alone is a mistake, not a wish for plain HTTP.
 fn tls_files(raw: &RawConfig) -> Result<Option<TlsFiles>, ConfigError> {
-    use keys::http as key;
+    let pair = cert_and_key(raw, &keys::http::tls_cert, &keys::http::tls_key)?;
+    Ok(pair.map(|(cert, key)| TlsFiles { cert, key }))
+}
+
+/// A certificate's file and its key's, both or neither: one alone is a
+/// mistake, not a wish to go without.
+fn cert_and_key(
+    raw: &RawConfig,
+    cert_key: &Key<kinds::FilePath>,
+    key_key: &Key<kinds::FilePath>,
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
     let missing =
         |present: &Key<kinds::FilePath>, absent: &Key<kinds::FilePath>| ConfigError::Invalid {
             key: absent.spec.path,
             reason: format!("missing; it goes with `{}`", present.spec.path),
         };
-    match (raw.written(&key::tls_cert)?, raw.written(&key::tls_key)?) {
-        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+    match (raw.written(cert_key)?, raw.written(key_key)?) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
         (None, None) => Ok(None),
-        (Some(_), None) => Err(missing(&key::tls_cert, &key::tls_key)),
-        (None, Some(_)) => Err(missing(&key::tls_key, &key::tls_cert)),
+        (Some(_), None) => Err(missing(cert_key, key_key)),
+        (None, Some(_)) => Err(missing(key_key, cert_key)),
     }
 }
 
@@ -320,6 +331,15 @@ fn postgres_cluster(raw: &RawConfig) -> Result<PostgresCluster, ConfigError> {
     Ok(PostgresCluster {
         url: raw.get(&keys::metadata::url)?,
         ca_file: raw.written(&keys::metadata::ca_file)?,
+        client_cert: cert_and_key(
+            raw,
+            &keys::metadata::client_cert_file,
+            &keys::metadata::client_key_file,
+        )?
+        .map(|(cert_file, key_file)| ClientCert {
+            cert_file,
+            key_file,
+        }),
         instance: raw.get(&keys::cluster::instance)?,
         lease: raw.get(&keys::cluster::lease_secs)?,
     })
@@ -789,6 +809,32 @@ mod tests {
             );
             assert!(!error.contains("pa55word"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_database_client_certificate_takes_both_files_or_neither() {
+        let postgres = MINIMAL.to_owned() + POSTGRES_CLUSTER;
+        let cluster_of = |text: &str| match Config::parse(text).unwrap().storage.metadata {
+            MetadataBackend::Postgres(cluster) => cluster,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cluster_of(&postgres).client_cert, None);
+        let with_cert = with_key(&postgres, "metadata", "client_cert_file", "\"/etc/c.pem\"");
+        let error = error_of(&with_cert);
+        assert!(
+            error.starts_with("config key `metadata.client_key_file`: missing; it goes with"),
+            "{error}"
+        );
+        let key_only = with_key(&postgres, "metadata", "client_key_file", "\"/etc/k.pem\"");
+        assert!(error_of(&key_only).contains("`metadata.client_cert_file`: missing"));
+        let both = with_key(&with_cert, "metadata", "client_key_file", "\"/etc/k.pem\"");
+        assert_eq!(
+            cluster_of(&both).client_cert,
+            Some(ClientCert {
+                cert_file: "/etc/c.pem".into(),
+                key_file: "/etc/k.pem".into(),
+            })
+        );
     }
 
     #[test]

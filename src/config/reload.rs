@@ -308,6 +308,14 @@ const FIELDS: &[Field] = &[
         "{:?}",
         cluster.ca_file
     )),
+    cluster_field!(metadata::client_cert_file, |cluster| format!(
+        "{:?}",
+        cluster.client_cert.as_ref().map(|pair| &pair.cert_file)
+    )),
+    cluster_field!(metadata::client_key_file, |cluster| format!(
+        "{:?}",
+        cluster.client_cert.as_ref().map(|pair| &pair.key_file)
+    )),
     cluster_field!(cluster::instance, |cluster| format!(
         "{:?}",
         cluster.instance

@@ -22,15 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::TlsFiles;
-use crate::pem::{provider, read_pem};
+use crate::pem::{load_certified_key, provider, PairError};
 
 /// How often [`watch_files`] looks at the files' modification times.
 pub const POLL_EVERY: Duration = Duration::from_secs(3);
@@ -56,43 +54,16 @@ impl TlsError {
 /// Reads the certificate chain and its key from `files`, and checks that
 /// the key is the certificate's.
 pub fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
-    let cert_error = |reason: String| TlsError::Cert {
-        path: files.cert.clone(),
-        reason,
-    };
-    let key_error = |reason: String| TlsError::Key {
-        path: files.key.clone(),
-        reason,
-    };
-    let cert_pem = read_pem(&files.cert).map_err(cert_error)?;
-    let key_pem = read_pem(&files.key).map_err(key_error)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| cert_error(format!("not PEM: {error}")))?;
-    if chain.is_empty() {
-        return Err(cert_error("no CERTIFICATE in the file".into()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| match error {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            key_error("no PRIVATE KEY in the file".into())
-        }
-        error => key_error(format!("not PEM: {error}")),
-    })?;
-    let signing_key = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|error| key_error(format!("not a usable private key: {error}")))?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    match certified.keys_match() {
-        Ok(()) => Ok(certified),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(key_error(format!(
-                "is not the key of the certificate in {}",
-                files.cert.display()
-            )))
-        }
-        Err(error) => Err(cert_error(format!("not a usable certificate: {error}"))),
-    }
+    load_certified_key(&files.cert, &files.key).map_err(|error| match error {
+        PairError::Cert(reason) => TlsError::Cert {
+            path: files.cert.clone(),
+            reason,
+        },
+        PairError::Key(reason) => TlsError::Key {
+            path: files.key.clone(),
+            reason,
+        },
+    })
 }
 
 /// Each file's modification time, size and inode (renewal tools often

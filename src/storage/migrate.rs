@@ -60,21 +60,19 @@ impl Store {
         mut copied: impl FnMut(&FileRecord),
     ) -> Result<MigrationReport, StorageError> {
         let mut report = MigrationReport::default();
-        let mut records = Vec::new();
-        source
-            .metadata()
-            .for_each_file(|record| records.push(record.clone()))?;
-        for record in records {
+        // Copied as the walk goes: a store of millions of files is never
+        // held in memory.
+        source.metadata().for_each_file(|record| {
             if record.expires <= now {
                 report.expired += 1;
             } else if self.metadata().has_file(&record.id)? {
                 report.already_there += 1;
             } else {
-                match self.import_file(source, &record) {
+                match self.import_file(source, record) {
                     Ok(()) => {
                         report.copied += 1;
                         report.copied_bytes += record.size;
-                        copied(&record);
+                        copied(record);
                     }
                     // The target is unreachable: stop, a rerun resumes.
                     Err(
@@ -86,7 +84,8 @@ impl Store {
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         for tree in [Tree::Relays.name(), StoreTree::AwaitedDownloads.name()] {
             let (from, to) = (
                 source.metadata().side_tree(tree)?,
@@ -186,5 +185,72 @@ impl Store {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::blobs::BlobState;
+    use crate::storage::test_support::*;
+    use crate::storage::StoreOptions;
+
+    /// A second store beside `source`'s, loading the same master key.
+    fn target_beside(source: &TestStore) -> Store {
+        Store::open(StoreOptions {
+            path: source.dir.path().join("target"),
+            ..source.options()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn files_are_copied_as_the_walk_goes_and_a_second_run_copies_nothing() {
+        let source = test_store();
+        let kept: Vec<(FileRecord, Vec<u8>)> = (0..3)
+            .map(|i| {
+                let bytes = data(100 + i);
+                (
+                    upload(
+                        &source.store,
+                        &slot_for("a@x", bytes.len() as u64),
+                        &bytes,
+                        NOW + 60,
+                    ),
+                    bytes,
+                )
+            })
+            .collect();
+        let gone = upload(&source.store, &slot_for("a@x", 5), &data(5), NOW + 1);
+        let target = target_beside(&source);
+
+        let mut seen = Vec::new();
+        let report = target
+            .import_from(&source.store, NOW + 10, |record| seen.push(record.id))
+            .unwrap();
+        assert_eq!((report.copied, report.expired, report.failed), (3, 1, 0));
+        assert_eq!(report.copied_bytes, 100 + 101 + 102);
+        assert_eq!(seen.len(), 3);
+        for (record, bytes) in &kept {
+            assert_eq!(&read(&target, record, 0..record.size).unwrap(), bytes);
+        }
+        assert!(!target.metadata().has_file(&gone.id).unwrap());
+
+        let again = target.import_from(&source.store, NOW + 10, |_| {}).unwrap();
+        assert_eq!((again.copied, again.already_there), (0, 3));
+    }
+
+    #[test]
+    fn a_file_the_source_cannot_read_is_reported_and_the_others_are_copied() {
+        let source = test_store();
+        let lost = upload(&source.store, &slot_for("a@x", 50), &data(50), NOW + 60);
+        let whole = upload(&source.store, &slot_for("a@x", 60), &data(60), NOW + 60);
+        std::fs::remove_file(source.blob_path(&lost.id, BlobState::Published)).unwrap();
+        let target = target_beside(&source);
+
+        let report = target.import_from(&source.store, NOW, |_| {}).unwrap();
+        assert_eq!((report.copied, report.failed), (1, 1));
+        assert!(!target.metadata().has_file(&lost.id).unwrap());
+        assert_eq!(read(&target, &whole, 0..60).unwrap(), data(60));
     }
 }

@@ -97,7 +97,7 @@ pub use blobs::{probe_bucket, BlobBackend, S3Bucket};
 pub use disk_space::{DiskSpace, DISK_SPACE_MAX_AGE};
 pub use error::StorageError;
 pub use gc::GcReport;
-pub use metadata::{probe_database, MetadataBackend, PostgresCluster, SideTree};
+pub use metadata::{probe_database, ClientCert, MetadataBackend, PostgresCluster, SideTree};
 pub use migrate::MigrationReport;
 pub use quota::{exceeded, Exceeded, QuotaCheck, QuotaLimits};
 pub use reader::{RangeReader, WINDOW_CHUNKS};

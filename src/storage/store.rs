@@ -240,6 +240,7 @@ impl Store {
                 census.files_today += 1;
                 census.bytes_today = census.bytes_today.saturating_add(record.size);
             }
+            Ok(())
         })?;
         Ok(census)
     }

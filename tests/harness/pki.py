@@ -33,16 +33,17 @@ class ThrowawayCA:
         self.openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                      "-out", str(path))
 
-    def issue(self, serial, cert, key, common_name="127.0.0.1"):
+    def issue(self, serial, cert, key, common_name="127.0.0.1", usage="serverAuth"):
         """A new key and a certificate for it with `serial`, signed by the CA, naming
         127.0.0.1 and localhost, in place of `cert` and `key` (each written whole,
-        then renamed over the old)."""
+        then renamed over the old). `usage`: its extended key usage, `clientAuth`
+        for a client's certificate."""
         self.new_key(self.dir / "next.key")
         self.openssl("req", "-new", "-key", "next.key", "-subj", f"/CN={common_name}",
                      "-out", "next.csr")
         (self.dir / "ext.cnf").write_text(
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-            "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+            f"keyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n")
         self.openssl("x509", "-req", "-in", "next.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                      "-set_serial", str(serial), "-days", "2", "-extfile", "ext.cnf",
                      "-out", "next.pem")

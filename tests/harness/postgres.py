@@ -35,11 +35,17 @@ class Postgres(Service):
     # ended the wait left a database to recover at the next start.
     stop_signal = signal.SIGINT
 
-    def __init__(self, workdir=None, tls=None):
+    def __init__(self, workdir=None, tls=None, client_certs=False):
         """tls: a `harness.pki.ServerPki` whose certificate the server
-        offers; it then takes TCP connections over TLS only (`hostssl`)."""
+        offers; it then takes TCP connections over TLS only (`hostssl`).
+        client_certs: it also authenticates them by a certificate from the
+        same CA whose CN is the user (`cert`), not by password; `client_cert`
+        and `client_key` are then one for `satchel`."""
         super().__init__(workdir)
         self.tls = tls
+        self.client_certs = client_certs
+        self.client_cert = self.dir / "satchel-client.crt"
+        self.client_key = self.dir / "satchel-client.key"
         self.port = free_port()
         self.data = self.dir / "data"
         self.console_log = self.dir / "postgres.log"
@@ -65,9 +71,19 @@ class Postgres(Service):
                 target = self.data / name
                 shutil.copyfile(source, target)
                 os.chmod(target, 0o600)
+            method = "scram-sha-256"
+            if self.client_certs:
+                method = "cert"
+                root = self.data / "root.crt"
+                shutil.copyfile(self.tls.ca, root)
+                with open(self.data / "postgresql.conf", "a") as conf:
+                    conf.write("ssl_ca_file = 'root.crt'\n")
+                self.tls.authority.issue(int.from_bytes(os.urandom(8), "big"), self.client_cert,
+                                         self.client_key, common_name="satchel",
+                                         usage="clientAuth")
             (self.data / "pg_hba.conf").write_text(
                 "local all all trust\n"
-                "hostssl all all 127.0.0.1/32 scram-sha-256\n")
+                f"hostssl all all 127.0.0.1/32 {method}\n")
             if self.user:
                 chown_tree(self.data, self.user)
 

@@ -53,10 +53,20 @@ pub struct PostgresCluster {
     /// The roots that sign the database's certificate, when `url` asks for
     /// TLS (`sslmode=require`); `None`: the system's.
     pub ca_file: Option<PathBuf>,
+    /// The certificate Satchel shows the database, if it asks for one.
+    pub client_cert: Option<ClientCert>,
     /// This instance's name, unique in the cluster (`cluster.instance`).
     pub instance: String,
     /// How long a claim or the leadership lasts unless renewed.
     pub lease: Duration,
+}
+
+/// The PEM files of the client certificate shown to the database
+/// (`metadata.client_cert_file`, `metadata.client_key_file`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl fmt::Debug for PostgresCluster {
@@ -64,6 +74,7 @@ impl fmt::Debug for PostgresCluster {
         f.debug_struct("PostgresCluster")
             .field("url", &"<redacted>")
             .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
             .field("instance", &self.instance)
             .field("lease", &self.lease)
             .finish()
@@ -191,8 +202,13 @@ impl Metadata {
         on_backend!(self, backend => backend.user_file_ids(user))
     }
 
-    /// Calls `each` with every completed file's record.
-    pub fn for_each_file(&self, each: impl FnMut(&FileRecord)) -> Result<(), StorageError> {
+    /// Calls `each` with every completed file's record, one at a time
+    /// (memory stays bounded whatever the number of files); the first error
+    /// `each` returns stops the walk and is returned.
+    pub fn for_each_file(
+        &self,
+        each: impl FnMut(&FileRecord) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         on_backend!(self, backend => backend.for_each_file(each))
     }
 

@@ -11,46 +11,76 @@
 //! its default, and `disable`), the connection is plain, as before, and a
 //! `ca_file` set then is refused rather than silently ignored.
 //!
+//! A server that authenticates its clients by certificate (`hostssl ...
+//! cert` in pg_hba.conf, the certificate's CN the database user) gets the
+//! one `metadata.client_cert_file` and `metadata.client_key_file` name,
+//! loaded and checked (the key must be the certificate's) before any
+//! connection, so a wrong file stops the start with its name.
+//!
 //! rustls on the `ring` provider, as Satchel's own HTTPS, through the
 //! `tokio-postgres-rustls` adapter.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, RootCertStore};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::pem::{provider, read_pem};
+use super::{ClientCert, PostgresCluster};
+use crate::pem::{load_certified_key, provider, read_pem, PairError};
 use crate::storage::error::StorageError;
 
-/// The TLS connector the URL's `sslmode` asks for: `None` for a plain
-/// connection.
+/// The TLS connector the URL's `sslmode` asks for, with the cluster's
+/// roots and client certificate: `None` for a plain connection.
 pub(super) fn connector(
     config: &tokio_postgres::Config,
-    ca_file: Option<&Path>,
+    cluster: &PostgresCluster,
 ) -> Result<Option<MakeRustlsConnect>, StorageError> {
     if config.get_ssl_mode() != SslMode::Require {
-        return match ca_file {
-            Some(path) => Err(StorageError::Options(format!(
-                "metadata.ca_file {} is set but metadata.url does not ask for TLS: \
-                 add ?sslmode=require to it",
-                path.display()
-            ))),
-            None => Ok(None),
+        let set = match (&cluster.ca_file, &cluster.client_cert) {
+            (Some(path), _) => format!("metadata.ca_file {}", path.display()),
+            (None, Some(pair)) => {
+                format!("metadata.client_cert_file {}", pair.cert_file.display())
+            }
+            (None, None) => return Ok(None),
         };
+        return Err(StorageError::Options(format!(
+            "{set} is set but metadata.url does not ask for TLS: add ?sslmode=require to it"
+        )));
     }
-    let roots = match ca_file {
+    let roots = match &cluster.ca_file {
         Some(path) => roots_from(path)?,
         None => system_roots()?,
     };
-    let client = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|error| StorageError::Options(format!("TLS to the database: {error}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let client = match &cluster.client_cert {
+        Some(pair) => builder.with_client_cert_resolver(Arc::new(client_cert(pair)?)),
+        None => builder.with_no_client_auth(),
+    };
     Ok(Some(MakeRustlsConnect::new(client)))
+}
+
+/// The client certificate and its key, loaded and checked.
+fn client_cert(pair: &ClientCert) -> Result<SingleCertAndKey, StorageError> {
+    let certified =
+        load_certified_key(&pair.cert_file, &pair.key_file).map_err(|error| match error {
+            PairError::Cert(reason) => StorageError::Options(format!(
+                "metadata.client_cert_file {}: {reason}",
+                pair.cert_file.display()
+            )),
+            PairError::Key(reason) => StorageError::Options(format!(
+                "metadata.client_key_file {}: {reason}",
+                pair.key_file.display()
+            )),
+        })?;
+    Ok(SingleCertAndKey::from(certified))
 }
 
 /// Every certificate in the PEM file at `path`, each a trusted root.
@@ -97,12 +127,42 @@ mod tests {
         url.parse().unwrap()
     }
 
-    /// Why `connector` refused `url` with `ca_file`.
-    fn refusal(url: &str, ca_file: &Path) -> String {
-        match connector(&config(url), Some(ca_file)) {
-            Ok(_) => panic!("{} accepted", ca_file.display()),
+    fn cluster(ca_file: Option<&Path>, client_cert: Option<ClientCert>) -> PostgresCluster {
+        PostgresCluster {
+            url: String::new(),
+            ca_file: ca_file.map(Path::to_owned),
+            client_cert,
+            instance: "a".into(),
+            lease: std::time::Duration::from_secs(10),
+        }
+    }
+
+    /// Why `connector` refused `url` for `cluster`.
+    fn refused(url: &str, cluster: &PostgresCluster) -> String {
+        match connector(&config(url), cluster) {
+            Ok(_) => panic!("{cluster:?} accepted"),
             Err(error) => error.to_string(),
         }
+    }
+
+    /// Why `connector` refused `url` with `ca_file`.
+    fn refusal(url: &str, ca_file: &Path) -> String {
+        refused(url, &cluster(Some(ca_file), None))
+    }
+
+    const CERT: &str = include_str!("../../http/testdata/cert.pem");
+    const KEY: &str = include_str!("../../http/testdata/key.pem");
+    const OTHER_KEY: &str = include_str!("../../http/testdata/other-key.pem");
+
+    /// A client certificate written into `dir`, its key `key`.
+    fn client_pair(dir: &Path, key: &str) -> ClientCert {
+        let pair = ClientCert {
+            cert_file: dir.join("client.crt"),
+            key_file: dir.join("client.key"),
+        };
+        std::fs::write(&pair.cert_file, CERT).unwrap();
+        std::fs::write(&pair.key_file, key).unwrap();
+        pair
     }
 
     const PLAIN: &str = "postgres://satchel:pw@127.0.0.1:5432/satchel";
@@ -110,9 +170,48 @@ mod tests {
 
     #[test]
     fn only_sslmode_require_turns_tls_on() {
-        assert!(connector(&config(PLAIN), None).unwrap().is_none());
+        assert!(connector(&config(PLAIN), &cluster(None, None))
+            .unwrap()
+            .is_none());
         let disabled = config(&format!("{PLAIN}?sslmode=disable"));
-        assert!(connector(&disabled, None).unwrap().is_none());
+        assert!(connector(&disabled, &cluster(None, None))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_client_certificate_with_its_key_is_taken_and_needs_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, CERT).unwrap();
+        let pair = client_pair(dir.path(), KEY);
+        let with_pair = cluster(Some(&ca), Some(pair.clone()));
+        assert!(connector(&config(REQUIRED), &with_pair).unwrap().is_some());
+        let error = refused(PLAIN, &cluster(None, Some(pair)));
+        assert!(error.contains(": metadata.client_cert_file "), "{error}");
+        assert!(error.contains("add ?sslmode=require"), "{error}");
+    }
+
+    #[test]
+    fn a_client_key_that_is_not_the_certificates_is_refused_with_its_key_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, CERT).unwrap();
+        let wrong = cluster(Some(&ca), Some(client_pair(dir.path(), OTHER_KEY)));
+        let error = refused(REQUIRED, &wrong);
+        assert!(error.contains(": metadata.client_key_file "), "{error}");
+        assert!(
+            error.contains("is not the key of the certificate"),
+            "{error}"
+        );
+
+        let mut hostile = client_pair(dir.path(), "-----BEGIN PRIVATE KEY-----\nAAAA\n");
+        let error = refused(REQUIRED, &cluster(Some(&ca), Some(hostile.clone())));
+        assert!(error.contains(": metadata.client_key_file "), "{error}");
+        hostile.cert_file = dir.path().join("absent.pem");
+        let error = refused(REQUIRED, &cluster(Some(&ca), Some(hostile)));
+        assert!(error.contains(": metadata.client_cert_file "), "{error}");
+        assert!(error.contains("cannot open"), "{error}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
@@ -201,7 +201,7 @@ impl PgMetadata {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StorageError> {
-        self.pool.get().await.map_err(failed("connecting"))
+        checkout(&self.pool).await
     }
 
     /// Runs one statement and returns its rows.
@@ -487,8 +487,12 @@ impl PgMetadata {
     }
 
     /// Calls `each` with every completed file's record, fetched in batches
-    /// so that memory stays bounded whatever the number of files.
-    pub fn for_each_file(&self, mut each: impl FnMut(&FileRecord)) -> Result<(), StorageError> {
+    /// so that memory stays bounded whatever the number of files (no
+    /// transaction stays open while `each` runs).
+    pub fn for_each_file(
+        &self,
+        mut each: impl FnMut(&FileRecord) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         let mut after: Vec<u8> = Vec::new();
         loop {
             let rows = self.query(
@@ -502,7 +506,7 @@ impl PgMetadata {
             after = last.get(0);
             for row in &rows {
                 let id = file_id(row.get(0))?;
-                each(&decode_record(row.get(1), &id)?);
+                each(&decode_record(row.get(1), &id)?)?;
             }
         }
     }
@@ -758,7 +762,7 @@ fn connect(cluster: &PostgresCluster) -> Result<(Pool, Handle), StorageError> {
     let recycling = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = match pg_tls::connector(&config, cluster.ca_file.as_deref())? {
+    let manager = match pg_tls::connector(&config, cluster)? {
         Some(tls) => Manager::from_config(config, tls, recycling),
         None => Manager::from_config(config, NoTls, recycling),
     };
@@ -779,13 +783,23 @@ pub fn probe_database(cluster: &PostgresCluster) -> Result<(), StorageError> {
     let (pool, runtime) = connect(cluster)?;
     tokio::task::block_in_place(|| {
         runtime.block_on(async {
-            let client = pool.get().await.map_err(failed("connecting"))?;
+            let client = checkout(&pool).await?;
             client
                 .simple_query("SELECT 1")
                 .await
                 .map_err(failed("querying"))?;
             Ok(())
         })
+    })
+}
+
+/// A connection from `pool`, made if none is idle.
+async fn checkout(pool: &Pool) -> Result<deadpool_postgres::Client, StorageError> {
+    pool.get().await.map_err(|error| match error {
+        // The database's own words, without deadpool's "Error occurred
+        // while creating a new object" before them.
+        PoolError::Backend(error) => failed("connecting")(error),
+        error => failed("connecting")(error),
     })
 }
 

@@ -308,11 +308,15 @@ impl SledMetadata {
             .collect()
     }
 
-    /// Calls `each` with every completed file's record.
-    pub fn for_each_file(&self, mut each: impl FnMut(&FileRecord)) -> Result<(), StorageError> {
+    /// Calls `each` with every completed file's record, read as the walk
+    /// goes (sled's iterator holds no lock while `each` runs).
+    pub fn for_each_file(
+        &self,
+        mut each: impl FnMut(&FileRecord) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         for entry in self.files.iter() {
             let (id, bytes) = entry?;
-            each(&decode_record(&bytes, format_args!("file record {id:?}"))?);
+            each(&decode_record(&bytes, format_args!("file record {id:?}"))?)?;
         }
         Ok(())
     }
