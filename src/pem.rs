@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -86,4 +87,20 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, PairE
             "not a usable certificate: {error}"
         ))),
     }
+}
+
+/// Each file's modification time, size and inode, for a certificate and its
+/// key (renewal tools often write a new file and rename it over the old); a
+/// change of either asks for a reload. Unreadable metadata counts as a
+/// value of its own, so a file that comes back is noticed.
+pub type Stamps = [Option<(SystemTime, u64, u64)>; 2];
+
+/// The [`Stamps`] of the files `cert` and `key` now.
+pub fn pair_stamps(cert: &Path, key: &Path) -> Stamps {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |path: &Path| {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+    };
+    [stamp(cert), stamp(key)]
 }

@@ -10,7 +10,8 @@ refuses it and the start fails in one line; a certificate signed by another
 CA is refused, at start and by `satchel check-config`, without the password
 in the output. A PostgreSQL that authenticates clients by certificate gets
 the one `metadata.client_cert_file` names (and its user, by the certificate's
-CN), and without one the start fails in one line. One Satchel with its bytes
+CN), a certificate renewed in place from the next connection on, and without
+one the start fails in one line. One Satchel with its bytes
 in local files: the database link is what is tested."""
 
 import os
@@ -20,6 +21,7 @@ import pytest
 import requests
 
 from harness.client import wait_component
+from harness.util import wait_until
 from harness.pki import ServerPki, session_pki
 from harness.postgres import PASSWORD, Postgres, require_postgres
 from harness.satchel import Satchel, satchel_binary
@@ -36,11 +38,18 @@ def tls_postgres():
 
 
 @pytest.fixture(scope="module")
-def cert_postgres():
+def cert_postgres_server():
     require_postgres()
     db = Postgres(tls=session_pki(), client_certs=True).start()
     yield db
     db.cleanup()
+
+
+@pytest.fixture
+def cert_postgres(cert_postgres_server):
+    """The server emptied: each test's Satchel has a master key of its own."""
+    cert_postgres_server.reset()
+    return cert_postgres_server
 
 
 @pytest.fixture
@@ -57,6 +66,11 @@ def satchel_on(server, postgres, **metadata):
     config["metadata"].update(metadata)
     config["limits"] = {"max_file_size": 4 * MIB}
     return Satchel(server, config)
+
+
+def satchel_with_client_cert(server, postgres):
+    return satchel_on(server, postgres, client_cert_file=str(postgres.client_cert),
+                      client_key_file=str(postgres.client_key))
 
 
 def refusal(satchel, command=()):
@@ -124,9 +138,7 @@ def test_a_certificate_from_another_ca_is_refused(prosody, tls_postgres):
 
 def test_a_database_that_authenticates_by_certificate_gets_satchels(prosody, cert_postgres,
                                                                    alice):
-    satchel = satchel_on(prosody, cert_postgres,
-                         client_cert_file=str(cert_postgres.client_cert),
-                         client_key_file=str(cert_postgres.client_key))
+    satchel = satchel_with_client_cert(prosody, cert_postgres)
     try:
         shown = connections_of_a_working_satchel(prosody, alice, satchel, cert_postgres,
                                                  "client_dn")
@@ -143,5 +155,32 @@ def test_without_a_client_certificate_the_start_is_refused_in_one_line(prosody,
         assert "certificate" in output, output
         assert len(output.strip().splitlines()) == 1, output
         assert PASSWORD not in output
+    finally:
+        satchel.cleanup()
+
+
+def test_a_renewed_client_certificate_is_shown_from_the_next_connection(prosody, cert_postgres,
+                                                                        alice):
+    satchel = satchel_with_client_cert(prosody, cert_postgres)
+    try:
+        connections_of_a_working_satchel(prosody, alice, satchel, cert_postgres, "client_dn")
+        serial = cert_postgres.renew_client_cert()
+        cert_postgres.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE usename = 'satchel'")
+
+        def serials():
+            return cert_postgres.psql(
+                "SELECT s.client_serial FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                "USING (pid) WHERE a.usename = 'satchel'").split()
+        # The leader renews its lease every third of it (1 s): its pool
+        # connects again.
+        wait_until(lambda: serials() and all(s == str(serial) for s in serials()),
+                   timeout=30, what=lambda: f"connections with serial {serial}: {serials()}")
+        assert "client certificate reloaded" in satchel.logs(100)
+        wait_component(prosody, satchel=satchel)
+        data = os.urandom(50_000)
+        slot = alice.request_slot("renewed.bin", len(data), "application/octet-stream")
+        put = requests.put(slot.put_url, data=data, headers=slot.put_headers, timeout=30)
+        assert put.status_code == 201, put.text
     finally:
         satchel.cleanup()

@@ -273,6 +273,7 @@ fn http(raw: &RawConfig) -> Result<HttpConfig, ConfigError> {
     })
 }
 
+/// `http.tls_cert` and `http.tls_key`, both or neither.
 fn tls_files(raw: &RawConfig) -> Result<Option<TlsFiles>, ConfigError> {
     let pair = cert_and_key(raw, &keys::http::tls_cert, &keys::http::tls_key)?;
     Ok(pair.map(|(cert, key)| TlsFiles { cert, key }))

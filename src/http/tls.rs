@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::TlsFiles;
-use crate::pem::{load_certified_key, provider, PairError};
+use crate::pem::{load_certified_key, pair_stamps, provider, PairError, Stamps};
 
 /// How often [`watch_files`] looks at the files' modification times.
 pub const POLL_EVERY: Duration = Duration::from_secs(3);
@@ -66,19 +66,8 @@ pub fn load(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
     })
 }
 
-/// Each file's modification time, size and inode (renewal tools often
-/// write a new file and rename it over the old); a change of either asks for
-/// a reload. Unreadable metadata counts as a value of its own, so a file
-/// that comes back is noticed.
-type Stamps = [Option<(SystemTime, u64, u64)>; 2];
-
 fn stamps(files: &TlsFiles) -> Stamps {
-    use std::os::unix::fs::MetadataExt;
-    let stamp = |path: &Path| {
-        let metadata = std::fs::metadata(path).ok()?;
-        Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
-    };
-    [stamp(&files.cert), stamp(&files.key)]
+    pair_stamps(&files.cert, &files.key)
 }
 
 /// The certificate handed to each new handshake, replaceable while Satchel runs.

@@ -78,9 +78,7 @@ class Postgres(Service):
                 shutil.copyfile(self.tls.ca, root)
                 with open(self.data / "postgresql.conf", "a") as conf:
                     conf.write("ssl_ca_file = 'root.crt'\n")
-                self.tls.authority.issue(int.from_bytes(os.urandom(8), "big"), self.client_cert,
-                                         self.client_key, common_name="satchel",
-                                         usage="clientAuth")
+                self.renew_client_cert()
             (self.data / "pg_hba.conf").write_text(
                 "local all all trust\n"
                 f"hostssl all all 127.0.0.1/32 {method}\n")
@@ -96,6 +94,14 @@ class Postgres(Service):
 
     def ready_ports(self):
         return [self.port]
+
+    def renew_client_cert(self):
+        """A new client certificate for `satchel` in place of the old one, as
+        a renewal writes it (new files renamed over the old); its serial."""
+        serial = int.from_bytes(os.urandom(8), "big") >> 1
+        self.tls.authority.issue(serial, self.client_cert, self.client_key,
+                                 common_name="satchel", usage="clientAuth")
+        return serial
 
     def after_start(self):
         # The port opens before a recovery is over: wait for the server to

@@ -15,23 +15,29 @@
 //! cert` in pg_hba.conf, the certificate's CN the database user) gets the
 //! one `metadata.client_cert_file` and `metadata.client_key_file` name,
 //! loaded and checked (the key must be the certificate's) before any
-//! connection, so a wrong file stops the start with its name.
+//! connection, so a wrong file stops the start with its name. Client
+//! certificates are often short-lived and renewed in place, and the pool's
+//! connections are made again as they drop: each new connection's
+//! handshake reads the files again if they changed
+//! ([`RenewedClientCert`]); a renewal that cannot be loaded leaves the
+//! certificate in use and logs a warning naming the file.
 //!
 //! rustls on the `ring` provider, as Satchel's own HTTPS, through the
 //! `tokio-postgres-rustls` adapter.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use rustls::sign::SingleCertAndKey;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{ClientCert, PostgresCluster};
-use crate::pem::{load_certified_key, provider, read_pem, PairError};
+use crate::pem::{load_certified_key, pair_stamps, provider, read_pem, PairError, Stamps};
 use crate::storage::error::StorageError;
 
 /// The TLS connector the URL's `sslmode` asks for, with the cluster's
@@ -61,26 +67,82 @@ pub(super) fn connector(
         .map_err(|error| StorageError::Options(format!("TLS to the database: {error}")))?
         .with_root_certificates(roots);
     let client = match &cluster.client_cert {
-        Some(pair) => builder.with_client_cert_resolver(Arc::new(client_cert(pair)?)),
+        Some(pair) => builder.with_client_cert_resolver(Arc::new(RenewedClientCert::load(pair)?)),
         None => builder.with_no_client_auth(),
     };
     Ok(Some(MakeRustlsConnect::new(client)))
 }
 
 /// The client certificate and its key, loaded and checked.
-fn client_cert(pair: &ClientCert) -> Result<SingleCertAndKey, StorageError> {
-    let certified =
-        load_certified_key(&pair.cert_file, &pair.key_file).map_err(|error| match error {
-            PairError::Cert(reason) => StorageError::Options(format!(
-                "metadata.client_cert_file {}: {reason}",
-                pair.cert_file.display()
-            )),
-            PairError::Key(reason) => StorageError::Options(format!(
-                "metadata.client_key_file {}: {reason}",
-                pair.key_file.display()
-            )),
-        })?;
-    Ok(SingleCertAndKey::from(certified))
+fn client_cert(pair: &ClientCert) -> Result<CertifiedKey, StorageError> {
+    load_certified_key(&pair.cert_file, &pair.key_file).map_err(|error| match error {
+        PairError::Cert(reason) => StorageError::Options(format!(
+            "metadata.client_cert_file {}: {reason}",
+            pair.cert_file.display()
+        )),
+        PairError::Key(reason) => StorageError::Options(format!(
+            "metadata.client_key_file {}: {reason}",
+            pair.key_file.display()
+        )),
+    })
+}
+
+/// The client certificate shown at each new connection's handshake, read
+/// again when its files have changed since they were last read.
+#[derive(Debug)]
+struct RenewedClientCert {
+    pair: ClientCert,
+    /// The files' stamps when last read or tried, and the certificate in use.
+    loaded: Mutex<(Stamps, Arc<CertifiedKey>)>,
+}
+
+impl RenewedClientCert {
+    fn load(pair: &ClientCert) -> Result<RenewedClientCert, StorageError> {
+        // Stamped before reading: a change while reading is seen next time.
+        let stamps = pair_stamps(&pair.cert_file, &pair.key_file);
+        let certified = client_cert(pair)?;
+        Ok(RenewedClientCert {
+            pair: pair.clone(),
+            loaded: Mutex::new((stamps, Arc::new(certified))),
+        })
+    }
+
+    /// The certificate to show now: the files again if they changed.
+    fn current(&self) -> Arc<CertifiedKey> {
+        // Only assignments happen under the lock; a poisoned one holds sound data.
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stamps = pair_stamps(&self.pair.cert_file, &self.pair.key_file);
+        if stamps != loaded.0 {
+            loaded.0 = stamps;
+            match client_cert(&self.pair) {
+                Ok(renewed) => {
+                    tracing::info!(cert = %self.pair.cert_file.display(),
+                        "database client certificate reloaded");
+                    loaded.1 = Arc::new(renewed);
+                }
+                Err(error) => tracing::warn!(%error,
+                    "database client certificate not reloaded; the previous one stays in use"),
+            }
+        }
+        loaded.1.clone()
+    }
+}
+
+impl ResolvesClientCert for RenewedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Every certificate in the PEM file at `path`, each a trusted root.
@@ -153,6 +215,7 @@ mod tests {
     const CERT: &str = include_str!("../../http/testdata/cert.pem");
     const KEY: &str = include_str!("../../http/testdata/key.pem");
     const OTHER_KEY: &str = include_str!("../../http/testdata/other-key.pem");
+    const OTHER_CERT: &str = include_str!("../../http/testdata/other-cert.pem");
 
     /// A client certificate written into `dir`, its key `key`.
     fn client_pair(dir: &Path, key: &str) -> ClientCert {
@@ -190,6 +253,47 @@ mod tests {
         let error = refused(PLAIN, &cluster(None, Some(pair)));
         assert!(error.contains(": metadata.client_cert_file "), "{error}");
         assert!(error.contains("add ?sslmode=require"), "{error}");
+    }
+
+    /// Writes `text` at `path` as renewal tools do: a new file renamed over.
+    fn renew(path: &Path, text: &str) {
+        let next = path.with_extension("next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, path).unwrap();
+    }
+
+    fn shown(cert: &RenewedClientCert) -> Vec<u8> {
+        cert.resolve(&[], &[]).unwrap().cert[0].as_ref().to_vec()
+    }
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_renewed_client_certificate_is_shown_from_the_next_handshake_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = client_pair(dir.path(), KEY);
+        let cert = RenewedClientCert::load(&pair).unwrap();
+        assert_eq!(shown(&cert), der_of(CERT));
+
+        renew(&pair.key_file, OTHER_KEY);
+        renew(&pair.cert_file, OTHER_CERT);
+        assert_eq!(shown(&cert), der_of(OTHER_CERT));
+
+        renew(&pair.key_file, "-----BEGIN PRIVATE KEY-----\nAAAA\n");
+        assert_eq!(shown(&cert), der_of(OTHER_CERT), "the one in use stays");
+        renew(&pair.key_file, KEY);
+        assert_eq!(
+            shown(&cert),
+            der_of(OTHER_CERT),
+            "a mismatched pair is not taken"
+        );
+        renew(&pair.cert_file, CERT);
+        assert_eq!(shown(&cert), der_of(CERT));
     }
 
     #[test]
