@@ -844,6 +844,34 @@ fn check_config_names_a_database_that_does_not_answer_without_its_password() {
 }
 
 #[test]
+fn check_config_names_a_database_client_key_that_is_not_its_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("store");
+    let (cert, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    std::fs::write(&cert, TLS_CERT).unwrap();
+    std::fs::write(&key, OTHER_TLS_KEY).unwrap();
+    let text = config(dir.path(), "127.0.0.1:0", storage.to_str().unwrap(), "100")
+        + &format!(
+            "[metadata]\nbackend = \"postgres\"\n\
+             url = \"postgres://satchel:pw@127.0.0.1:{}/satchel?sslmode=require\"\n\
+             client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n\
+             [cluster]\ninstance = \"a\"\n",
+            closed_port(),
+            cert.display(),
+            key.display()
+        );
+    let lines = problems_in(dir.path(), &text);
+    assert_eq!(
+        lines,
+        [format!(
+            "metadata.client_key_file: {}: is not the key of the certificate in {}",
+            key.display(),
+            cert.display()
+        )]
+    );
+}
+
+#[test]
 fn migrate_names_a_configuration_it_cannot_read_and_copies_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("store");
