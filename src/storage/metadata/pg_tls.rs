@@ -88,7 +88,9 @@ fn client_cert(pair: &ClientCert) -> Result<CertifiedKey, StorageError> {
 }
 
 /// The client certificate shown at each new connection's handshake, read
-/// again when its files have changed since they were last read.
+/// again when its files have changed since they were last read. The check
+/// is two `stat` calls on the connecting thread, once per new connection:
+/// the pool's connections are few and long-lived.
 #[derive(Debug)]
 struct RenewedClientCert {
     pair: ClientCert,
