@@ -34,7 +34,6 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError, MAX_FILE_BYTES};
 use crate::http::connections::{connection_cap, raise_open_file_limit};
 use crate::http::tls::{self, TlsError};
-use crate::pem::{load_certified_key, PairError};
 use crate::storage::master_key::MasterKey;
 use crate::storage::{probe_bucket, probe_database, BlobBackend, MetadataBackend, StorageError};
 
@@ -307,21 +306,10 @@ fn check_database(config: &Config, problems: &mut Vec<Problem>) {
     let MetadataBackend::Postgres(cluster) = &config.storage.metadata else {
         return;
     };
-    if let Some(pair) = &cluster.client_cert {
-        let at_fault = match load_certified_key(&pair.cert_file, &pair.key_file) {
-            Ok(_) => None,
-            Err(PairError::Cert(reason)) => {
-                Some(("metadata.client_cert_file", &pair.cert_file, reason))
-            }
-            Err(PairError::Key(reason)) => {
-                Some(("metadata.client_key_file", &pair.key_file, reason))
-            }
-        };
-        if let Some((key, path, reason)) = at_fault {
-            // Without it no connection can be tried.
-            problems.push(problem(key, format!("{}: {reason}", path.display())));
-            return;
-        }
+    if let Some(Err(error)) = cluster.client_cert.as_ref().map(|pair| pair.load()) {
+        // Without it no connection can be tried.
+        problems.push(problem(error.key, error.reason));
+        return;
     }
     let cluster = cluster.clone();
     if let Err(reason) = probe_in_runtime(move || probe_database(&cluster)) {

@@ -73,18 +73,36 @@ pub(super) fn connector(
     Ok(Some(MakeRustlsConnect::new(client)))
 }
 
-/// The client certificate and its key, loaded and checked.
+/// Why a client certificate cannot be used: the configuration key of the
+/// file at fault, and the file and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} {reason}")]
+pub struct ClientCertError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl ClientCert {
+    /// The certificate and its key, loaded and checked (`satchel
+    /// check-config` asks too, to name the file at fault).
+    pub fn load(&self) -> Result<CertifiedKey, ClientCertError> {
+        load_certified_key(&self.cert_file, &self.key_file).map_err(|error| {
+            let (key, path, reason) = match error {
+                PairError::Cert(reason) => ("metadata.client_cert_file", &self.cert_file, reason),
+                PairError::Key(reason) => ("metadata.client_key_file", &self.key_file, reason),
+            };
+            ClientCertError {
+                key,
+                reason: format!("{}: {reason}", path.display()),
+            }
+        })
+    }
+}
+
+/// [`ClientCert::load`], as the store reports it.
 fn client_cert(pair: &ClientCert) -> Result<CertifiedKey, StorageError> {
-    load_certified_key(&pair.cert_file, &pair.key_file).map_err(|error| match error {
-        PairError::Cert(reason) => StorageError::Options(format!(
-            "metadata.client_cert_file {}: {reason}",
-            pair.cert_file.display()
-        )),
-        PairError::Key(reason) => StorageError::Options(format!(
-            "metadata.client_key_file {}: {reason}",
-            pair.key_file.display()
-        )),
-    })
+    pair.load()
+        .map_err(|error| StorageError::Options(error.to_string()))
 }
 
 /// The client certificate shown at each new connection's handshake, read
